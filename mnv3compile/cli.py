@@ -1,0 +1,182 @@
+"""The ``mnv3compile`` command line. Thin: it parses options and calls the library.
+
+Every user mistake ends as one line ``error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mnv3compile import __version__
+from mnv3compile.errors import UserError
+from mnv3compile.zoo.spec import MODEL_NAMES
+
+console = Console()
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile export --model small --width 0.75 --resolution 160 -o small.onnx
+  mnv3compile inspect small.onnx
+""")
+@click.version_option(__version__, prog_name="mnv3compile")
+def cli() -> None:
+    """A model compiler for MobileNetV3 on phones.
+
+    Emits MobileNetV3 variants as ONNX and inspects any ONNX CNN layer by layer.
+    Run 'mnv3compile COMMAND --help' for each command's options and examples.
+    """
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile export --model large -o large.onnx
+  mnv3compile export --model small --width 0.75 --resolution 160 --classes 10 -o s.onnx
+  mnv3compile export --model lraspp-small --resolution 256 -o seg.onnx
+  mnv3compile export --model large --weights mobilenet_v3_large.pth -o large.onnx
+  mnv3compile export --model small --seed 3 --save-weights small.npz -o small.onnx
+""")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the ONNX model.")
+@click.option("--model", type=click.Choice(MODEL_NAMES), default="large", show_default=True,
+              help="Which MobileNetV3 variant.")
+@click.option("--width", type=float, default=1.0, show_default=True,
+              help="Width multiplier (paper: 0.35-1.25); channels round to multiples of 8.")
+@click.option("--resolution", type=int, default=224, show_default=True,
+              help="Square input size: a multiple of 32 from 96 to 320.")
+@click.option("--classes", type=int, default=None,
+              help="Number of classes [default: 1000; 19 for lraspp-*].")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="torchvision-format state dict: .npz, .safetensors, or .pth (needs torch).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random weights used when --weights is not given.")
+@click.option("--save-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the model's state dict (.npz, .safetensors or .pth).")
+@click.option("--reduced-tail/--full-tail", default=None,
+              help="Halve the last stage's filters (the paper's LR-ASPP; default for lraspp-*). "
+                   "--full-tail matches torchvision's LR-ASPP checkpoint.")
+def export(output: Path, model: str, width: float, resolution: int, classes: int | None,
+           weights: Path | None, seed: int, save_weights: Path | None, reduced_tail: bool | None) -> None:
+    """Write a MobileNetV3 variant as an ONNX model (opset 17).
+
+    Node and initializer names follow torchvision's module paths and state-dict keys.
+    Without --weights the weights are random but realistic (seeded; BatchNorm statistics
+    measured on random images so activations keep their scale through every block).
+    """
+    from mnv3compile import zoo
+    from mnv3compile.analysis import analyze
+    from mnv3compile.onnx_io import save_onnx
+
+    spec = zoo.build_spec(model, width, resolution, classes, reduced_tail)
+    with console.status(f"building {spec.name} x{width} @ {resolution}"):
+        onnx_model = zoo.build_model(spec, weights=weights, seed=seed)
+    if save_weights is not None:
+        zoo.save_state_dict(zoo.state_dict_from_onnx(onnx_model, spec), save_weights)
+    save_onnx(onnx_model, output)
+    stats = analyze(onnx_model)
+    source = f"weights {weights}" if weights else f"random weights, seed {seed}"
+    console.print(f"wrote {output}: MobileNetV3-{spec.name} width {width} {resolution}x{resolution}, "
+                  f"{spec.num_classes} classes, {stats.total_params:,} parameters, "
+                  f"{stats.total_madds / 1e6:.1f} M MAdds ({source})")
+    if save_weights is not None:
+        console.print(f"wrote {save_weights}: state dict")
+
+
+def parse_input_shapes(specs: tuple[str, ...], model) -> dict[str, list[int]]:
+    """Parse ``[NAME=]1,3,48,192`` options (``x`` separators accepted too)."""
+    initializer_names = {init.name for init in model.graph.initializer}
+    inputs = [v.name for v in model.graph.input if v.name not in initializer_names]
+    shapes = {}
+    for spec in specs:
+        name, _, dims = spec.rpartition("=")
+        if not name:
+            if len(inputs) != 1:
+                raise UserError(f"--input-shape {spec}: the model has {len(inputs)} inputs "
+                                f"({', '.join(inputs)}); write NAME=SHAPE")
+            name = inputs[0]
+        try:
+            shapes[name] = [int(d) for d in dims.replace("x", ",").split(",")]
+        except ValueError:
+            raise UserError(f"--input-shape {spec}: expected integers like 1,3,224,224") from None
+    return shapes
+
+
+def _shape(shape) -> str:
+    return "?" if shape is None else "x".join(str(d) for d in shape)
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile inspect large.onnx
+  mnv3compile inspect ch_ppocr_mobile_v2.0_cls_infer.onnx --json > layers.json
+""")
+@click.argument("model_path", metavar="MODEL.onnx", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
+              help="Fix a dynamic input's shape, e.g. --input-shape x=1,3,48,192 (NAME may be "
+                   "omitted for a one-input model). Repeatable.")
+def inspect(model_path: Path, as_json: bool, input_shapes: tuple[str, ...]) -> None:
+    """Per-layer table of any ONNX model: op, output shape, MAdds, parameters, totals.
+
+    MAdds count the multiply-adds of Conv/Gemm/MatMul for a batch of one; parameters are
+    learnable tensors (BatchNorm running statistics are not parameters). Dynamic input
+    dimensions are counted as 1.
+    """
+    from mnv3compile.analysis import analyze
+    from mnv3compile.onnx_io import load_onnx
+
+    model = load_onnx(model_path)
+    stats = analyze(model, parse_input_shapes(input_shapes, model))
+    if as_json:
+        click.echo(json.dumps({"model": str(model_path), **stats.to_json()}, indent=2))
+        return
+    table = Table(title=str(model_path))
+    for column, justify in (("#", "right"), ("name", "left"), ("op", "left"),
+                            ("output", "left"), ("MAdds", "right"), ("params", "right")):
+        table.add_column(column, justify=justify)
+    for index, layer in enumerate(stats.layers):
+        table.add_row(str(index), layer.name, layer.op, _shape(layer.output_shape),
+                      f"{layer.madds:,}" if layer.madds else "", f"{layer.params:,}" if layer.params else "")
+    table.add_section()
+    table.add_row("", "total", f"{len(stats.layers)} nodes", "",
+                  f"{stats.total_madds:,}", f"{stats.total_params:,}")
+    # Piped output has no terminal width; keep layer names whole rather than cut at 80 columns.
+    Console(width=None if console.is_terminal else 132).print(table)
+    inputs = ", ".join(f"{k} {_shape(v)}" for k, v in stats.inputs.items())
+    outputs = ", ".join(f"{k} {_shape(v)}" for k, v in stats.outputs.items())
+    console.print(f"inputs: {inputs}; outputs: {outputs}")
+    console.print(f"{stats.total_madds / 1e6:.2f} M MAdds, {stats.total_params / 1e6:.3f} M parameters")
+    for note in stats.notes:
+        console.print(f"note: {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry: run the CLI; user errors become one line on stderr and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="mnv3compile", standalone_mode=False)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'mnv3compile': help, not an error
+            print(exc.format_message())
+            return 0
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""ONNX rewrite passes (imported as ``mnv3compile.passes``)."""

@@ -1,0 +1,1 @@
+"""MetaSchedule tuning and hand-written schedules (imported as ``mnv3compile.schedules``)."""

@@ -1,0 +1,1 @@
+"""Target presets and toolchains (imported as ``mnv3compile.targets``)."""

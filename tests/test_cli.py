@@ -1,0 +1,97 @@
+"""The CLI end to end: exit codes, exact error lines, nothing half-written."""
+
+import json
+import subprocess
+import sys
+
+import onnx
+import pytest
+
+from mnv3compile import __version__
+
+
+def test_version(cli):
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"mnv3compile, version {__version__}"
+
+
+def test_every_command_has_help_with_examples(cli):
+    for command in ("export", "inspect"):
+        code, out, _ = cli(command, "--help")
+        assert code == 0 and "Examples:" in out and f"mnv3compile {command}" in out
+
+
+def test_export_then_inspect(cli, tmp_path):
+    path = tmp_path / "small.onnx"
+    code, out, err = cli("export", "--model", "small", "--width", "0.75", "--resolution", "160",
+                         "--classes", "10", "-o", str(path))
+    assert code == 0, err
+    assert "MobileNetV3-small width 0.75 160x160, 10 classes" in out
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    code, out, _ = cli("inspect", str(path), "--json")
+    report = json.loads(out)
+    assert report["inputs"] == {"input": [1, 3, 160, 160]}
+    assert report["outputs"] == {"logits": [1, 10]}
+    assert report["totals"]["ops"]["HardSwish"] > 0
+    assert report["layers"][0] == {"name": "features.0.0", "op": "Conv", "output_shape": [1, 16, 80, 80],
+                                   "madds": 16 * 80 * 80 * 27, "params": 16 * 27}
+    code, out, _ = cli("inspect", str(path))
+    assert code == 0 and "features.0.0" in out and "total" in out and "M MAdds" in out
+
+
+def test_export_save_weights_round_trip(cli, tmp_path):
+    first, weights, second = tmp_path / "a.onnx", tmp_path / "w.safetensors", tmp_path / "b.onnx"
+    assert cli("export", "--model", "small-minimal", "--resolution", "96", "--seed", "4",
+               "--save-weights", str(weights), "-o", str(first))[0] == 0
+    assert cli("export", "--model", "small-minimal", "--resolution", "96", "--weights", str(weights),
+               "-o", str(second))[0] == 0
+    assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "--model", "medium", "-o", "{out}"],
+     "error: Invalid value for '--model': 'medium' is not one of 'large', 'small', 'large-minimal', "
+     "'small-minimal', 'lraspp-large', 'lraspp-small'."),
+    (["export", "--width", "0", "-o", "{out}"], "error: width multiplier must be > 0, got 0.0"),
+    (["export", "--resolution", "200", "-o", "{out}"],
+     "error: resolution must be a multiple of 32 between 96 and 320, got 200"),
+    (["export", "--weights", "{tmp}/missing.npz", "-o", "{out}"],
+     "error: cannot read weights file {tmp}/missing.npz: no such file"),
+    (["export", "--model", "small", "--weights", "{tmp}/big.npz", "-o", "{out}"],
+     "error: weights do not fit small width 1.0: key 'features.0.0.weight' has shape (24, 3, 3, 3) "
+     "in the file, the model expects (16, 3, 3, 3)"),
+])
+def test_bad_export_input_is_one_line_exit_2_and_no_file(cli, tmp_path, args, message):
+    from mnv3compile.zoo import build_spec, random_state_dict, save_state_dict
+
+    save_state_dict(random_state_dict(build_spec("small", 1.25)), tmp_path / "big.npz")
+    out = tmp_path / "out.onnx"
+    code, _, err = cli(*[a.format(out=out, tmp=tmp_path) for a in args])
+    assert code == 2
+    assert err.strip() == message.format(tmp=tmp_path)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"hello, I am text\n", "is not an ONNX model ("),
+    (b"", "is not an ONNX model (no graph nodes or no opset)"),
+])
+def test_inspect_non_onnx_is_one_line_exit_2(cli, tmp_path, content, message):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(content)
+    code, _, err = cli("inspect", str(path))
+    assert code == 2
+    assert err.startswith(f"error: {path} {message}") and err.count("\n") == 1
+
+
+def test_inspect_missing_file(cli, tmp_path):
+    code, _, err = cli("inspect", str(tmp_path / "nope.onnx"))
+    assert (code, err) == (2, f"error: cannot read {tmp_path / 'nope.onnx'}: no such file\n")
+
+
+def test_console_script_exit_code():
+    """The installed entry point, as a user runs it."""
+    result = subprocess.run([sys.executable, "-m", "mnv3compile.cli", "export", "--width", "-1", "-o", "x.onnx"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == "error: width multiplier must be > 0, got -1.0\n"
