@@ -25,6 +25,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 Examples:
   mnv3compile export --model small --width 0.75 --resolution 160 -o small.onnx
   mnv3compile inspect small.onnx
+  mnv3compile zoo --resolution 160
 """)
 @click.version_option(__version__, prog_name="mnv3compile")
 def cli() -> None:
@@ -106,6 +107,30 @@ def parse_input_shapes(specs: tuple[str, ...], model) -> dict[str, list[int]]:
         except ValueError:
             raise UserError(f"--input-shape {spec}: expected integers like 1,3,224,224") from None
     return shapes
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile zoo
+  mnv3compile zoo --resolution 160 --model small --model small-minimal
+""")
+@click.option("--resolution", type=int, default=224, show_default=True, help="Input size to count MAdds at.")
+@click.option("--model", "models", type=click.Choice(MODEL_NAMES), multiple=True,
+              help="Only these variants (repeatable) [default: all].")
+def zoo(resolution: int, models: tuple[str, ...]) -> None:
+    """List the zoo's variants with their parameters and MAdds at each paper width multiplier."""
+    from mnv3compile import zoo as model_zoo
+    from mnv3compile.analysis import analyze
+
+    table = Table(title=f"MobileNetV3 zoo at {resolution}x{resolution}")
+    for column in ("model", "width", "params", "MAdds"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name in models or MODEL_NAMES:
+        for width in (0.35, 0.5, 0.75, 1.0, 1.25):
+            spec = model_zoo.build_spec(name, width, resolution)
+            stats = analyze(model_zoo.structure_only(spec))
+            table.add_row(name, f"{width}", f"{stats.total_params:,}", f"{stats.total_madds / 1e6:.1f} M")
+    console.print(table)
 
 
 def _shape(shape) -> str:

@@ -95,3 +95,9 @@ def test_console_script_exit_code():
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr == "error: width multiplier must be > 0, got -1.0\n"
+
+
+def test_zoo_lists_variants_with_reference_counts(cli):
+    code, out, _ = cli("zoo", "--model", "large", "--model", "small")
+    assert code == 0
+    assert "5,483,032" in out and "2,542,856" in out and "216.6 M" in out

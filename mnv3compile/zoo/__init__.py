@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from mnv3compile.zoo.emit import emit, parameter_list
@@ -18,9 +19,14 @@ from mnv3compile.zoo.weights import (
 
 __all__ = [
     "MODEL_NAMES", "ModelSpec", "build_spec", "make_divisible", "emit", "parameter_list",
-    "build_model", "random_state_dict", "load_state_dict", "save_state_dict", "check_state_dict",
+    "build_model", "structure_only", "random_state_dict", "load_state_dict", "save_state_dict", "check_state_dict",
     "state_dict_from_onnx",
 ]
+
+
+def structure_only(spec: ModelSpec) -> onnx.ModelProto:
+    """The graph of ``spec`` with all-zero weights: for counting, not for running."""
+    return emit(spec, lambda info: np.zeros(info.shape, np.float32))
 
 
 def build_model(spec: ModelSpec, weights: str | Path | None = None, seed: int = 0) -> onnx.ModelProto:
