@@ -26,6 +26,7 @@ Examples:
   mnv3compile export --model small --width 0.75 --resolution 160 -o small.onnx
   mnv3compile inspect small.onnx
   mnv3compile zoo --resolution 160
+  mnv3compile optimize small.onnx -o small.opt.onnx --verify --report
 """)
 @click.version_option(__version__, prog_name="mnv3compile")
 def cli() -> None:
@@ -131,6 +132,105 @@ def zoo(resolution: int, models: tuple[str, ...]) -> None:
             stats = analyze(model_zoo.structure_only(spec))
             table.add_row(name, f"{width}", f"{stats.total_params:,}", f"{stats.total_madds / 1e6:.1f} M")
     console.print(table)
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile optimize large.onnx -o large.opt.onnx --verify --report
+  mnv3compile optimize ch_ppocr_mobile_v2.0_cls_infer.onnx --input-shape x=1,3,48,192 -o cls.opt.onnx --verify
+  mnv3compile optimize model.onnx --passes cleanup,fold_batchnorm -o model.bn.onnx
+  mnv3compile optimize model.onnx -o out.onnx --report-json report.json
+""")
+@click.argument("model_path", metavar="IN.onnx", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the optimized model (written atomically).")
+@click.option("--passes", "pass_names", default=None, metavar="a,b,c",
+              help="Run only these passes, in this order [default: the whole pipeline].")
+@click.option("--verify", is_flag=True,
+              help="Run onnxruntime before and after every pass on seeded random inputs; refuse a "
+                   "pass whose output moves more than --tolerance (relative to the output's max).")
+@click.option("--tolerance", type=float, default=1e-4, show_default=True, help="Relative tolerance of --verify.")
+@click.option("--report", is_flag=True, help="Print per pass: matches, rewrites, refusals, op counts, errors.")
+@click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report as JSON.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
+              help="Fix a dynamic input's shape (needed to --verify a model with dynamic inputs).")
+def optimize(model_path: Path, output: Path, pass_names: str | None, verify: bool, tolerance: float,
+             report: bool, report_json: Path | None, input_shapes: tuple[str, ...]) -> None:
+    """Rewrite an ONNX model into mnv3compile's canonical form.
+
+    \b
+    The pipeline ('mnv3compile passes' lists it with what each pass does):
+      upgrade_opset, cleanup, fold_conv_add, fold_batchnorm, decompose_batchnorm,
+      hardsigmoid_to_relu6, canonicalize_hswish, fuse_conv_activation, cleanup
+    Afterwards no BatchNormalization remains, every hard-sigmoid reads
+    Mul(Clip(Add(x,3),0,6),1/6), every h-swish is one HardSwish op, and each Conv with its
+    bias and activation is annotated as one fused unit.
+    """
+    from mnv3compile.analysis import with_static_inputs
+    from mnv3compile.onnx_io import load_onnx, save_onnx, write_atomic
+    from mnv3compile.passes.census import non_canonical
+    from mnv3compile.passes.optimize import PassVerificationError, optimize as run_passes
+    from mnv3compile.passes.registry import select
+
+    passes = select([n.strip() for n in pass_names.split(",") if n.strip()] if pass_names else None)
+    model = load_onnx(model_path)
+    if input_shapes:
+        model, _ = with_static_inputs(model, parse_input_shapes(input_shapes, model))
+    with console.status("optimizing") as status:
+        try:
+            result, pass_report = run_passes(model, passes, check_numerics=verify, tolerance=tolerance,
+                                             on_pass=lambda p: status.update(f"pass {p.name}"))
+        except PassVerificationError as exc:
+            raise UserError(str(exc)) from exc
+    if report:
+        _print_pass_report(pass_report)
+    if report_json is not None:
+        payload = {"model": str(model_path), **pass_report.to_json(), "non_canonical": non_canonical(result)}
+        write_atomic(report_json, json.dumps(payload, indent=2).encode())
+    save_onnx(result, output)
+    before, after = sum(pass_report.ops_before.values()), sum(pass_report.ops_after.values())
+    leftovers = non_canonical(result)
+    console.print(f"wrote {output}: {before} -> {after} nodes; non-canonical spellings left: "
+                  + (", ".join(f"{k} x{v}" for k, v in leftovers.items()) or "none"))
+    if pass_report.errors is not None:
+        worst = max(pass_report.errors, key=lambda e: e.max_rel)
+        console.print(f"verified against onnxruntime: max relative error {worst.max_rel:.2e} "
+                      f"(max abs {worst.max_abs:.2e}) on '{worst.name}'")
+
+
+@cli.command("passes", context_settings=CONTEXT)
+def list_passes() -> None:
+    """List the optimize pipeline's passes, in order, with what each does."""
+    from mnv3compile.passes.registry import PIPELINE
+
+    table = Table(title="optimize pipeline")
+    table.add_column("#", justify="right")
+    table.add_column("pass")
+    table.add_column("what it does")
+    for index, graph_pass in enumerate(PIPELINE, 1):
+        table.add_row(str(index), graph_pass.name, graph_pass.summary)
+    Console(width=None if console.is_terminal else 132).print(table)
+
+
+def _print_pass_report(pass_report) -> None:
+    table = Table(title="passes")
+    for column in ("pass", "matched", "rewritten", "refused", "nodes", "max rel err"):
+        table.add_column(column, justify="left" if column in ("pass", "refused") else "right")
+    for entry in pass_report.passes:
+        refused = "; ".join(f"{reason} x{count}" for reason, count in entry.refused.items())
+        error = "" if entry.errors is None else f"{max(e.max_rel for e in entry.errors):.2e}"
+        table.add_row(entry.name, str(entry.matched), str(entry.rewritten), refused,
+                      f"{sum(entry.ops_before.values())} -> {sum(entry.ops_after.values())}", error)
+    wide = Console(width=None if console.is_terminal else 132)
+    wide.print(table)
+    ops = Table(title="ops before -> after")
+    for column in ("op", "before", "after"):
+        ops.add_column(column, justify="left" if column == "op" else "right")
+    before, after = pass_report.ops_before, pass_report.ops_after
+    for op_type in sorted(set(before) | set(after)):
+        ops.add_row(op_type, str(before.get(op_type, 0)), str(after.get(op_type, 0)))
+    wide.print(ops)
 
 
 def _shape(shape) -> str:

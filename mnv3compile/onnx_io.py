@@ -1,4 +1,4 @@
-"""Reading and writing ONNX files with user-facing errors; writes are atomic."""
+"""Reading and writing files with user-facing errors; every write is atomic."""
 
 from __future__ import annotations
 
@@ -31,15 +31,20 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     return model
 
 
-def save_onnx(model: onnx.ModelProto, path: str | Path) -> None:
-    """Write ``model`` to ``path`` atomically: a crash never leaves half a model on disk."""
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: never half a file on disk."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(model.SerializeToString())
+            handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_onnx(model: onnx.ModelProto, path: str | Path) -> None:
+    """Write ``model`` to ``path`` atomically."""
+    write_atomic(path, model.SerializeToString())

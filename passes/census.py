@@ -1,0 +1,32 @@
+"""What is left to canonicalize: counts of non-canonical spellings a model still contains.
+
+It asks the rewrite rules themselves (without rewriting), so the census and the passes can never
+disagree about what "canonical" means.
+"""
+
+from __future__ import annotations
+
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes import common as ir_passes
+
+from mnv3compile.passes import canonicalize_hswish, hardsigmoid_to_relu6
+from mnv3compile.passes.matcher import find_match
+
+
+def non_canonical(model: onnx.ModelProto) -> dict[str, int]:
+    """{spelling: count} of BatchNormalization and h-sigmoid/h-swish forms other than the canonical."""
+    ir_model = ir.from_proto(model)
+    # Exporters hold constants in Constant nodes; the rules see initializers.
+    ir_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(ir_model)
+    graph = ir_model.graph
+    found: dict[str, int] = {}
+    batchnorms = sum(1 for n in graph if n.op_type == "BatchNormalization")
+    if batchnorms:
+        found["BatchNormalization"] = batchnorms
+    for rule in [*hardsigmoid_to_relu6.RULES, *canonicalize_hswish.RULES]:
+        for node in graph:
+            m = find_match(rule.pattern, node)
+            if m is not None and rule.when(m):
+                found[rule.name] = found.get(rule.name, 0) + 1
+    return found

@@ -1,0 +1,45 @@
+"""fold_batchnorm: ``BatchNormalization(Conv(x, W[, b]))`` -> ``Conv(x, W', b')``.
+
+With k = scale / sqrt(var + eps) per output channel: W' = W * k (any group count, depthwise
+included, since the output channel is always W's first axis) and b' = (b - mean) * k + shift.
+Only a Conv whose output nothing else reads is folded; an Identity or Dropout in between is gone
+after cleanup, any other op (Relu, Reshape...) makes the fold inexact and is left alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnv3compile.passes.base import rule_pass
+from mnv3compile.passes.conv import conv_weight_and_bias, rebuild_conv
+from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op
+
+
+def _check(m: Match) -> str | None:
+    bn = m.nodes["bn"]
+    if len(bn.outputs) > 1 and any(v.uses() or v.is_graph_output() for v in bn.outputs[1:]):
+        return "BatchNormalization in training mode (running statistics are read)"
+    if conv_weight_and_bias(m.nodes["conv"]) is None:
+        return "conv weights are not constant"
+    return None
+
+
+def _rewrite(m: Match, b: RewriteBuilder):
+    conv, bn = m.nodes["conv"], m.nodes["bn"]
+    weight, bias = (a.astype(np.float64) for a in conv_weight_and_bias(conv))
+    eps = bn.attributes["epsilon"].value if "epsilon" in bn.attributes else 1e-5
+    scale, shift, mean, var = (m.const(k).astype(np.float64) for k in ("scale", "shift", "mean", "var"))
+    k = scale / np.sqrt(var + eps)
+    new_weight = weight * k.reshape(-1, *([1] * (weight.ndim - 1)))
+    return rebuild_conv(b, conv.graph, conv, new_weight, (bias - mean) * k + shift, conv.name or "conv")
+
+
+def _bn(conv):
+    return op.BatchNormalization(conv, Const("scale"), Const("shift"), Const("mean"), Const("var"), name="bn")
+
+
+RULES = [
+    Rule("conv+bn", _bn(op.Conv(Var("x"), Const("w"), name="conv")), _rewrite, _check),
+    Rule("conv(bias)+bn", _bn(op.Conv(Var("x"), Const("w"), Const("b"), name="conv")), _rewrite, _check),
+]
+PASS = rule_pass("fold_batchnorm", "fold BatchNormalization into the Conv before it", RULES)

@@ -1,0 +1,31 @@
+"""The pass pipeline, in order. This list is the whole story of what ``optimize`` does."""
+
+from __future__ import annotations
+
+from mnv3compile.errors import UserError
+from mnv3compile.passes import (canonicalize_hswish, cleanup, decompose_batchnorm, fold_batchnorm,
+                                fold_conv_add, fuse_conv_activation, hardsigmoid_to_relu6, upgrade_opset)
+from mnv3compile.passes.base import GraphPass
+
+PIPELINE: tuple[GraphPass, ...] = (
+    upgrade_opset.PASS,          # opset 17 spellings (Clip bounds as inputs, HardSwish exists)
+    cleanup.PASS,                # constants folded, so biases and BN parameters are initializers
+    fold_conv_add.PASS,          # Paddle's Conv + Add(bias) -> Conv with bias
+    fold_batchnorm.PASS,         # Conv + BN -> Conv
+    decompose_batchnorm.PASS,    # any BN left -> Mul + Add
+    hardsigmoid_to_relu6.PASS,   # every hard-sigmoid -> Mul(Clip(Add(x,3),0,6),1/6)
+    canonicalize_hswish.PASS,    # every h-swish (incl. x * the form above) -> HardSwish
+    fuse_conv_activation.PASS,   # Conv + bias + activation annotated as one unit
+    cleanup.PASS,                # drop what the rewrites left dead, re-infer shapes
+)
+PASSES_BY_NAME = {p.name: p for p in PIPELINE}
+
+
+def select(names: list[str] | None) -> tuple[GraphPass, ...]:
+    """The pipeline, or the named passes in the order given; unknown names are a UserError."""
+    if not names:
+        return PIPELINE
+    unknown = [n for n in names if n not in PASSES_BY_NAME]
+    if unknown:
+        raise UserError(f"unknown pass {unknown[0]!r}; passes are: {', '.join(PASSES_BY_NAME)}")
+    return tuple(PASSES_BY_NAME[n] for n in names)
