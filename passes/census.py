@@ -11,15 +11,17 @@ import onnx_ir as ir
 from onnx_ir.passes import common as ir_passes
 
 from mnv3compile.passes import canonicalize_hswish, hardsigmoid_to_relu6
+from mnv3compile.passes.cleanup import fold_constants
 from mnv3compile.passes.matcher import find_match
 
 
 def non_canonical(model: onnx.ModelProto) -> dict[str, int]:
     """{spelling: count} of BatchNormalization and h-sigmoid/h-swish forms other than the canonical."""
     ir_model = ir.from_proto(model)
-    # Exporters hold constants in Constant nodes; the rules see initializers.
+    # Exporters hold constants in Constant (and Cast-of-Constant) nodes; the rules see initializers.
     ir_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(ir_model)
     graph = ir_model.graph
+    fold_constants(graph, ir_model.opset_imports.get("", 17))
     found: dict[str, int] = {}
     batchnorms = sum(1 for n in graph if n.op_type == "BatchNormalization")
     if batchnorms:

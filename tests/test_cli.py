@@ -101,3 +101,70 @@ def test_zoo_lists_variants_with_reference_counts(cli):
     code, out, _ = cli("zoo", "--model", "large", "--model", "small")
     assert code == 0
     assert "5,483,032" in out and "2,542,856" in out and "216.6 M" in out
+
+
+def _write_model(path, nodes, inputs, outputs, inits=None):
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+                              [numpy_helper.from_array(a, n) for n, a in (inits or {}).items()])
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+
+
+def test_optimize_end_to_end_with_report(cli, tmp_path):
+    src, out, report = tmp_path / "s.onnx", tmp_path / "s.opt.onnx", tmp_path / "r.json"
+    assert cli("export", "--model", "small", "--width", "0.5", "--resolution", "96", "-o", str(src))[0] == 0
+    code, stdout, err = cli("optimize", str(src), "-o", str(out), "--verify", "--report", "--report-json", str(report))
+    assert code == 0, err
+    assert "non-canonical spellings left: none" in stdout and "verified against onnxruntime" in stdout
+    payload = json.loads(report.read_text())
+    assert payload["ops_before"]["BatchNormalization"] == 34 and "BatchNormalization" not in payload["ops_after"]
+    assert [p["name"] for p in payload["passes"]][:3] == ["upgrade_opset", "cleanup", "fold_conv_add"]
+    fold = next(p for p in payload["passes"] if p["name"] == "fold_batchnorm")
+    assert fold["rewritten"] == 34 and fold["errors"][0]["max_rel"] < 1e-4
+    assert payload["non_canonical"] == {}
+
+
+def test_optimize_selected_passes(cli, tmp_path):
+    src, out = tmp_path / "s.onnx", tmp_path / "o.onnx"
+    cli("export", "--model", "small-minimal", "--resolution", "96", "-o", str(src))
+    assert cli("optimize", str(src), "-o", str(out), "--passes", "fold_batchnorm")[0] == 0
+    assert {n.op_type for n in onnx.load(str(out)).graph.node} == {"Conv", "Relu", "Add", "GlobalAveragePool",
+                                                                   "Flatten", "Gemm"}
+
+
+def test_optimize_bad_inputs_are_one_line_and_leave_no_file(cli, tmp_path):
+    from onnx import helper
+
+    out = tmp_path / "out.onnx"
+    src = tmp_path / "s.onnx"
+    cli("export", "--model", "small-minimal", "--resolution", "96", "-o", str(src))
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    cycle = tmp_path / "cycle.onnx"
+    _write_model(cycle, [helper.make_node("Relu", ["b"], ["a"], name="r1"), helper.make_node("Relu", ["a"], ["b"], name="r2")],
+                 {"x": [1, 2]}, ["b"])
+    missing = tmp_path / "missing.onnx"
+    _write_model(missing, [helper.make_node("Conv", ["x"], ["y"], name="conv")], {"x": [1, 3, 4, 4]}, ["y"])
+    cases = [
+        ([str(truncated)], f"error: {truncated} is not an ONNX model ("),
+        ([str(cycle)], f"error: {cycle} is not a valid ONNX model: "),
+        ([str(missing)], f"error: {missing} is not a valid ONNX model: "),
+        ([str(src), "--passes", "fold_everything"], "error: unknown pass 'fold_everything'; passes are: "),
+        ([str(src), "--input-shape", "image=1,3,96,96"], "error: model has no input named 'image' (inputs: input)"),
+    ]
+    for args, prefix in cases:
+        code, _, err = cli("optimize", *args, "-o", str(out))
+        assert code == 2, args
+        assert err.startswith(prefix) and err.count("\n") == 1, err
+        assert not out.exists()
+
+
+def test_optimize_dynamic_model_needs_a_shape_to_verify(cli, tmp_path, paddle_cls_path):
+    out = tmp_path / "cls.onnx"
+    code, _, err = cli("optimize", str(paddle_cls_path), "-o", str(out), "--verify")
+    assert (code, err) == (2, "error: input 'x' has a dynamic shape; give --input-shape x=N,C,H,W to verify\n")
+    assert not out.exists()
+    code, stdout, _ = cli("optimize", str(paddle_cls_path), "-o", str(out), "--verify", "--input-shape", "1,3,48,192")
+    assert code == 0 and "non-canonical spellings left: none" in stdout

@@ -15,8 +15,26 @@ from torch.nn import functional as F
 from mnv3compile.zoo.spec import BN_EPS, Block, ModelSpec
 
 
+class SpelledHardSigmoid(nn.Module):
+    """h-sigmoid written with ReLU6, as many hand-written MobileNetV3 definitions do."""
+
+    def forward(self, x):
+        return F.relu6(x + 3.0) / 6.0
+
+
+class SpelledHardSwish(nn.Module):
+    def forward(self, x):
+        return x * F.relu6(x + 3.0) / 6.0
+
+
+# Set by reference_model(spelled=True): build activations from ReLU6 arithmetic, not nn.Hardswish.
+_SPELLED = False
+
+
 def _act(kind: str | None) -> nn.Module | None:
-    return {"relu": nn.ReLU(), "hswish": nn.Hardswish(), None: None}[kind]
+    if kind == "hswish":
+        return SpelledHardSwish() if _SPELLED else nn.Hardswish()
+    return {"relu": nn.ReLU(), None: None}[kind]
 
 
 class ConvBNAct(nn.Sequential):
@@ -36,7 +54,7 @@ class SqueezeExcitation(nn.Module):
         self.fc1 = nn.Conv2d(channels, squeeze, 1)
         self.fc2 = nn.Conv2d(squeeze, channels, 1)
         self.activation = nn.ReLU()
-        self.scale_activation = nn.Hardsigmoid()
+        self.scale_activation = SpelledHardSigmoid() if _SPELLED else nn.Hardsigmoid()
 
     def forward(self, x):
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
@@ -116,5 +134,11 @@ class LRASPP(nn.Module):
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
 
 
-def reference_model(spec: ModelSpec) -> nn.Module:
-    return (LRASPP(spec) if spec.segmentation else MobileNetV3(spec)).eval()
+def reference_model(spec: ModelSpec, spelled: bool = False) -> nn.Module:
+    """torchvision's modules for ``spec``; ``spelled`` writes h-swish/h-sigmoid with ReLU6."""
+    global _SPELLED
+    _SPELLED = spelled
+    try:
+        return (LRASPP(spec) if spec.segmentation else MobileNetV3(spec)).eval()
+    finally:
+        _SPELLED = False
