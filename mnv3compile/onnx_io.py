@@ -23,12 +23,64 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     # Random bytes sometimes decode as an empty ModelProto; a real model has a graph and an opset.
     if not model.graph.node or not model.opset_import:
         raise UserError(f"{path} is not an ONNX model (no graph nodes or no opset)")
+    check_structure(model, path)
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{path} is not a valid ONNX model: {first}") from exc
     return model
+
+
+def _node_label(node: onnx.NodeProto) -> str:
+    return f"node {node.name!r} ({node.op_type})" if node.name else f"a {node.op_type} node"
+
+
+def check_structure(model: onnx.ModelProto, path: str | Path) -> None:
+    """Name the node behind the structural faults the checker reports obscurely: an input nothing
+    produces, a wrong number of inputs, a cycle. An unsorted but acyclic graph is sorted in place."""
+    graph = model.graph
+    available = {v.name for v in graph.input} | {i.name for i in graph.initializer} | {""}
+    producer = {out: node for node in graph.node for out in node.output}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    for node in graph.node:
+        for name in node.input:
+            if name not in available and name not in producer:
+                raise UserError(f"{path}: {_node_label(node)} reads {name!r}, which nothing produces")
+        if node.domain in ("", "ai.onnx") and opset is not None:
+            try:
+                schema = onnx.defs.get_schema(node.op_type, opset, "")
+            except onnx.defs.SchemaError:
+                continue  # unknown ops are for the checker (or a later stage) to name
+            count = len(node.input)
+            if not schema.min_input <= count <= schema.max_input:
+                raise UserError(f"{path}: {_node_label(node)} has {count} input(s); {node.op_type} needs "
+                                f"{schema.min_input} to {schema.max_input}")
+    # Kahn's algorithm: what cannot be ordered lies on a cycle.
+    pending = {id(n): sum(1 for i in n.input if i in producer) for n in graph.node}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in producer:
+                readers.setdefault(name, []).append(node)
+    ready = [n for n in graph.node if pending[id(n)] == 0]
+    ordered = []
+    while ready:
+        node = ready.pop(0)
+        ordered.append(node)
+        for out in node.output:
+            for reader in readers.get(out, []):
+                pending[id(reader)] -= 1
+                if pending[id(reader)] == 0:
+                    ready.append(reader)
+    if len(ordered) != len(graph.node):
+        stuck = [n for n in graph.node if pending[id(n)] > 0]
+        names = ", ".join(repr(n.name or n.op_type) for n in stuck[:4])
+        raise UserError(f"{path}: the graph has a cycle through {names}")
+    if [id(n) for n in ordered] != [id(n) for n in graph.node]:
+        sorted_nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
+        del graph.node[:]
+        graph.node.extend(sorted_nodes)
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:

@@ -107,7 +107,7 @@ def _write_model(path, nodes, inputs, outputs, inits=None):
     from onnx import TensorProto, helper, numpy_helper
 
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs.items()],
                               [numpy_helper.from_array(a, n) for n, a in (inits or {}).items()])
     path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
 
@@ -144,13 +144,16 @@ def test_optimize_bad_inputs_are_one_line_and_leave_no_file(cli, tmp_path):
     truncated.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
     cycle = tmp_path / "cycle.onnx"
     _write_model(cycle, [helper.make_node("Relu", ["b"], ["a"], name="r1"), helper.make_node("Relu", ["a"], ["b"], name="r2")],
-                 {"x": [1, 2]}, ["b"])
+                 {"x": [1, 2]}, {"b": [1, 2]})
     missing = tmp_path / "missing.onnx"
-    _write_model(missing, [helper.make_node("Conv", ["x"], ["y"], name="conv")], {"x": [1, 3, 4, 4]}, ["y"])
+    _write_model(missing, [helper.make_node("Conv", ["x"], ["y"], name="conv")], {"x": [1, 3, 4, 4]}, {"y": None})
+    dangling = tmp_path / "dangling.onnx"
+    _write_model(dangling, [helper.make_node("Add", ["x", "bias"], ["y"], name="add")], {"x": [1, 3]}, {"y": [1, 3]})
     cases = [
         ([str(truncated)], f"error: {truncated} is not an ONNX model ("),
-        ([str(cycle)], f"error: {cycle} is not a valid ONNX model: "),
-        ([str(missing)], f"error: {missing} is not a valid ONNX model: "),
+        ([str(cycle)], f"error: {cycle}: the graph has a cycle through 'r1', 'r2'"),
+        ([str(missing)], f"error: {missing}: node 'conv' (Conv) has 1 input(s); Conv needs 2 to 3"),
+        ([str(dangling)], f"error: {dangling}: node 'add' (Add) reads 'bias', which nothing produces"),
         ([str(src), "--passes", "fold_everything"], "error: unknown pass 'fold_everything'; passes are: "),
         ([str(src), "--input-shape", "image=1,3,96,96"], "error: model has no input named 'image' (inputs: input)"),
     ]
@@ -168,3 +171,14 @@ def test_optimize_dynamic_model_needs_a_shape_to_verify(cli, tmp_path, paddle_cl
     assert not out.exists()
     code, stdout, _ = cli("optimize", str(paddle_cls_path), "-o", str(out), "--verify", "--input-shape", "1,3,48,192")
     assert code == 0 and "non-canonical spellings left: none" in stdout
+
+
+def test_unsorted_but_acyclic_graph_is_sorted_on_load(tmp_path):
+    from onnx import helper
+
+    from mnv3compile.onnx_io import load_onnx
+
+    path = tmp_path / "unsorted.onnx"
+    _write_model(path, [helper.make_node("Neg", ["a"], ["y"], name="second"), helper.make_node("Relu", ["x"], ["a"], name="first")],
+                 {"x": [1, 2]}, {"y": [1, 2]})
+    assert [n.name for n in load_onnx(path).graph.node] == ["first", "second"]
