@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from mnv3compile.errors import UserError
 from mnv3compile.passes import (canonicalize_hswish, cleanup, decompose_batchnorm, fold_batchnorm,
-                                fold_conv_add, fuse_conv_activation, hardsigmoid_to_relu6, upgrade_opset)
+                                fold_conv_add, fuse_conv_activation, fuse_matmul_add, hardsigmoid_to_relu6,
+                                upgrade_opset)
 from mnv3compile.passes.base import GraphPass
 
 PIPELINE: tuple[GraphPass, ...] = (
     upgrade_opset.PASS,          # opset 17 spellings (Clip bounds as inputs, HardSwish exists)
     cleanup.PASS,                # constants folded, so biases and BN parameters are initializers
     fold_conv_add.PASS,          # Paddle's Conv + Add(bias) -> Conv with bias
+    fuse_matmul_add.PASS,        # Paddle's classifier MatMul + Add(bias) -> Gemm
     fold_batchnorm.PASS,         # Conv + BN -> Conv
     decompose_batchnorm.PASS,    # any BN left -> Mul + Add
     hardsigmoid_to_relu6.PASS,   # every hard-sigmoid -> Mul(Clip(Add(x,3),0,6),1/6)

@@ -1,0 +1,64 @@
+"""Post-training int8 quantization: canonicalize, plan groups, calibrate, emit QDQ + sidecar."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes import common as ir_passes
+
+from mnv3compile.passes.optimize import optimize
+from mnv3compile.passes.registry import PIPELINE
+from mnv3compile.quant.calibrate import Progress, collect_ranges
+from mnv3compile.quant.calibration import Sample
+from mnv3compile.quant.observers import METHODS
+from mnv3compile.quant.plan import CALIBRATED, plan_groups
+from mnv3compile.quant.qdq import QuantRecord, quantize_graph
+
+__all__ = ["QuantizeSettings", "QuantizedModel", "quantize", "METHODS"]
+
+
+@dataclass(frozen=True)
+class QuantizeSettings:
+    method: str = "percentile"
+    percentile: float = 99.99
+    moving_average: float | None = None
+    symmetric_activations: bool = False
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "weights": "int8 symmetric per output channel (depthwise included)",
+                "activations": "int8 per tensor, " + ("symmetric" if self.symmetric_activations else "asymmetric"),
+                "bias": "int32, scale = input scale * weight scale"}
+
+
+@dataclass
+class QuantizedModel:
+    float_model: onnx.ModelProto  # the canonical float model the quantizer worked on
+    model: onnx.ModelProto  # QDQ
+    record: QuantRecord
+    settings: QuantizeSettings
+    calibration_samples: int
+
+    def sidecar(self, extra: dict | None = None) -> dict:
+        return {"calibration": {**self.settings.to_json(), "samples": self.calibration_samples, **(extra or {})},
+                "activations": self.record.activations, "weights": self.record.weights,
+                "biases": self.record.biases, "dequantized": self.record.dequantized}
+
+
+def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: QuantizeSettings = QuantizeSettings(),
+             progress: Progress | None = None) -> QuantizedModel:
+    """Quantize ``model`` (any opset 11-21 float model; it is canonicalized first) on ``samples``."""
+    canonical, _ = optimize(model, PIPELINE)
+    ir_model = ir.from_proto(canonical)
+    groups = plan_groups(ir_model)
+    inputs = [v.name for v in ir_model.graph.inputs if v.const_value is None]
+    observed = inputs + [g.output.name for g in groups if g.range_rule == CALIBRATED]
+    ranges = collect_ranges(canonical, observed, samples, settings.method, settings.percentile,
+                            settings.moving_average, progress)
+    record = quantize_graph(ir_model, groups, ranges, settings.symmetric_activations)
+    ir_passes.RemoveUnusedNodesPass()(ir_model)  # the float weights the int8 ones replaced
+    quantized = ir.to_proto(ir_model)
+    onnx.checker.check_model(quantized)
+    return QuantizedModel(canonical, quantized, record, settings, len(samples))

@@ -1,0 +1,54 @@
+"""Run the float model over calibration samples and turn what each observer saw into ranges."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from mnv3compile.quant.calibration import Sample
+from mnv3compile.quant.observers import RangeObserver
+
+Progress = Callable[[str, int], Callable[[], None]]  # (description, total) -> advance()
+
+
+def session_with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> ort.InferenceSession:
+    """An onnxruntime session that also returns the named intermediate tensors."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in existing:
+            probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    return ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def collect_ranges(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sample], method: str,
+                   percentile: float = 99.99, moving_average: float | None = None,
+                   progress: Progress | None = None) -> dict[str, tuple[float, float]]:
+    """(low, high) per tensor name, by ``method`` over ``samples``."""
+    session = session_with_outputs(model, names)
+    input_name = session.get_inputs()[0].name
+    observers = {n: RangeObserver(method, percentile, moving_average) for n in names}
+    passes = ["ranges", "histograms"] if method != "minmax" else ["ranges"]
+    for stage in passes:
+        advance = progress(f"calibration: {stage}", len(samples)) if progress else (lambda: None)
+        for sample in samples:
+            outputs = dict(zip(names, session.run(list(names), {input_name: sample.tensor})))
+            for name, values in outputs.items():
+                if stage == "ranges":
+                    observers[name].observe_range(values)
+                else:
+                    observers[name].observe_histogram(values)
+            advance()
+    return {name: observer.range() for name, observer in observers.items()}
+
+
+def collect_outputs(session: ort.InferenceSession, names: Sequence[str], sample: Sample) -> dict[str, np.ndarray]:
+    input_name = session.get_inputs()[0].name
+    return dict(zip(names, session.run(list(names), {input_name: sample.tensor})))

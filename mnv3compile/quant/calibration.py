@@ -1,0 +1,88 @@
+"""Calibration (and evaluation) data: a folder of images, a .npy/.npz of tensors, or synthetic.
+
+Every source becomes a list of ``Sample`` (one input tensor, batch 1, plus its label when the
+folder has one sub-folder per class) checked against the model's input shape, so a mistake is one
+clear error before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnv3compile.errors import UserError
+from mnv3compile.quant.preprocess import IMAGE_SUFFIXES, Preprocess, load_image
+
+
+@dataclass(frozen=True)
+class Sample:
+    tensor: np.ndarray  # (1, C, H, W) float32
+    label: int | None = None
+    source: str = ""
+
+
+def _check_shape(array: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    if array.ndim == len(shape) - 1:
+        array = array[None]
+    if tuple(array.shape[1:]) != tuple(shape[1:]):
+        raise UserError(f"{where}: tensor of shape {tuple(array.shape)} does not fit the model input "
+                        f"{tuple(shape)}")
+    return array.astype(np.float32)
+
+
+def image_files(folder: Path) -> list[tuple[Path, int | None]]:
+    """Image files under ``folder``; with one sub-folder per class, labelled by the sub-folder's
+    position in sorted order (or its name when that is an integer)."""
+    if not folder.is_dir():
+        raise UserError(f"calibration data {folder}: no such folder")
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    files: list[tuple[Path, int | None]] = []
+    if subdirs:
+        for index, sub in enumerate(subdirs):
+            label = int(sub.name) if sub.name.isdigit() else index
+            files += [(p, label) for p in sorted(sub.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+    files += [(p, None) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise UserError(f"calibration data {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return files
+
+
+def load_samples(source: str | Path, input_shape: tuple[int, ...], preprocess: Preprocess | None,
+                 limit: int | None = None) -> list[Sample]:
+    """Samples from a folder of images, a .npy/.npz file, or ``synthetic[:N]``."""
+    text = str(source)
+    if text.startswith("synthetic"):
+        count = int(text.split(":", 1)[1]) if ":" in text else 16
+        rng = np.random.default_rng(0)
+        return [Sample(rng.standard_normal(input_shape).astype(np.float32), None, f"synthetic[{i}]")
+                for i in range(count)]
+    path = Path(source)
+    if path.suffix.lower() in (".npy", ".npz"):
+        return _tensor_samples(path, input_shape, limit)
+    if preprocess is None:
+        raise UserError("calibrating on images needs --preprocess (torchvision, tf, paddle, efficientnet-lite)")
+    files = image_files(path)[:limit]
+    _, _, height, width = input_shape
+    return [Sample(load_image(p, preprocess, height, width)[None], label, str(p)) for p, label in files]
+
+
+def _tensor_samples(path: Path, input_shape: tuple[int, ...], limit: int | None) -> list[Sample]:
+    if not path.is_file():
+        raise UserError(f"calibration data {path}: no such file")
+    try:
+        if path.suffix.lower() == ".npy":
+            arrays = [np.load(path, allow_pickle=False)]
+        else:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = [archive[k] for k in archive.files]
+    except Exception as exc:
+        raise UserError(f"calibration data {path}: cannot read ({exc})") from exc
+    samples = []
+    for array in arrays:
+        batch = _check_shape(np.asarray(array), input_shape, str(path))
+        samples += [Sample(batch[i: i + 1], None, f"{path}[{i}]") for i in range(batch.shape[0])]
+    if not samples:
+        raise UserError(f"calibration data {path}: holds no tensors")
+    return samples[:limit]

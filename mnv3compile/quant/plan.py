@@ -1,0 +1,108 @@
+"""Which tensors the quantizer gives int8 parameters, and how each gets its range.
+
+The model is first in canonical form (``mnv3compile.passes``). Every op then belongs to exactly one
+*group* whose output is quantized: a fused Conv unit (Conv + bias + activation, activation in its
+epilogue), a canonical h-sigmoid chain ``Mul(Clip(Add(x,3),0,6),1/6)``, or a single op. Inside a
+group nothing is quantized: the integer kernel computes the whole group. Every op consumes int8
+(dequantized) tensors and produces an int8 tensor: there are no float islands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx_ir as ir
+
+from mnv3compile.errors import UserError
+from mnv3compile.passes.fuse_conv_activation import ACTIVATION, ROLE, UNIT
+from mnv3compile.passes.hardsigmoid_to_relu6 import relu6_hsigmoid_pattern
+from mnv3compile.passes.matcher import Var, find_match
+
+CALIBRATED, UNIT_INTERVAL, SAME_AS_INPUT = "calibrated", "unit-interval", "same-as-input"
+
+# How the output range of each single op is found. Anything else is refused by name.
+OP_RANGES = {
+    "Gemm": CALIBRATED, "MatMul": CALIBRATED, "HardSwish": CALIBRATED, "Relu": CALIBRATED,
+    "Clip": CALIBRATED, "Add": CALIBRATED, "Mul": CALIBRATED, "GlobalAveragePool": CALIBRATED,
+    "AveragePool": CALIBRATED, "Concat": CALIBRATED,
+    # [0, 1] outputs get the fixed 1/256 scale (see qparams).
+    "Sigmoid": UNIT_INTERVAL, "Softmax": UNIT_INTERVAL,
+    # Data movement and max: the output takes its input's parameters, so no requantization.
+    "MaxPool": SAME_AS_INPUT, "Flatten": SAME_AS_INPUT, "Reshape": SAME_AS_INPUT, "Resize": SAME_AS_INPUT,
+    "Squeeze": SAME_AS_INPUT, "Unsqueeze": SAME_AS_INPUT, "Transpose": SAME_AS_INPUT,
+}
+# Inputs that are shapes/indices/bounds, never quantized, per op (by position).
+NON_DATA_INPUTS = {"Reshape": {1}, "Resize": {1, 2, 3}, "Clip": {1, 2}, "Squeeze": {1}, "Unsqueeze": {1}}
+# Inputs that carry weights quantized per output channel: op -> (input index, channel axis).
+WEIGHT_INPUTS = {"Conv": (1, 0), "MatMul": (1, 1)}
+
+
+@dataclass
+class Group:
+    kind: str  # "conv:<activation>", "hsigmoid" or the op type
+    nodes: list[ir.Node]
+    output: ir.Value
+    range_rule: str
+
+    @property
+    def name(self) -> str:
+        return self.nodes[0].name or self.output.name
+
+    @property
+    def head(self) -> ir.Node:
+        return self.nodes[0]
+
+
+def _unit_groups(graph: ir.Graph) -> tuple[list[Group], set[int]]:
+    members: dict[str, list[ir.Node]] = {}
+    for node in graph:
+        unit = node.metadata_props.get(UNIT)
+        if unit is not None:
+            members.setdefault(unit, []).append(node)
+    groups, covered = [], set()
+    for nodes in members.values():
+        conv = nodes[0]
+        if conv.metadata_props.get(ROLE) != "conv":
+            raise UserError(f"fused unit of node {conv.name!r} does not start with its Conv; re-run optimize")
+        activation = conv.metadata_props.get(ACTIVATION, "none")
+        rule = UNIT_INTERVAL if activation in ("hsigmoid", "sigmoid") else CALIBRATED
+        groups.append(Group(f"conv:{activation}", nodes, nodes[-1].outputs[0], rule))
+        covered |= {id(n) for n in nodes}
+    return groups, covered
+
+
+def plan_groups(model: ir.Model) -> list[Group]:
+    """All groups in graph order. Raises UserError for an op the quantizer does not know."""
+    graph = model.graph
+    groups, covered = _unit_groups(graph)
+    hsigmoid = relu6_hsigmoid_pattern(Var("x"))
+    for node in graph:
+        if id(node) in covered:
+            continue
+        m = find_match(hsigmoid, node)
+        if m is not None and not any(id(n) in covered for n in m.matched_nodes):
+            ordered = [n for n in graph if id(n) in {id(k) for k in m.matched_nodes}]
+            groups.append(Group("hsigmoid", ordered, node.outputs[0], UNIT_INTERVAL))
+            covered |= {id(n) for n in ordered}
+    for node in graph:
+        if id(node) in covered:
+            continue
+        if node.op_type == "Conv":
+            raise UserError(f"Conv {node.name!r} is in no fused unit; run 'mnv3compile optimize' first")
+        rule = OP_RANGES.get(node.op_type)
+        if rule is None or node.domain not in ("", "ai.onnx"):
+            raise UserError(f"the quantizer does not know op {node.op_type!r} (node {node.name!r}); "
+                            f"it handles Conv units and {', '.join(sorted(OP_RANGES))}")
+        groups.append(Group(node.op_type, [node], node.outputs[0], rule))
+    order = {id(n): i for i, n in enumerate(graph)}
+    return sorted(groups, key=lambda g: order[id(g.nodes[-1])])
+
+
+def data_inputs(node: ir.Node) -> list[tuple[int, ir.Value]]:
+    """(position, value) of the inputs that carry data (not weights, biases, shapes or bounds)."""
+    skip = NON_DATA_INPUTS.get(node.op_type, set())
+    if node.op_type in ("Conv", "Gemm"):
+        skip = {1, 2}
+    elif node.op_type in WEIGHT_INPUTS:
+        skip = {WEIGHT_INPUTS[node.op_type][0]}
+    return [(i, v) for i, v in enumerate(node.inputs) if v is not None and i not in skip]

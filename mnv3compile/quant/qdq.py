@@ -1,0 +1,154 @@
+"""Write the quantized model: QuantizeLinear/DequantizeLinear around every group output, int8
+weights (per output channel, depthwise included) and int32 biases behind DequantizeLinear.
+
+The result is a standard QDQ model: onnxruntime runs it, and the TVM backend reads each
+``DQ -> group -> Q`` as one integer kernel whose requantization is s_in * s_w / s_out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_ir as ir
+
+from mnv3compile.passes.matcher import add_initializer, constant_array
+from mnv3compile.quant.plan import SAME_AS_INPUT, UNIT_INTERVAL, WEIGHT_INPUTS, Group, data_inputs
+from mnv3compile.quant.qparams import (UNIT_INTERVAL as UNIT_INTERVAL_QPARAMS, QParams, activation_qparams,
+                                       quantize_bias, quantize_weight, weight_scales)
+
+
+@dataclass
+class QuantRecord:
+    """Everything the sidecar JSON says about the quantized model."""
+
+    activations: dict[str, dict] = field(default_factory=dict)
+    weights: dict[str, dict] = field(default_factory=dict)
+    biases: dict[str, dict] = field(default_factory=dict)
+    dequantized: dict[str, str] = field(default_factory=dict)  # float tensor -> its DQ output
+
+
+def _insert_qdq(graph: ir.Graph, value: ir.Value, qp: QParams, after: ir.Node | None) -> ir.Value:
+    """Q then DQ of ``value``; every former reader reads the DQ output instead."""
+    base = value.name
+    scale = add_initializer(graph, np.array(qp.scale, np.float32), f"{base}.scale")
+    zero = add_initializer(graph, np.array(qp.zero_point, np.int8), f"{base}.zero_point")
+    readers = list(value.uses())
+    q = ir.node("QuantizeLinear", [value, scale, zero], name=f"{base}/quantize")
+    dq = ir.node("DequantizeLinear", [q.outputs[0], scale, zero], name=f"{base}/dequantize")
+    q.outputs[0].name = f"{base}.int8"
+    dq.outputs[0].name = f"{base}.dq"
+    dq.outputs[0].type, dq.outputs[0].shape = value.type, value.shape
+    if after is None:
+        graph.insert_before(next(iter(graph)), [q, dq])
+    else:
+        graph.insert_after(after, [q, dq])
+    for user, index in readers:
+        user.replace_input_with(index, dq.outputs[0])
+    if value.is_graph_output():
+        position = list(graph.outputs).index(value)
+        graph.outputs[position] = dq.outputs[0]
+        dq.outputs[0].name, value.name = base, f"{base}.float"
+    return dq.outputs[0]
+
+
+def _dequantize_constant(graph: ir.Graph, before: ir.Node, q_array: np.ndarray, scales: np.ndarray,
+                         zero: np.ndarray, name: str, axis: int | None) -> ir.Value:
+    q_value = add_initializer(graph, q_array, f"{name}.quantized")
+    s_value = add_initializer(graph, scales, f"{name}.scale")
+    z_value = add_initializer(graph, zero, f"{name}.zero_point")
+    attrs = {"axis": axis} if axis is not None and scales.ndim == 1 and scales.size > 1 else {}
+    node = ir.node("DequantizeLinear", [q_value, s_value, z_value], attributes=attrs, name=f"{name}/dequantize")
+    node.outputs[0].name = f"{name}.dq"
+    graph.insert_before(before, [node])
+    return node.outputs[0]
+
+
+def _weight_axis(node: ir.Node) -> int:
+    if node.op_type == "Gemm":
+        return 0 if (node.attributes.get("transB") and node.attributes["transB"].value) else 1
+    return WEIGHT_INPUTS[node.op_type][1]
+
+
+def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record: QuantRecord) -> None:
+    """Per-channel int8 weight and int32 bias of a Conv, Gemm or MatMul."""
+    weight_value = node.inputs[1]
+    weight = constant_array(weight_value)
+    if weight is None:
+        return  # runtime weights: quantized as activations by their producer's group
+    axis = _weight_axis(node)
+    scales = weight_scales(weight.astype(np.float32), axis)
+    q = quantize_weight(weight, scales, axis)
+    name = weight_value.name or f"{node.name}.weight"
+    node.replace_input_with(1, _dequantize_constant(graph, node, q, scales, np.zeros(scales.shape, np.int8),
+                                                    name, axis))
+    record.weights[name] = {"node": node.name, "axis": axis, "dtype": "int8", "scales": scales.tolist()}
+    bias_index = 2
+    if len(node.inputs) > bias_index and node.inputs[bias_index] is not None:
+        bias = constant_array(node.inputs[bias_index])
+        if bias is not None and bias.size == scales.size:
+            q_bias, bias_scales = quantize_bias(bias.reshape(-1), input_qp.scale, scales)
+            bias_name = node.inputs[bias_index].name or f"{node.name}.bias"
+            node.replace_input_with(bias_index, _dequantize_constant(
+                graph, node, q_bias, bias_scales, np.zeros(bias_scales.shape, np.int32), bias_name, 0))
+            record.biases[bias_name] = {"node": node.name, "dtype": "int32", "scales": bias_scales.tolist()}
+
+
+def _quantize_constant_input(graph: ir.Graph, node: ir.Node, index: int, record: QuantRecord) -> None:
+    array = constant_array(node.inputs[index]).astype(np.float32)
+    qp = activation_qparams(float(array.min()), float(array.max()), symmetric=True)
+    q = np.clip(np.round(array / qp.scale), -127, 127).astype(np.int8)
+    name = node.inputs[index].name or f"{node.name}.const{index}"
+    node.replace_input_with(index, _dequantize_constant(graph, node, q, np.array(qp.scale, np.float32),
+                                                        np.array(0, np.int8), name, None))
+    record.weights[name] = {"node": node.name, "axis": None, "dtype": "int8", "scales": [qp.scale]}
+
+
+def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple[float, float]],
+                   symmetric: bool = False) -> QuantRecord:
+    """Rewrite ``model`` in place into QDQ form. ``ranges`` maps calibrated tensor names to (lo, hi)."""
+    graph = model.graph
+    record = QuantRecord()
+    qparams: dict[str, QParams] = {}
+
+    def remember(value: ir.Value, qp: QParams, rule: str) -> None:
+        qparams[value.name] = qp
+        record.activations[value.name] = {**qp.to_json(), "rule": rule}
+
+    inputs = [v for v in graph.inputs if v.const_value is None]
+    for value in inputs:
+        remember(value, activation_qparams(*ranges[value.name], symmetric), "calibrated")
+    # Weights first (their bias scale needs the group's input scale, known before any rewiring).
+    for group in groups:
+        head = group.head
+        if head.op_type in ("Conv", "Gemm", "MatMul"):
+            source = head.inputs[0].name
+            if source not in qparams:
+                producer = next(g for g in groups if g.output.name == source)
+                qparams[source] = _output_qparams(producer, ranges, qparams, symmetric)
+            _quantize_weights(graph, head, qparams[source], record)
+        for node in group.nodes:
+            for index, value in data_inputs(node):
+                if value.const_value is not None and node.op_type in ("Add", "Mul", "Concat"):
+                    _quantize_constant_input(graph, node, index, record)
+        qp = _output_qparams(group, ranges, qparams, symmetric)
+        remember(group.output, qp, group.range_rule)
+    for value in inputs:
+        dq = _insert_qdq(graph, value, qparams[value.name], None)
+        record.dequantized[value.name] = dq.name
+    for group in groups:
+        name = group.output.name
+        dq = _insert_qdq(graph, group.output, qparams[name], group.nodes[-1])
+        record.dequantized[name] = dq.name
+    return record
+
+
+def _output_qparams(group: Group, ranges, qparams: dict[str, QParams], symmetric: bool) -> QParams:
+    if group.output.name in qparams:
+        return qparams[group.output.name]
+    if group.range_rule == UNIT_INTERVAL:
+        return UNIT_INTERVAL_QPARAMS
+    if group.range_rule == SAME_AS_INPUT:
+        source = data_inputs(group.head)[0][1].name
+        return qparams[source]
+    return activation_qparams(*ranges[group.output.name], symmetric)

@@ -1,0 +1,18 @@
+from mnv3compile.passes import fuse_matmul_add
+from pass_helpers import apply, assert_same_outputs, graph_model, node, ops, weights
+
+
+def test_matmul_plus_bias_becomes_gemm():
+    model = graph_model([node("MatMul", ["x", "w"], "m"), node("Add", ["m", "b"], "y")],
+                        {"x": [1, 8]}, ["y"], {"w": weights(8, 3), "b": weights(3)})
+    after, stats = apply(fuse_matmul_add.PASS, model)
+    assert ops(after) == ["Gemm"] and stats.rewritten == 1
+    assert_same_outputs(model, after)
+
+
+def test_batched_matmul_is_left_alone():
+    model = graph_model([node("MatMul", ["x", "w"], "m"), node("Add", ["m", "b"], "y")],
+                        {"x": [2, 4, 8]}, ["y"], {"w": weights(8, 3), "b": weights(3)})
+    after, stats = apply(fuse_matmul_add.PASS, model)
+    assert ops(after) == ["MatMul", "Add"]
+    assert stats.refused == {"matmul+add: MatMul input is not known to be 2-D": 1}
