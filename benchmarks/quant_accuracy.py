@@ -1,0 +1,118 @@
+"""Side-by-side int8 accuracy: mnv3compile's quantizer vs onnxruntime's quantize_static.
+
+Same float model, same calibration and evaluation data, same run. onnxruntime is configured as its
+docs recommend for CNNs: QDQ format, signed int8 activations and weights, per-channel weights.
+
+    python benchmarks/quant_accuracy.py [--lines 400] [--calib-lines 200] [--method percentile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import version_converter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from textlines import write_dataset  # noqa: E402
+
+from mnv3compile.analysis import with_static_inputs  # noqa: E402
+from mnv3compile.passes import verify  # noqa: E402
+from mnv3compile.quant import QuantizeSettings, quantize  # noqa: E402
+from mnv3compile.quant.calibration import Sample, load_samples  # noqa: E402
+from mnv3compile.quant.preprocess import preset  # noqa: E402
+from mnv3compile.quant.report import sqnr_db  # noqa: E402
+from mnv3compile.zoo import build_model, build_spec  # noqa: E402
+
+
+def ort_quantize(model: onnx.ModelProto, samples: list[Sample], workdir: Path) -> onnx.ModelProto:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(samples)
+
+        def get_next(self):
+            sample = next(self.items, None)
+            return None if sample is None else {model.graph.input[0].name: sample.tensor}
+
+    if model.opset_import[0].version < 13:  # per-axis DequantizeLinear needs opset 13
+        model = version_converter.convert_version(model, 17)
+    source, target = workdir / "float.onnx", workdir / "ort.int8.onnx"
+    onnx.save(model, source)
+    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return onnx.load(str(target))
+
+
+def evaluate(model: onnx.ModelProto, samples: list[Sample]) -> list[np.ndarray]:
+    session = verify.session(model)
+    name = session.get_inputs()[0].name
+    return [session.run(None, {name: s.tensor})[0] for s in samples]
+
+
+def summarize(reference: list[np.ndarray], outputs: list[np.ndarray], samples: list[Sample]) -> dict:
+    signal = sum(float(np.sum(r.astype(np.float64) ** 2)) for r in reference)
+    noise = sum(float(np.sum((r.astype(np.float64) - o) ** 2)) for r, o in zip(reference, outputs))
+    top_ref = [int(np.argmax(r)) for r in reference]
+    top_out = [int(np.argmax(o)) for o in outputs]
+    labelled = [s.label for s in samples]
+    row = {"sqnr": sqnr_db(signal, noise), "agree": np.mean([a == b for a, b in zip(top_ref, top_out)])}
+    if all(label is not None for label in labelled):
+        row["accuracy"] = np.mean([t == label for t, label in zip(top_out, labelled)])
+    return row
+
+
+def compare_on(name: str, model: onnx.ModelProto, calib: list[Sample], evaluation: list[Sample],
+               settings: QuantizeSettings, workdir: Path) -> list[tuple]:
+    reference = evaluate(model, evaluation)
+    rows = [(name, "fp32", {"sqnr": float("inf"), "agree": 1.0,
+                            **({"accuracy": np.mean([int(np.argmax(r)) == s.label for r, s in zip(reference, evaluation)])}
+                               if evaluation[0].label is not None else {})})]
+    ours = quantize(model, calib, settings)
+    rows.append((name, f"mnv3compile int8 ({settings.method})", summarize(reference, evaluate(ours.model, evaluation), evaluation)))
+    theirs = ort_quantize(model, calib, workdir)
+    rows.append((name, "onnxruntime quantize_static int8", summarize(reference, evaluate(theirs, evaluation), evaluation)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=400, help="rendered evaluation lines")
+    parser.add_argument("--calib-lines", type=int, default=200, help="rendered calibration lines (disjoint)")
+    parser.add_argument("--method", default="percentile")
+    parser.add_argument("--zoo-samples", type=int, default=32)
+    args = parser.parse_args()
+    settings = QuantizeSettings(args.method)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        from assets import PADDLE_CLS_SHAPE, paddle_cls_model
+
+        paddle, _ = with_static_inputs(onnx.load(str(paddle_cls_model())), {"x": PADDLE_CLS_SHAPE})
+        spec = preset("paddle")
+        calib = load_samples(write_dataset(workdir / "calib", args.calib_lines, seed=1), PADDLE_CLS_SHAPE, spec)
+        evaluation = load_samples(write_dataset(workdir / "eval", args.lines, seed=2), PADDLE_CLS_SHAPE, spec)
+        rows += compare_on("PaddleOCR cls (MobileNetV3-Small x0.35, trained)", paddle, calib, evaluation, settings, workdir)
+        for model_name in ("small", "large"):
+            zoo_spec = build_spec(model_name)
+            rng = np.random.default_rng(7)
+            make = lambda n: [Sample(rng.standard_normal(zoo_spec.input_shape).astype(np.float32)) for _ in range(n)]
+            rows += compare_on(f"zoo MobileNetV3-{model_name.capitalize()} (random weights)", build_model(zoo_spec),
+                               make(args.zoo_samples), make(args.zoo_samples // 2), settings, workdir)
+    print(f"| model | quantizer | output SQNR dB | top-1 agreement with fp32 | accuracy |")
+    print("|---|---|---|---|---|")
+    for model_name, quantizer, row in rows:
+        accuracy = f"{row['accuracy']:.2%}" if "accuracy" in row else "-"
+        sqnr = "-" if not np.isfinite(row["sqnr"]) else f"{row['sqnr']:.1f}"
+        print(f"| {model_name} | {quantizer} | {sqnr} | {row['agree']:.2%} | {accuracy} |")
+
+
+if __name__ == "__main__":
+    main()
