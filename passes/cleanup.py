@@ -1,5 +1,5 @@
 """cleanup: constants as initializers, fold weight-only subgraphs, drop Identity/Dropout and dead
-nodes, sort topologically, infer shapes.
+nodes, sort topologically, give every node a unique name, infer shapes.
 
 Runs before the fusions (so e.g. Paddle's ``Add(conv, Reshape(bias, [1,C,1,1]))`` shows a constant
 bias) and again at the end. Folding evaluates each all-constant node with onnx's reference
@@ -116,6 +116,7 @@ def _run(model: ir.Model) -> tuple[ir.Model, PassStats]:
     changed += fold_constants(model.graph, model.opset_imports.get("", 17))
     ir_passes.RemoveUnusedNodesPass()(model)
     ir_passes.TopologicalSortPass()(model)
+    ir_passes.NameFixPass()(model)  # every node and value named, uniquely: later stages key on names
     _infer_shapes(model)
     removed = before - model.graph.num_nodes()
     return model, PassStats(matched=max(removed, changed), rewritten=max(removed, changed))

@@ -44,7 +44,7 @@ class QuantizedModel:
     def sidecar(self, extra: dict | None = None) -> dict:
         return {"calibration": {**self.settings.to_json(), "samples": self.calibration_samples, **(extra or {})},
                 "activations": self.record.activations, "weights": self.record.weights,
-                "biases": self.record.biases, "dequantized": self.record.dequantized}
+                "biases": self.record.biases, "dequantized": self.record.dequantized, "groups": self.record.groups}
 
 
 def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: QuantizeSettings = QuantizeSettings(),

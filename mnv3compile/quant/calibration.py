@@ -61,9 +61,9 @@ def load_samples(source: str | Path, input_shape: tuple[int, ...], preprocess: P
     path = Path(source)
     if path.suffix.lower() in (".npy", ".npz"):
         return _tensor_samples(path, input_shape, limit)
+    files = image_files(path)[:limit]
     if preprocess is None:
         raise UserError("calibrating on images needs --preprocess (torchvision, tf, paddle, efficientnet-lite)")
-    files = image_files(path)[:limit]
     _, _, height, width = input_shape
     return [Sample(load_image(p, preprocess, height, width)[None], label, str(p)) for p, label in files]
 

@@ -76,6 +76,9 @@ def _entropy_threshold(histogram: np.ndarray, edges: np.ndarray, levels: int = 1
     """TensorRT's KL search on the histogram of |x|: the clip threshold whose quantization to
     ``levels`` steps (int8 has 128 per side) keeps the distribution closest to the original."""
     total = histogram.astype(np.float64)
+    # ReLU-like activations pile up at exactly 0; that spike would dominate the divergence and
+    # pull the threshold far down, so it counts as much as its neighbour (as TensorRT's tools do).
+    total[0] = total[1]
     best_stop, best_kl = len(total), np.inf
     for stop in range(levels, len(total) + 1, 8):
         kept = total[:stop]

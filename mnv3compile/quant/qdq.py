@@ -26,6 +26,8 @@ class QuantRecord:
     weights: dict[str, dict] = field(default_factory=dict)
     biases: dict[str, dict] = field(default_factory=dict)
     dequantized: dict[str, str] = field(default_factory=dict)  # float tensor -> its DQ output
+    # One entry per integer kernel: its kind, node names and the (quantized) output it produces.
+    groups: list[dict] = field(default_factory=list)
 
 
 def _insert_qdq(graph: ir.Graph, value: ir.Value, qp: QParams, after: ir.Node | None) -> ir.Value:
@@ -133,6 +135,7 @@ def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple
                     _quantize_constant_input(graph, node, index, record)
         qp = _output_qparams(group, ranges, qparams, symmetric)
         remember(group.output, qp, group.range_rule)
+        record.groups.append({"kind": group.kind, "nodes": [n.name for n in group.nodes], "output": group.output.name})
     for value in inputs:
         dq = _insert_qdq(graph, value, qparams[value.name], None)
         record.dequantized[value.name] = dq.name

@@ -1,0 +1,242 @@
+"""Post-training int8 quantization: fully integer graphs, per-channel weights, int32 biases,
+accuracy on a trained model, and one clear error for each kind of bad input."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from mnv3compile.errors import UserError
+from mnv3compile.passes import verify
+from mnv3compile.quant import QuantizeSettings, quantize
+from mnv3compile.quant.calibration import Sample, load_samples
+from mnv3compile.quant.preprocess import preset
+from mnv3compile.quant.report import compare
+from mnv3compile.zoo import build_model, build_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from textlines import write_dataset  # noqa: E402
+
+QDQ = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def _samples(spec, count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Sample(rng.standard_normal(spec.input_shape).astype(np.float32)) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def small_int8():
+    spec = build_spec("small", 1.0, 128)
+    return spec, quantize(build_model(spec), _samples(spec, 8), QuantizeSettings("minmax"))
+
+
+def _consumers(model):
+    readers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
+
+
+def assert_fully_integer(model: onnx.ModelProto, groups: list[dict]) -> None:
+    """Every op is inside exactly one integer kernel (group); a group reads only dequantized int8
+    tensors (or its own intermediates, or int8/int32 constants behind DequantizeLinear) and its
+    output is read only by QuantizeLinear."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    readers = _consumers(model)
+    member = {}
+    for index, group in enumerate(groups):
+        for name in group["nodes"]:
+            assert name not in member, f"{name} in two groups"
+            member[name] = index
+    compute = [n for n in model.graph.node if n.op_type not in QDQ]
+    assert {n.name for n in compute} == set(member), "an op outside every group: a float island"
+    initializers = {i.name for i in model.graph.initializer}
+    for node in compute:
+        for name in node.input:
+            if not name or name in initializers:
+                continue  # shape/bound constants of Reshape/Clip/Resize and the h-sigmoid's 3, 0, 6, 1/6
+            source = producer.get(name)
+            assert source is not None, f"{node.name} reads graph input {name} without dequantization"
+            assert source.op_type == "DequantizeLinear" or member.get(source.name) == member[node.name], \
+                f"{node.name} ({node.op_type}) reads float {name} from {source.op_type} {source.name}"
+    for group in groups:
+        last = next(n for n in compute if n.name == group["nodes"][-1])
+        users = readers.get(last.output[0], [])
+        assert users and all(u.op_type == "QuantizeLinear" for u in users), group
+
+
+def test_zoo_small_is_fully_integer(small_int8):
+    _, result = small_int8
+    assert_fully_integer(result.model, result.record.groups)
+    kinds = {g["kind"] for g in result.record.groups}
+    assert {"conv:hswish", "conv:relu", "conv:none", "conv:hsigmoid", "HardSwish", "Add", "Mul",
+            "GlobalAveragePool", "Gemm", "Flatten"} <= kinds
+
+
+def test_every_weight_is_int8_per_channel_and_every_bias_int32(small_int8):
+    _, result = small_int8
+    model = result.model
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    depthwise = 0
+    for conv in convs:
+        weight_dq, bias_dq = producer[conv.input[1]], producer[conv.input[2]]
+        weight, scales = inits[weight_dq.input[0]], inits[weight_dq.input[1]]
+        assert weight.dtype == np.int8 and scales.shape == (weight.shape[0],)
+        assert onnx.helper.get_attribute_value(weight_dq.attribute[0]) == 0  # axis: output channel
+        bias, bias_scales = inits[bias_dq.input[0]], inits[bias_dq.input[1]]
+        assert bias.dtype == np.int32 and bias_scales.shape == (weight.shape[0],)
+        input_scale = inits[producer[conv.input[0]].input[1]]
+        np.testing.assert_allclose(bias_scales, input_scale * scales, rtol=1e-6)
+        group = next(a.i for a in conv.attribute if a.name == "group")
+        if group > 1 and group == weight.shape[0]:
+            depthwise += 1
+            assert len(np.unique(scales)) > 1  # really per channel
+    assert depthwise == 11
+
+
+def test_quantized_model_runs_and_stays_close(small_int8):
+    spec, result = small_int8
+    report = compare(result.float_model, result.model, result.record.dequantized, _samples(spec, 4, seed=9))
+    assert report.outputs["logits"] > 12.0  # random weights: error accumulates over 15 layers
+    assert report.layers[-1][1] > 30.0 and report.layers[0][1] < report.layers[-1][1]
+
+
+def test_hsigmoid_outputs_use_the_fixed_unit_scale(small_int8):
+    _, result = small_int8
+    gates = [g["output"] for g in result.record.groups if g["kind"] == "conv:hsigmoid"]
+    assert len(gates) == 9
+    for name in gates:
+        assert result.record.activations[name]["scale"] == 1 / 256 and result.record.activations[name]["zero_point"] == -128
+
+
+@pytest.mark.parametrize("settings", [QuantizeSettings("percentile", 99.9), QuantizeSettings("entropy"),
+                                      QuantizeSettings("minmax", moving_average=0.9),
+                                      QuantizeSettings("minmax", symmetric_activations=True)],
+                         ids=["percentile", "entropy", "moving-average", "symmetric"])
+def test_methods_and_schemes(settings):
+    spec = build_spec("small-minimal", 0.5, 96)
+    result = quantize(build_model(spec), _samples(spec, 6), settings)
+    assert_fully_integer(result.model, result.record.groups)
+    report = compare(result.float_model, result.model, result.record.dequantized, _samples(spec, 2, seed=5))
+    assert report.outputs["logits"] > 10.0
+    if settings.symmetric_activations:
+        calibrated = [a for a in result.record.activations.values() if a["rule"] == "calibrated"]
+        assert calibrated and all(a["zero_point"] == 0 for a in calibrated)
+
+
+def test_lraspp_is_fully_integer():
+    spec = build_spec("lraspp-small", 0.5, 128)
+    result = quantize(build_model(spec), _samples(spec, 4))
+    assert_fully_integer(result.model, result.record.groups)
+    assert {"Resize", "conv:sigmoid"} <= {g["kind"] for g in result.record.groups}
+
+
+@pytest.fixture(scope="module")
+def text_lines(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lines")
+    return write_dataset(root / "calib", 200, seed=1), write_dataset(root / "eval", 400, seed=2)
+
+
+def test_paddleocr_classifier_keeps_its_accuracy(paddle_cls_path, text_lines):
+    from assets import PADDLE_CLS_SHAPE
+
+    from mnv3compile.analysis import with_static_inputs
+
+    calib_dir, eval_dir = text_lines
+    model, _ = with_static_inputs(onnx.load(str(paddle_cls_path)), {"x": PADDLE_CLS_SHAPE})
+    assert model.opset_import[0].version == 11  # the quantizer upgrades it itself
+    spec = preset("paddle")
+    result = quantize(model, load_samples(calib_dir, PADDLE_CLS_SHAPE, spec))
+    assert_fully_integer(result.model, result.record.groups)
+    report = compare(result.float_model, result.model, result.record.dequantized,
+                     load_samples(eval_dir, PADDLE_CLS_SHAPE, spec))
+    assert report.float_accuracy >= 0.97  # the trained model reads our rendered lines
+    assert report.int8_accuracy >= report.float_accuracy - 0.005
+    assert report.top1_agreement >= 0.99
+    assert report.outputs["save_infer_model/scale_0.tmp_1"] > 25.0
+
+
+def test_cli_quantize_writes_model_sidecar_and_plot(cli, tmp_path):
+    src, out, plot = tmp_path / "m.onnx", tmp_path / "m.int8.onnx", tmp_path / "sqnr.png"
+    cli("export", "--model", "small", "--width", "0.5", "--resolution", "96", "-o", str(src))
+    code, stdout, err = cli("quantize", str(src), "--calib", "synthetic:4", "-o", str(out), "--plot", str(plot))
+    assert code == 0, err
+    assert "output logits: SQNR" in stdout and "top-1 agreement with float" in stdout
+    assert "note: calibrated on synthetic inputs" in stdout
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["calibration"]["method"] == "percentile" and sidecar["calibration"]["samples"] == 4
+    assert sidecar["activations"]["input"]["dtype"] == "int8"
+    assert sidecar["accuracy"]["outputs_sqnr_db"]["logits"] > 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (out_float,) = verify.run(onnx.load(str(out)), {"input": np.zeros((1, 3, 96, 96), np.float32)}).values()
+    assert out_float.shape == (1, 1000)
+
+
+def _cmyk_image(path):
+    from PIL import Image
+
+    Image.new("CMYK", (64, 64), (0, 0, 0, 0)).save(path)
+
+
+def test_cli_quantize_bad_inputs(cli, tmp_path):
+    src, out = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    cli("export", "--model", "small-minimal", "--width", "0.5", "--resolution", "96", "-o", str(src))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cmyk = tmp_path / "cmyk"
+    cmyk.mkdir()
+    _cmyk_image(cmyk / "a.jpg")
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((2, 3, 64, 64), np.float32))
+    cases = [
+        (["--calib", str(tmp_path / "nowhere")], f"error: calibration data {tmp_path / 'nowhere'}: no such folder"),
+        (["--calib", str(empty), "--preprocess", "torchvision"],
+         f"error: calibration data {empty}: no images (.jpg, .jpeg, .png, .bmp, .webp) found"),
+        (["--calib", str(cmyk), "--preprocess", "torchvision"], f"error: {cmyk / 'a.jpg'}: unsupported image mode CMYK (4 channels)"),
+        (["--calib", str(wrong)], f"error: {wrong}: tensor of shape (2, 3, 64, 64) does not fit the model input (1, 3, 96, 96)"),
+        (["--calib", str(cmyk)], "error: calibrating on images needs --preprocess (torchvision, tf, paddle, efficientnet-lite)"),
+    ]
+    for args, message in cases:
+        code, _, err = cli("quantize", str(src), *args, "-o", str(out))
+        assert (code, err.strip()) == (2, message)
+        assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_unknown_op_is_named(cli, tmp_path):
+    from onnx import TensorProto, helper
+
+    path = tmp_path / "odd.onnx"
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+                               helper.make_node("Softsign", ["c"], ["y"], name="odd_activation")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    code, _, err = cli("quantize", str(path), "--calib", "synthetic:2", "-o", str(tmp_path / "o.onnx"))
+    assert code == 2
+    assert err.startswith("error: the quantizer does not know op 'Softsign' (node 'odd_activation'); it handles ")
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_any_opset_from_11_to_21():
+    from onnx import version_converter
+
+    spec = build_spec("small-minimal", 0.5, 96)
+    model = version_converter.convert_version(build_model(spec), 21)
+    result = quantize(model, _samples(spec, 2))
+    assert_fully_integer(result.model, result.record.groups)
+    assert result.model.opset_import[0].version == 21
+
+
+def test_preprocess_presets():
+    assert preset("efficientnet-lite").mean == (127.0, 127.0, 127.0)
+    with pytest.raises(UserError, match="unknown preprocessing 'caffe'"):
+        preset("caffe")
