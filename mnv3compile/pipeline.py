@@ -1,0 +1,154 @@
+"""``mnv3compile build``: the stages, in order, from a model to a deployable bundle.
+
+    source (zoo model or ONNX file) -> optimize (passes) -> quantize (int8, optional)
+        -> TVM (import, Relax pipeline, codegen, link) -> bundle (library, manifest, models, report)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from mnv3compile.bundle import MANIFEST_VERSION, BundleWriter
+from mnv3compile.errors import UserError
+from mnv3compile.targets.presets import TargetPreset
+
+Stage = Callable[[str], None]  # called with each stage's name as it starts
+
+
+@dataclass
+class BuildRequest:
+    target: TargetPreset
+    output: Path
+    name: str
+    model: onnx.ModelProto
+    quant: str = "none"  # "none" or "int8"
+    calib: str | None = None
+    preprocess: str | None = None
+    labels: list[str] | None = None
+    source: dict = field(default_factory=dict)
+
+
+@dataclass
+class BuildResult:
+    bundle: Path
+    library: Path
+    manifest: dict
+    timings: dict[str, float]
+    notes: list[str]
+
+
+def _tensor_info(values, initializers: set[str]) -> list[dict]:
+    infos = []
+    for value in values:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        infos.append({"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                      "shape": [d.dim_value if d.HasField("dim_value") else d.dim_param for d in tensor.shape.dim]})
+    return infos
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for package in ("mnv3compile", "apache-tvm", "apache-tvm-ffi", "onnx", "onnxruntime", "numpy"):
+        try:
+            found[package] = version(package)
+        except Exception:  # a package run from a source tree has no metadata
+            found[package] = "unknown"
+    return found
+
+
+def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildResult:
+    from mnv3compile.passes.optimize import optimize
+    from mnv3compile.passes.registry import PIPELINE
+    from mnv3compile.tvm.build import compile_onnx
+
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    def timed(name: str, work: Callable):
+        on_stage(name)
+        start = time.perf_counter()
+        result = work()
+        timings[name] = round(time.perf_counter() - start, 3)
+        return result
+
+    with BundleWriter(request.output) as bundle:
+        optimized, _ = timed("optimize", lambda: optimize(request.model, PIPELINE))
+        quant_sidecar = None
+        deployed = optimized
+        if request.quant == "int8":
+            deployed, quant_sidecar = timed("quantize", lambda: _quantize(request, optimized, notes))
+        elif request.quant != "none":
+            raise UserError(f"unknown quantization {request.quant!r}; choose none or int8")
+        onnx_name = f"{request.name}.{'int8' if request.quant == 'int8' else 'opt'}.onnx"
+        onnx.save(deployed, bundle.path(onnx_name))
+        if quant_sidecar is not None:
+            bundle.write_json(f"{request.name}.quant.json", quant_sidecar)
+        library_name = f"lib{request.name}.so"
+        compiled = timed("tvm", lambda: compile_onnx(deployed, request.target, bundle.path(library_name)))
+        notes += compiled.notes
+        initializers = {i.name for i in deployed.graph.initializer}
+        if request.labels:
+            (bundle.path("labels.txt")).write_text("\n".join(request.labels) + "\n")
+        report = {"stages_seconds": timings, "kernels": compiled.kernels, "kernel_count": len(compiled.kernels),
+                  "toolchain": compiled.toolchain, "notes": notes}
+        bundle.write_json("build_report.json", report)
+        manifest = {
+            "mnv3compile_bundle": MANIFEST_VERSION,
+            "name": request.name,
+            "library": library_name,
+            "model": onnx_name,
+            "inputs": _tensor_info(deployed.graph.input, initializers),
+            "outputs": _tensor_info(deployed.graph.output, initializers),
+            "preprocess": _preprocess_json(request.preprocess),
+            "labels": "labels.txt" if request.labels else None,
+            "quantization": ({"scheme": "int8 QDQ", "parameters": f"{request.name}.quant.json",
+                              "calibration": quant_sidecar["calibration"]} if quant_sidecar else None),
+            "target": {"preset": request.target.name, "description": request.target.description,
+                       "tvm": request.target.tvm_target(), "toolchain": compiled.toolchain},
+            "source": request.source,
+            "versions": _versions(),
+            "report": "build_report.json",
+        }
+        manifest["sha256"] = bundle.checksums()
+        bundle.write_json(f"{request.name}.json", manifest)
+        final = bundle.commit()
+    return BuildResult(final, final / library_name, manifest, timings, notes)
+
+
+def _preprocess_json(name: str | None) -> dict | None:
+    if name is None:
+        return None
+    from mnv3compile.quant.preprocess import preset
+
+    return preset(name).to_json()
+
+
+def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
+    from mnv3compile.quant import quantize
+    from mnv3compile.quant.calibration import load_samples
+    from mnv3compile.quant.preprocess import preset
+
+    shape = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim)
+    calib = request.calib or "synthetic:16"
+    if request.calib is None:
+        notes.append("int8 calibrated on 16 synthetic inputs; give real data with --calib DIR --preprocess P "
+                     "for real accuracy")
+    spec = preset(request.preprocess) if request.preprocess else None
+    result = quantize(model, load_samples(calib, shape, spec))
+    return result.model, json.loads(json.dumps(result.sidecar({"source": calib}), default=_plain))
+
+
+def _plain(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(type(value).__name__)

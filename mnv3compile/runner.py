@@ -1,0 +1,73 @@
+"""Run a bundle's library on this machine with the TVM runtime (host bundles)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mnv3compile.bundle import read_manifest
+from mnv3compile.errors import UserError
+
+
+class BundleRunner:
+    def __init__(self, bundle: Path):
+        import tvm
+        from tvm import relax
+
+        self.manifest = read_manifest(bundle)
+        self.folder = Path(self.manifest["_folder"])
+        if self.manifest["target"]["preset"] != "host":
+            raise UserError(f"{bundle} was built for {self.manifest['target']['preset']!r}, not this machine; "
+                            "run it there (or on the stand-in phone with --rpc)")
+        library = tvm.runtime.load_module(str(self.folder / self.manifest["library"]))
+        self.device = tvm.cpu()
+        self.vm = relax.VirtualMachine(library, self.device)
+        self.input = self.manifest["inputs"][0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.input["shape"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import tvm
+
+        result = self.vm["main"](tvm.runtime.tensor(x.astype(np.float32), self.device))
+        return result.numpy() if hasattr(result, "numpy") else result[0].numpy()  # one output or a tuple
+
+    def latency_ms(self, repeat: int = 10) -> float:
+        """Median wall time of one inference (1 thread as built)."""
+        import time
+
+        x = np.zeros(self.input_shape, np.float32)
+        self(x)  # warm up
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            self(x)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times) * 1000)
+
+    def labels(self) -> list[str] | None:
+        if not self.manifest.get("labels"):
+            return None
+        return (self.folder / self.manifest["labels"]).read_text().splitlines()
+
+    def load_input(self, path: Path) -> np.ndarray:
+        from mnv3compile.quant.calibration import load_samples
+        from mnv3compile.quant.preprocess import Preprocess
+
+        path = Path(path)
+        if path.suffix.lower() in (".npy", ".npz"):
+            return load_samples(path, self.input_shape, None)[0].tensor
+        spec = self.manifest.get("preprocess")
+        if spec is None:
+            raise UserError(f"{self.folder} has no preprocessing in its manifest; give a .npy tensor "
+                            "(or rebuild with --preprocess)")
+        from mnv3compile.quant.preprocess import load_image
+
+        prep = Preprocess(**{**spec, "mean": tuple(spec["mean"]), "std": tuple(spec["std"])})
+        _, _, height, width = self.input_shape
+        if not path.is_file():
+            raise UserError(f"cannot read {path}: no such file")
+        return load_image(path, prep, height, width)[None]
