@@ -96,20 +96,18 @@ def with_static_inputs(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int
     notes = []
     for value in real_inputs:
         dims = value.type.tensor_type.shape.dim
-        if value.name in shapes:
-            given = list(shapes[value.name])
-            if len(given) != len(dims):
-                raise UserError(f"input '{value.name}' has rank {len(dims)}, "
-                                f"the given shape {tuple(given)} has rank {len(given)}")
-            for dim, size in zip(dims, given):
+        given = list(shapes.get(value.name, [-1] * len(dims)))  # -1 (or 0): leave that axis dynamic
+        if len(given) != len(dims):
+            raise UserError(f"input '{value.name}' has rank {len(dims)}, "
+                            f"the given shape {tuple(given)} has rank {len(given)}")
+        for axis, (dim, size) in enumerate(zip(dims, given)):
+            if size > 0:
                 if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != size:
                     raise UserError(f"input '{value.name}' is fixed at "
                                     f"{tuple(d.dim_value for d in dims)}, cannot be {tuple(given)}")
                 dim.Clear()
                 dim.dim_value = size
-            continue
-        for axis, dim in enumerate(dims):
-            if not dim.HasField("dim_value") or dim.dim_value <= 0:
+            elif not dim.HasField("dim_value") or dim.dim_value <= 0:
                 notes.append(f"input '{value.name}' axis {axis} is dynamic "
                              f"({dim.dim_param or '?'}); counted as 1 (give its shape to override)")
                 dim.Clear()

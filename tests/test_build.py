@@ -1,0 +1,154 @@
+"""mnv3compile build: bundles for host (run and compared with onnxruntime), arm64 Linux and Android
+(checked with readelf), int8 end to end, and clean failures that leave no bundle behind."""
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+
+from mnv3compile.analysis import with_static_inputs
+from mnv3compile.passes import verify
+from mnv3compile.pipeline import BuildRequest, build
+from mnv3compile.runner import BundleRunner
+from mnv3compile.targets.presets import preset
+from mnv3compile.zoo import build_model, build_spec
+
+
+def _build(tmp_path_factory, model: onnx.ModelProto, target: str, quant: str = "none", name: str = "m"):
+    out = tmp_path_factory.mktemp(f"{name}-{target}-{quant}") / "bundle"
+    return build(BuildRequest(preset(target), out, name, model, quant))
+
+
+def _assert_matches_onnxruntime(result, samples: int = 2, rtol: float = 1e-4):
+    manifest = result.manifest
+    model = onnx.load(str(result.bundle / manifest["model"]))
+    runner = BundleRunner(result.bundle)
+    for seed in range(samples):
+        x = np.random.default_rng(seed).standard_normal(runner.input_shape).astype(np.float32)
+        expected = verify.run(model, {manifest["inputs"][0]["name"]: x})[manifest["outputs"][0]["name"]]
+        actual = runner(x)
+        assert np.abs(actual - expected).max() <= rtol * np.abs(expected).max()
+
+
+@pytest.fixture(scope="module")
+def small_host(tmp_path_factory):
+    return _build(tmp_path_factory, build_model(build_spec("small", 1.0, 224)), "host", name="small")
+
+
+def test_small_host_matches_onnxruntime_and_fuses_conv_bias_activation(small_host):
+    _assert_matches_onnxruntime(small_host)
+    report = json.loads((small_host.bundle / "build_report.json").read_text())
+    kernels = report["kernels"]  # distinct kernels: convs of equal shape share one
+    convs = [k for k in kernels if "conv2d" in k]
+    assert convs and all(k.startswith("fused_conv2d") and "_add" in k for k in convs)  # bias always inside
+    assert any(re.search(r"conv2d.*_add.*_relu", k) for k in convs)                    # conv + bias + ReLU
+    assert any(re.search(r"conv2d.*_add.*clip.*divide.*multiply", k) for k in convs)    # + h-swish
+    assert any(re.search(r"conv2d.*_add.*maximum.*minimum.*multiply", k) for k in convs)  # + h-sigmoid
+    assert not [k for k in kernels if re.match(r"(fused_)?(relu|tir_clip|clip|maximum)", k)]  # none alone
+
+
+def test_bundle_manifest_lists_everything_with_checksums(small_host):
+    manifest = small_host.manifest
+    files = {p.name for p in small_host.bundle.iterdir()}
+    assert files == {"libsmall.so", "small.opt.onnx", "small.json", "build_report.json"}
+    assert set(manifest["sha256"]) == files - {"small.json"}
+    assert manifest["inputs"] == [{"name": "input", "dtype": "float32", "shape": [1, 3, 224, 224]}]
+    assert manifest["target"]["preset"] == "host" and "apache-tvm" in manifest["versions"]
+
+
+@pytest.mark.parametrize("model, resolution", [("large", 224), ("lraspp-small", 128)])
+def test_zoo_models_on_host_match_onnxruntime(tmp_path_factory, model, resolution):
+    result = _build(tmp_path_factory, build_model(build_spec(model, 1.0, resolution)), "host", name=model.replace("-", "_"))
+    _assert_matches_onnxruntime(result, samples=1)
+
+
+def test_paddleocr_classifier_on_host_matches_onnxruntime(tmp_path_factory, paddle_cls_path):
+    from assets import PADDLE_CLS_SHAPE
+
+    model, _ = with_static_inputs(onnx.load(str(paddle_cls_path)), {"x": PADDLE_CLS_SHAPE})
+    _assert_matches_onnxruntime(_build(tmp_path_factory, model, "host", name="cls"))
+
+
+def test_int8_host_agrees_with_onnxruntime_qdq(tmp_path_factory):
+    """Fake-quant TVM vs onnxruntime on the same QDQ model (onnxruntime's optimizations off, so it too
+    dequantizes -> float op -> quantizes). Float accumulation order flips a rounding now and then and
+    the flips compound through the blocks: the bounds below are what was measured, not 1 step."""
+    result = _build(tmp_path_factory, build_model(build_spec("small", 0.75, 160)), "host", "int8", name="small8")
+    model = onnx.load(str(result.bundle / result.manifest["model"]))
+    step = json.loads((result.bundle / "small8.quant.json").read_text())["activations"]["logits"]["scale"]
+    runner = BundleRunner(result.bundle)
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal(runner.input_shape).astype(np.float32)
+        steps = np.abs(runner(x) - verify.run(model, {"input": x})["logits"]) / step
+        assert steps.max() <= 4.01 and np.argmax(runner(x)) == np.argmax(verify.run(model, {"input": x})["logits"])
+
+
+@pytest.fixture(scope="module")
+def small_android(tmp_path_factory):
+    return _build(tmp_path_factory, build_model(build_spec("small", 0.5, 96)), "arm64-android", name="small")
+
+
+def _readelf(args, path):
+    return subprocess.run(["readelf", *args, str(path)], capture_output=True, text=True, check=True).stdout
+
+
+def test_android_library_is_a_clean_aarch64_shared_object(small_android):
+    library = small_android.library
+    header = _readelf(["-h"], library)
+    assert "ELF64" in header and "AArch64" in header and "DYN (Shared object file)" in header
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", _readelf(["-d"], library))
+    assert set(needed) <= {"libc.so", "libm.so", "libdl.so"} and needed
+    aligns = re.findall(r"LOAD\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(0x[0-9a-f]+)", _readelf(["-lW"], library))
+    assert aligns and all(int(a, 16) == 16384 for a in aligns)
+    undefined = set(re.findall(r"UND (\S+)", _readelf(["--dyn-syms", "-W"], library)))
+    assert undefined <= {"TVMFFIErrorSetRaisedFromCStrParts", "memcpy", "memset", "memmove"}, undefined
+
+
+def test_arm64_linux_library(tmp_path_factory):
+    result = _build(tmp_path_factory, build_model(build_spec("small-minimal", 0.5, 96)), "arm64-linux", name="s")
+    header = _readelf(["-h"], result.library)
+    assert "AArch64" in header and "ELF64" in header
+
+
+def test_cli_build_errors_leave_no_bundle(cli, tmp_path, monkeypatch):
+    out = tmp_path / "bundle"
+    code, _, err = cli("build", "--model", "small", "--target", "iphone", "-o", str(out))
+    assert (code, err) == (2, "error: unknown target 'iphone'; choose one of: host, arm64-linux, arm64-android, "
+                              "pixel2, pixel3, pixel4, pixel6, pixel7, pixel8, rpi4, rpi5 (see 'mnv3compile targets')\n")
+    import shutil
+
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if "aarch64" in name else real_which(name))
+    code, _, err = cli("build", "--model", "small-minimal", "--resolution", "96", "--quant", "none",
+                       "--target", "rpi4", "-o", str(out))
+    assert (code, err) == (2, "error: no toolchain for target 'rpi4' (aarch64-linux-gnu); install it: "
+                              "apt-get install gcc-aarch64-linux-gnu g++-aarch64-linux-gnu\n")
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle")]
+
+
+def test_cli_build_unsupported_op_is_named(cli, tmp_path):
+    from onnx import TensorProto, helper
+
+    path = tmp_path / "odd.onnx"
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="ok"),
+                               helper.make_node("Celu", ["r"], ["y"], name="odd_activation")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 8, 8])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    out = tmp_path / "bundle"
+    code, _, err = cli("build", "--onnx", str(path), "--quant", "none", "-o", str(out))
+    assert (code, err) == (2, "error: TVM's ONNX importer does not support op 'Celu' (node 'odd_activation', "
+                              "domain 'ai.onnx')\n")
+    assert not out.exists() and not list(tmp_path.glob(".bundle*"))
+
+
+def test_cli_build_fixes_a_dynamic_batch_and_says_so(cli, tmp_path, paddle_cls_path):
+    out = tmp_path / "cls"
+    code, stdout, err = cli("build", "--onnx", str(paddle_cls_path), "--input-shape", "x=-1,3,48,192",
+                            "--quant", "none", "-o", str(out))
+    assert code == 0, err
+    assert "note: input 'x' axis 0 is dynamic (?); counted as 1" in stdout
+    assert "latency:" in stdout and (out / "libch_ppocr_mobile_v2_0_cls_infer.so").exists()
