@@ -411,15 +411,25 @@ Examples:
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("input_path", metavar="IMAGE|TENSOR.npy", type=click.Path(path_type=Path))
 @click.option("--top", type=int, default=5, show_default=True)
-def run(bundle: Path, input_path: Path, top: int) -> None:
-    """Run a host bundle on one image (preprocessed as the manifest says) or a .npy tensor."""
+@click.option("--rpc", "rpc_tracker", default=None, is_flag=False, flag_value="phone", metavar="[HOST:PORT]",
+              help="Run on a device behind a TVM RPC tracker; bare --rpc means the stand-in phone.")
+@click.option("--key", default=None, help="The device key at the tracker [default: the stand-in phone's].")
+def run(bundle: Path, input_path: Path, top: int, rpc_tracker: str | None, key: str | None) -> None:
+    """Run a bundle on one image (preprocessed as the manifest says) or a .npy tensor: here for a
+    host bundle, or over TVM RPC on a phone (or the stand-in phone) for an arm64 one."""
     import numpy as np
 
     from mnv3compile.runner import BundleRunner
 
-    runner = BundleRunner(bundle)
+    runner = BundleRunner(bundle, remote=rpc_tracker is not None)
     x = runner.load_input(input_path)
-    output = runner(x)
+    if rpc_tracker is not None:
+        from mnv3compile.phone import run_remote
+
+        tracker = None if rpc_tracker == "phone" else rpc_tracker
+        (output,) = run_remote(runner.library_path, [x], tracker, key)
+    else:
+        output = runner(x)
     labels = runner.labels()
     if output.ndim != 2:
         console.print(f"output {runner.manifest['outputs'][0]['name']}: shape {output.shape}, "
@@ -468,6 +478,53 @@ def doctor() -> None:
         console.print(f"TVM {tvm.__version__} from {Path(tvm.__file__).parent}")
     except Exception as exc:  # the doctor reports, it does not fail
         console.print(f"[red]TVM does not import: {exc}[/red]")
+
+
+@cli.group(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile phone start
+  mnv3compile build --model small --target arm64-linux --quant none -o build/small-arm
+  mnv3compile run build/small-arm input.npy --rpc
+  mnv3compile phone stop
+""")
+def phone() -> None:
+    """The stand-in phone: arm64 TVM runtime under qemu-user, serving TVM RPC on 127.0.0.1.
+
+    Lets you try the arm64 path without a phone. The first start builds an arm64 sysroot
+    (about a minute; apt and pip downloads, nothing emulated) and registers qemu-aarch64 with
+    binfmt_misc (needs root, qemu-user and binfmt-support). Emulated time is not phone speed.
+    """
+
+
+@phone.command("start")
+def phone_start() -> None:
+    """Start the tracker and the emulated RPC server (reuses running ones)."""
+    from mnv3compile import phone as stand_in
+
+    with console.status("starting the stand-in phone"):
+        state = stand_in.start()
+    console.print(f"stand-in phone up: tracker {state.tracker()}, key {state.key!r} "
+                  f"(pids {state.tracker_pid}, {state.server_pid})")
+
+
+@phone.command("status")
+def phone_status() -> None:
+    """Say whether the stand-in phone is running, and where."""
+    from mnv3compile import phone as stand_in
+
+    state = stand_in.read_state()
+    if state is None:
+        console.print("stand-in phone: not running")
+    else:
+        console.print(f"stand-in phone: running, tracker {state.tracker()}, key {state.key!r}")
+
+
+@phone.command("stop")
+def phone_stop() -> None:
+    """Stop the tracker and server this tool started (by PID)."""
+    from mnv3compile import phone as stand_in
+
+    console.print("stand-in phone stopped" if stand_in.stop() else "stand-in phone was not running")
 
 
 @cli.command("passes", context_settings=CONTEXT)

