@@ -92,25 +92,26 @@ def _attr_value(node: ir.Node, name: str):
     return None if attr is None else attr.value
 
 
+def _bind(name: str, value: ir.Value, m: Match) -> Iterator[Match]:
+    """Bind ``name`` to ``value`` unless it is already bound to another value."""
+    bound = m.values.get(name)
+    if bound is None or bound is value:
+        result = m.copy()
+        result.values[name] = value
+        yield result
+
+
 def _match(pattern: Pattern, value: ir.Value | None, m: Match) -> Iterator[Match]:
     if value is None:
         return
     if isinstance(pattern, Var):
-        bound = m.values.get(pattern.name)
-        if bound is None or bound is value:
-            result = m.copy()
-            result.values[pattern.name] = value
-            yield result
+        yield from _bind(pattern.name, value, m)
         return
     if isinstance(pattern, Const):
         array = constant_array(value)
         if array is None or (pattern.value is not None and not is_scalar_like(array, pattern.value, pattern.rtol)):
             return
-        bound = m.values.get(pattern.name)
-        if bound is None or bound is value:
-            result = m.copy()
-            result.values[pattern.name] = value
-            yield result
+        yield from _bind(pattern.name, value, m)
         return
     node = value.producer()
     if node is None or node.op_type != pattern.op_type or node.domain not in ("", "ai.onnx"):
