@@ -152,3 +152,41 @@ def test_cli_build_fixes_a_dynamic_batch_and_says_so(cli, tmp_path, paddle_cls_p
     assert code == 0, err
     assert "note: input 'x' axis 0 is dynamic (?); counted as 1" in stdout
     assert "latency:" in stdout and (out / "libch_ppocr_mobile_v2_0_cls_infer.so").exists()
+
+
+def test_int8_every_kernel_within_one_step_of_onnxruntime_on_identical_inputs(tmp_path):
+    """Each integer kernel (group) alone, compiled by TVM, fed onnxruntime's own int8 input tensors:
+    its int8 output may differ from onnxruntime's by at most one step (measured: none differ)."""
+    import tvm
+    from onnx.utils import Extractor
+    from tvm import relax
+
+    from mnv3compile.quant import quantize
+    from mnv3compile.quant.calibrate import session_with_outputs
+    from mnv3compile.quant.calibration import load_samples
+    from mnv3compile.tvm.build import compile_onnx
+
+    spec = build_spec("small", 0.5, 96)
+    result = quantize(build_model(spec), load_samples("synthetic:4", spec.input_shape, None))
+    model = onnx.shape_inference.infer_shapes(result.model)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    nodes = {n.name: n for n in model.graph.node}
+    int8_tensors = [n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    x = np.random.default_rng(0).standard_normal(spec.input_shape).astype(np.float32)
+    oracle = dict(zip(int8_tensors, session_with_outputs(model, int8_tensors).run(int8_tensors, {"input": x})))
+    worst = 0
+    for index, group in enumerate(result.record.groups):
+        members = [nodes[name] for name in group["nodes"]]
+        inputs = list(dict.fromkeys(producer[i].input[0] for n in members for i in n.input
+                                    if i in producer and producer[i].op_type == "DequantizeLinear"
+                                    and producer[i].input[0] in oracle))
+        (output,) = [n.output[0] for n in model.graph.node
+                     if n.op_type == "QuantizeLinear" and n.input[0] == members[-1].output[0]]
+        kernel = Extractor(model).extract_model(inputs, [output])
+        library = compile_onnx(kernel, preset("host"), tmp_path / f"k{index}.so")
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(library.path)), tvm.cpu())
+        got = vm["main"](*[tvm.runtime.tensor(oracle[v.name]) for v in kernel.graph.input])
+        got = got.numpy() if hasattr(got, "numpy") else got[0].numpy()
+        worst = max(worst, int(np.abs(got.astype(np.int32) - oracle[output].astype(np.int32)).max()))
+        assert worst <= 1, group
+    assert len(result.record.groups) > 50
