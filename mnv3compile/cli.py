@@ -344,11 +344,14 @@ Examples:
               help="Class names, one per line (stored in the bundle; 'run' prints them).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
               help="Fix a dynamic input's shape (dynamic dimensions are otherwise set to 1).")
+@click.option("--db", "database", type=click.Path(path_type=Path), default=None,
+              help="A MetaSchedule JSON tuning database (folder) to take tuned kernels from; the build "
+                   "reports how many kernels it covered.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: int, weights: Path | None,
           target_name: str, quant: str, calib: str | None, preprocess_name: str | None, labels_path: Path | None,
-          input_shapes: tuple[str, ...], output: Path | None) -> None:
+          input_shapes: tuple[str, ...], database: Path | None, output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
     Stages: model -> optimize (passes) -> quantize (int8) -> TVM (Relax pipeline, codegen,
@@ -385,7 +388,8 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     source_model, notes = with_static_inputs(source_model, shapes)
     labels = labels_path.read_text().splitlines() if labels_path else None
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
-    request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source)
+    request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
+                           database)
     with console.status("build") as status:
         result = run_build(request, on_stage=lambda stage: status.update(f"stage: {stage}"))
     for note in notes + result.notes:
@@ -394,6 +398,9 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     console.print(f"bundle: {result.bundle} ({stages})")
     report = json.loads((result.bundle / "build_report.json").read_text())
     console.print(f"library: {result.library} ({report['kernel_count']} kernels, {report['toolchain']})")
+    if report["tuning"] is not None:
+        console.print(f"tuning database: tuned schedules for {report['tuning']['applied']} of "
+                      f"{report['tuning']['kernels']} kernels")
     if target.is_host:
         from mnv3compile.runner import BundleRunner
 

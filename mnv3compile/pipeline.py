@@ -34,6 +34,7 @@ class BuildRequest:
     preprocess: str | None = None
     labels: list[str] | None = None
     source: dict = field(default_factory=dict)
+    database: Path | None = None  # MetaSchedule JSON database to take tuned schedules from
 
 
 @dataclass
@@ -94,13 +95,14 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
         if quant_sidecar is not None:
             bundle.write_json(f"{request.name}.quant.json", quant_sidecar)
         library_name = f"lib{request.name}.so"
-        compiled = timed("tvm", lambda: compile_onnx(deployed, request.target, bundle.path(library_name)))
+        compiled = timed("tvm", lambda: compile_onnx(deployed, request.target, bundle.path(library_name),
+                                                     request.database))
         notes += compiled.notes
         initializers = {i.name for i in deployed.graph.initializer}
         if request.labels:
             (bundle.path("labels.txt")).write_text("\n".join(request.labels) + "\n")
         report = {"stages_seconds": timings, "kernels": compiled.kernels, "kernel_count": len(compiled.kernels),
-                  "toolchain": compiled.toolchain, "notes": notes}
+                  "toolchain": compiled.toolchain, "tuning": compiled.tuning, "notes": notes}
         bundle.write_json("build_report.json", report)
         manifest = {
             "mnv3compile_bundle": MANIFEST_VERSION,
