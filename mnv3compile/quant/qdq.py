@@ -129,7 +129,8 @@ def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple
                 producer = next(g for g in groups if g.output.name == source)
                 qparams[source] = _output_qparams(producer, ranges, qparams, symmetric)
             _quantize_weights(graph, head, qparams[source], record)
-        for node in group.nodes:
+        if len(group.nodes) == 1:  # a chain's own constants (the 3, 0, 6, 1/6 of h-sigmoid) define it
+            node = group.head
             for index, value in data_inputs(node):
                 if value.const_value is not None and node.op_type in ("Add", "Mul", "Concat"):
                     _quantize_constant_input(graph, node, index, record)
