@@ -27,13 +27,17 @@ Examples:
   mnv3compile inspect small.onnx
   mnv3compile zoo --resolution 160
   mnv3compile optimize small.onnx -o small.opt.onnx --verify --report
+  mnv3compile quantize small.onnx --calib images/ --preprocess torchvision -o small.int8.onnx
+  mnv3compile build --model small --target arm64-android --quant int8
+  mnv3compile run build/small-int8-host chelsea.png
 """)
 @click.version_option(__version__, prog_name="mnv3compile")
 def cli() -> None:
     """A model compiler for MobileNetV3 on phones.
 
-    Emits MobileNetV3 variants as ONNX and inspects any ONNX CNN layer by layer.
-    Run 'mnv3compile COMMAND --help' for each command's options and examples.
+    Emits MobileNetV3 variants as ONNX, rewrites them into a canonical form, quantizes them
+    to int8 and compiles them with Apache TVM into libraries for this machine, arm64 Linux
+    and Android. Run 'mnv3compile COMMAND --help' for each command's options and examples.
     """
 
 
@@ -448,7 +452,11 @@ def run(bundle: Path, input_path: Path, top: int, rpc_tracker: str | None, key: 
         console.print(f"{rank}. class {index}{label}: {scores[index]:.4f}")
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile targets
+  mnv3compile build --model small --target pixel6
+""")
 def targets() -> None:
     """List the target presets: TVM target, toolchain."""
     from mnv3compile.targets.presets import PRESETS
@@ -462,7 +470,11 @@ def targets() -> None:
     Console(width=None if console.is_terminal else 160).print(table)
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile doctor
+  ANDROID_NDK_HOME=~/Android/Sdk/ndk/27.0.12077973 mnv3compile doctor
+""")
 def doctor() -> None:
     """Which toolchains and tools are here, and how to install what is missing."""
     import shutil
@@ -503,7 +515,10 @@ def phone() -> None:
     """
 
 
-@phone.command("start")
+@phone.command("start", epilog="""\b
+Examples:
+  mnv3compile phone start && mnv3compile run build/small-arm x.npy --rpc
+""")
 def phone_start() -> None:
     """Start the tracker and the emulated RPC server (reuses running ones)."""
     from mnv3compile import phone as stand_in
@@ -514,7 +529,10 @@ def phone_start() -> None:
                   f"(pids {state.tracker_pid}, {state.server_pid})")
 
 
-@phone.command("status")
+@phone.command("status", epilog="""\b
+Examples:
+  mnv3compile phone status
+""")
 def phone_status() -> None:
     """Say whether the stand-in phone is running, and where."""
     from mnv3compile import phone as stand_in
@@ -526,7 +544,10 @@ def phone_status() -> None:
         console.print(f"stand-in phone: running, tracker {state.tracker()}, key {state.key!r}")
 
 
-@phone.command("stop")
+@phone.command("stop", epilog="""\b
+Examples:
+  mnv3compile phone stop
+""")
 def phone_stop() -> None:
     """Stop the tracker and server this tool started (by PID)."""
     from mnv3compile import phone as stand_in
@@ -534,7 +555,11 @@ def phone_stop() -> None:
     console.print("stand-in phone stopped" if stand_in.stop() else "stand-in phone was not running")
 
 
-@cli.command("passes", context_settings=CONTEXT)
+@cli.command("passes", context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile passes
+  mnv3compile optimize model.onnx --passes cleanup,fold_batchnorm -o model.bn.onnx
+""")
 def list_passes() -> None:
     """List the optimize pipeline's passes, in order, with what each does."""
     from mnv3compile.passes.registry import PIPELINE

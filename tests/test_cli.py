@@ -16,9 +16,14 @@ def test_version(cli):
 
 
 def test_every_command_has_help_with_examples(cli):
-    for command in ("export", "inspect"):
-        code, out, _ = cli(command, "--help")
-        assert code == 0 and "Examples:" in out and f"mnv3compile {command}" in out
+    from mnv3compile.cli import cli as group
+
+    commands = [[name] for name in group.commands if name != "phone"]
+    commands += [["phone", name] for name in group.commands["phone"].commands]
+    assert len(commands) == 13
+    for command in commands:
+        code, out, _ = cli(*command, "--help")
+        assert code == 0 and "Examples:" in out and f"mnv3compile {command[0]}" in out, command
 
 
 def test_export_then_inspect(cli, tmp_path):
