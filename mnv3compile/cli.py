@@ -18,6 +18,11 @@ from mnv3compile.errors import UserError
 from mnv3compile.zoo.spec import MODEL_NAMES
 
 console = Console()
+
+
+def wide_console(width: int = 132) -> Console:
+    """Piped output has no terminal width; keep tables whole rather than cut at 80 columns."""
+    return Console(width=None if console.is_terminal else width)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -313,7 +318,7 @@ def _print_accuracy(accuracy, top: int) -> None:
     table.add_column("SQNR dB", justify="right")
     for name, value in accuracy.layers[:top]:
         table.add_row(name, f"{value:.1f}")
-    Console(width=None if console.is_terminal else 132).print(table)
+    wide_console().print(table)
     for name, value in accuracy.outputs.items():
         console.print(f"output {name}: SQNR {value:.1f} dB")
     if accuracy.top1_agreement is not None:
@@ -467,7 +472,7 @@ def targets() -> None:
     for p in PRESETS:
         table.add_row(p.name, p.description, p.triple or "(this machine)", p.mcpu or "",
                       " ".join(p.mattr), p.toolchain)
-    Console(width=None if console.is_terminal else 160).print(table)
+    wide_console(160).print(table)
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
@@ -570,7 +575,7 @@ def list_passes() -> None:
     table.add_column("what it does")
     for index, graph_pass in enumerate(PIPELINE, 1):
         table.add_row(str(index), graph_pass.name, graph_pass.summary)
-    Console(width=None if console.is_terminal else 132).print(table)
+    wide_console().print(table)
 
 
 def _print_pass_report(pass_report) -> None:
@@ -582,7 +587,7 @@ def _print_pass_report(pass_report) -> None:
         error = "" if entry.errors is None else f"{max(e.max_rel for e in entry.errors):.2e}"
         table.add_row(entry.name, str(entry.matched), str(entry.rewritten), refused,
                       f"{sum(entry.ops_before.values())} -> {sum(entry.ops_after.values())}", error)
-    wide = Console(width=None if console.is_terminal else 132)
+    wide = wide_console()
     wide.print(table)
     ops = Table(title="ops before -> after")
     for column in ("op", "before", "after"):
@@ -632,8 +637,7 @@ def inspect(model_path: Path, as_json: bool, input_shapes: tuple[str, ...]) -> N
     table.add_section()
     table.add_row("", "total", f"{len(stats.layers)} nodes", "",
                   f"{stats.total_madds:,}", f"{stats.total_params:,}")
-    # Piped output has no terminal width; keep layer names whole rather than cut at 80 columns.
-    Console(width=None if console.is_terminal else 132).print(table)
+    wide_console().print(table)
     inputs = ", ".join(f"{k} {_shape(v)}" for k, v in stats.inputs.items())
     outputs = ", ".join(f"{k} {_shape(v)}" for k, v in stats.outputs.items())
     console.print(f"inputs: {inputs}; outputs: {outputs}")

@@ -23,8 +23,7 @@ def _to_hardswish(m: Match, b: RewriteBuilder):
 
 def _is_mobilenet_hardsigmoid(m: Match) -> str | None:
     node = m.nodes["hs"]
-    alpha = node.attributes["alpha"].value if "alpha" in node.attributes else 0.2
-    beta = node.attributes["beta"].value if "beta" in node.attributes else 0.5
+    alpha, beta = node.attributes.get_float("alpha", 0.2), node.attributes.get_float("beta", 0.5)
     if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
         return f"HardSigmoid(alpha={alpha:g}, beta={beta:g}) is not h-swish's"
     return None

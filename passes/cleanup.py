@@ -74,8 +74,7 @@ def fold_static_shapes(graph: ir.Graph) -> int:
         if shape is None or not all(isinstance(d, int) for d in shape):
             continue
         dims = np.array(list(shape), np.int64)
-        start = node.attributes["start"].value if "start" in node.attributes else 0
-        end = node.attributes["end"].value if "end" in node.attributes else len(dims)
+        start, end = node.attributes.get_int("start", 0), node.attributes.get_int("end", len(dims))
         const = add_initializer(graph, dims[start:end], node.outputs[0].name or f"{node.name}_shape")
         node.outputs[0].replace_all_uses_with(const)
         graph.remove(node, safe=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.passes.base import rule_pass
+from mnv3compile.passes.fold_batchnorm import batchnorm_affine, training_mode_reason
 from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op
 
 
@@ -19,22 +20,20 @@ def _rank(m: Match) -> int | None:
 
 
 def _check(m: Match) -> str | None:
-    bn = m.nodes["bn"]
-    if len(bn.outputs) > 1 and any(v.uses() or v.is_graph_output() for v in bn.outputs[1:]):
-        return "BatchNormalization in training mode (running statistics are read)"
+    reason = training_mode_reason(m.nodes["bn"])
+    if reason is not None:
+        return reason
     if _rank(m) is None:
         return "input rank unknown"
     return None
 
 
 def _rewrite(m: Match, b: RewriteBuilder):
-    bn, graph = m.nodes["bn"], m.nodes["bn"].graph
-    eps = bn.attributes["epsilon"].value if "epsilon" in bn.attributes else 1e-5
-    scale, shift, mean, var = (m.const(k).astype(np.float64) for k in ("scale", "shift", "mean", "var"))
-    k = scale / np.sqrt(var + eps)
+    graph = m.nodes["bn"].graph
+    k, t = batchnorm_affine(m)
     broadcast = (-1,) + (1,) * (_rank(m) - 2)
     k_value = b.initializer(graph, k.reshape(broadcast).astype(np.float32), "scale")
-    t_value = b.initializer(graph, (shift - mean * k).reshape(broadcast).astype(np.float32), "shift")
+    t_value = b.initializer(graph, t.reshape(broadcast).astype(np.float32), "shift")
     return b.op("Add", [b.op("Mul", [m.values["x"], k_value], "mul"), t_value], "add")
 
 

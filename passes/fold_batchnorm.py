@@ -15,23 +15,37 @@ from mnv3compile.passes.conv import conv_weight_and_bias, rebuild_conv
 from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op
 
 
-def _check(m: Match) -> str | None:
-    bn = m.nodes["bn"]
+def training_mode_reason(bn) -> str | None:
+    """Why a BatchNormalization cannot be treated as an inference affine map, or None."""
     if len(bn.outputs) > 1 and any(v.uses() or v.is_graph_output() for v in bn.outputs[1:]):
         return "BatchNormalization in training mode (running statistics are read)"
+    return None
+
+
+def batchnorm_affine(m: Match) -> tuple[np.ndarray, np.ndarray]:
+    """(k, t) with BN(x) = k * x + t per channel, in float64."""
+    bn = m.nodes["bn"]
+    eps = bn.attributes.get_float("epsilon", 1e-5)
+    scale, shift, mean, var = (m.const(key).astype(np.float64) for key in ("scale", "shift", "mean", "var"))
+    k = scale / np.sqrt(var + eps)
+    return k, shift - mean * k
+
+
+def _check(m: Match) -> str | None:
+    reason = training_mode_reason(m.nodes["bn"])
+    if reason is not None:
+        return reason
     if conv_weight_and_bias(m.nodes["conv"]) is None:
         return "conv weights are not constant"
     return None
 
 
 def _rewrite(m: Match, b: RewriteBuilder):
-    conv, bn = m.nodes["conv"], m.nodes["bn"]
+    conv = m.nodes["conv"]
     weight, bias = (a.astype(np.float64) for a in conv_weight_and_bias(conv))
-    eps = bn.attributes["epsilon"].value if "epsilon" in bn.attributes else 1e-5
-    scale, shift, mean, var = (m.const(k).astype(np.float64) for k in ("scale", "shift", "mean", "var"))
-    k = scale / np.sqrt(var + eps)
+    k, t = batchnorm_affine(m)
     new_weight = weight * k.reshape(-1, *([1] * (weight.ndim - 1)))
-    return rebuild_conv(b, conv.graph, conv, new_weight, (bias - mean) * k + shift, conv.name or "conv")
+    return rebuild_conv(b, conv.graph, conv, new_weight, bias * k + t, conv.name or "conv")
 
 
 def _bn(conv):

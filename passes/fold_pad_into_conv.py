@@ -25,7 +25,7 @@ def _spatial_pads(m: Match) -> list[int] | None:
 
 def _check(m: Match) -> str | None:
     pad = m.nodes["pad"]
-    mode = pad.attributes["mode"].value if "mode" in pad.attributes else "constant"
+    mode = pad.attributes.get_string("mode", "constant")
     if mode != "constant":
         return f"Pad mode {mode}"
     if "value" in m.values and np.any(m.const("value") != 0):
@@ -33,7 +33,7 @@ def _check(m: Match) -> str | None:
     if _spatial_pads(m) is None:
         return "Pad touches batch/channel axes or is negative"
     conv = m.nodes["conv"]
-    auto_pad = conv.attributes["auto_pad"].value if "auto_pad" in conv.attributes else "NOTSET"
+    auto_pad = conv.attributes.get_string("auto_pad", "NOTSET")
     if auto_pad not in ("NOTSET", ""):
         return f"Conv auto_pad {auto_pad}"
     return None
@@ -42,7 +42,7 @@ def _check(m: Match) -> str | None:
 def _rewrite(m: Match, b: RewriteBuilder):
     conv = m.nodes["conv"]
     extra = _spatial_pads(m)
-    own = list(conv.attributes["pads"].value) if "pads" in conv.attributes else [0] * len(extra)
+    own = list(conv.attributes.get_ints("pads", [0] * len(extra)))
     attributes = {k: v for k, v in conv.attributes.items() if k != "pads"}
     node = ir.Node("", "Conv", [m.values["x"], *conv.inputs[1:]],
                    attributes=[*attributes.values(), ir.AttrInt64s("pads", [a + e for a, e in zip(own, extra)])],

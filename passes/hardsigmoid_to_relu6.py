@@ -53,13 +53,9 @@ def _linear_input(m: Match, b: RewriteBuilder, alpha: float, beta: float) -> ir.
     return scaled
 
 
-def _attr(node: ir.Node, name: str, default: float) -> float:
-    return node.attributes[name].value if name in node.attributes else default
-
-
 def _from_hardsigmoid(m: Match, b: RewriteBuilder):
     node = m.nodes["hs"]
-    y = _linear_input(m, b, _attr(node, "alpha", 0.2), _attr(node, "beta", 0.5))
+    y = _linear_input(m, b, node.attributes.get_float("alpha", 0.2), node.attributes.get_float("beta", 0.5))
     return emit_relu6_hsigmoid(b, m.root.graph, y)
 
 

@@ -1,7 +1,6 @@
 """inspect's counting rules on hand-built graphs that are not MobileNetV3."""
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 

@@ -68,7 +68,7 @@ def _dequantize_constant(graph: ir.Graph, before: ir.Node, q_array: np.ndarray, 
 
 def _weight_axis(node: ir.Node) -> int:
     if node.op_type == "Gemm":
-        return 0 if (node.attributes.get("transB") and node.attributes["transB"].value) else 1
+        return 0 if node.attributes.get_int("transB", 0) else 1
     return WEIGHT_INPUTS[node.op_type][1]
 
 

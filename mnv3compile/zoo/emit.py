@@ -174,10 +174,12 @@ def emit(spec: ModelSpec, weights: WeightSource) -> onnx.ModelProto:
     if spec.segmentation:
         high, low = _features(g, spec, "backbone", INPUT_NAME)
         low_ch = spec.blocks[spec.low_level_index - 1].out_ch
-        out, out_name = _lraspp_head(g, spec, high, low, low_ch), "out"
+        _lraspp_head(g, spec, high, low, low_ch)
+        out_name = "out"
     else:
         features, _ = _features(g, spec, "features", INPUT_NAME)
-        out, out_name = _classifier(g, spec, features), "logits"
+        _classifier(g, spec, features)
+        out_name = "logits"
     # Name the graph output after its role rather than after the module that produced it.
     g.nodes[-1].output[0] = out_name
     graph = helper.make_graph(
