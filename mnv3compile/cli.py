@@ -353,6 +353,10 @@ Examples:
               help="Class names, one per line (stored in the bundle; 'run' prints them).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
               help="Fix a dynamic input's shape (dynamic dimensions are otherwise set to 1).")
+@click.option("--int8-lowering", "int8_lowering", type=click.Choice(["integer", "fake"]), default="integer",
+              show_default=True,
+              help="integer: int8 kernels (int8 x int8 -> int32, fixed-point requantize and activation in the "
+                   "epilogue); fake: TVM's dequantize -> float kernel -> quantize, for comparison.")
 @click.option("--db", "database", type=click.Path(path_type=Path), default=None,
               help="A MetaSchedule JSON tuning database (folder) to take tuned kernels from; the build "
                    "reports how many kernels it covered.")
@@ -360,7 +364,7 @@ Examples:
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: int, weights: Path | None,
           target_name: str, quant: str, calib: str | None, preprocess_name: str | None, labels_path: Path | None,
-          input_shapes: tuple[str, ...], database: Path | None, output: Path | None) -> None:
+          input_shapes: tuple[str, ...], int8_lowering: str, database: Path | None, output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
     Stages: model -> optimize (passes) -> quantize (int8) -> TVM (Relax pipeline, codegen,
@@ -369,8 +373,10 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     versions, sha256 of every file), the deployed ONNX model and build_report.json. It is
     written at once: a failed build leaves nothing behind.
 
-    int8 today runs as TVM fake-quantization (dequantize -> float kernel -> quantize), exact
-    against onnxruntime's QDQ; integer kernels are the next issue.
+    int8 runs as integer kernels: every quantized group (conv + bias + activation, residual
+    add, squeeze-excite, pooling, classifier) is one int8 kernel with a fixed-point epilogue;
+    only the network input is quantized and the output dequantized. A group with no integer
+    lowering stays fake-quantized and is named in a note.
     """
     from mnv3compile import zoo as model_zoo
     from mnv3compile.analysis import with_static_inputs
@@ -398,7 +404,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     labels = labels_path.read_text().splitlines() if labels_path else None
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
     request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
-                           database)
+                           database, int8_lowering)
     with console.status("build") as status:
         result = run_build(request, on_stage=lambda stage: status.update(f"stage: {stage}"))
     for note in notes + result.notes:
@@ -407,6 +413,11 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     console.print(f"bundle: {result.bundle} ({stages})")
     report = json.loads((result.bundle / "build_report.json").read_text())
     console.print(f"library: {result.library} ({report['kernel_count']} kernels, {report['toolchain']})")
+    if report.get("int8"):
+        int8 = report["int8"]
+        console.print(f"int8: {int8['integer_groups']} groups as integer kernels, {int8['fallback_groups']} "
+                      f"fake-quantized; {int8['integer_kernels']} of {report['kernel_count']} kernels integer-only "
+                      f"(the rest: {', '.join(int8['float_kernels']) or 'none'})")
     if report["tuning"] is not None:
         console.print(f"tuning database: tuned schedules for {report['tuning']['applied']} of "
                       f"{report['tuning']['kernels']} kernels")

@@ -35,6 +35,7 @@ class BuildRequest:
     labels: list[str] | None = None
     source: dict = field(default_factory=dict)
     database: Path | None = None  # MetaSchedule JSON database to take tuned schedules from
+    int8_lowering: str = "integer"  # "integer" kernels, or "fake" (dequantize -> float -> quantize)
 
 
 @dataclass
@@ -96,13 +97,13 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
             bundle.write_json(f"{request.name}.quant.json", quant_sidecar)
         library_name = f"lib{request.name}.so"
         compiled = timed("tvm", lambda: compile_onnx(deployed, request.target, bundle.path(library_name),
-                                                     request.database))
+                                                     request.database, request.int8_lowering))
         notes += compiled.notes
         initializers = {i.name for i in deployed.graph.initializer}
         if request.labels:
             (bundle.path("labels.txt")).write_text("\n".join(request.labels) + "\n")
         report = {"stages_seconds": timings, "kernels": compiled.kernels, "kernel_count": len(compiled.kernels),
-                  "toolchain": compiled.toolchain, "tuning": compiled.tuning, "notes": notes}
+                  "toolchain": compiled.toolchain, "tuning": compiled.tuning, "int8": compiled.int8, "notes": notes}
         bundle.write_json("build_report.json", report)
         manifest = {
             "mnv3compile_bundle": MANIFEST_VERSION,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnx
 
+from mnv3compile.errors import UserError
 from mnv3compile.targets.presets import TargetPreset
 from mnv3compile.targets.toolchains import toolchain_for
 from mnv3compile.tvm.frontend import import_onnx
@@ -20,6 +21,7 @@ class CompiledLibrary:
     notes: list[str]
     toolchain: str
     tuning: dict | None = None  # what a tuning database contributed, when one was given
+    int8: dict | None = None  # what the integer lowering did (groups, fallbacks, kernel census)
 
 
 def tvm_target(target: TargetPreset):
@@ -32,8 +34,33 @@ def tvm_target(target: TargetPreset):
     return tvm.target.Target(spec)
 
 
+INT8_LOWERINGS = ("integer", "fake")
+
+
+def quantize_node_names(model: onnx.ModelProto) -> list[str]:
+    """What each QuantizeLinear quantizes, in graph order (the importer keeps that order)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    names = []
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear":
+            source = producer.get(node.input[0])
+            names.append(f"node {source.name!r}" if source is not None else f"input {node.input[0]!r}")
+    return names
+
+
+def kernel_census(module) -> dict:
+    """Kernels with integer arithmetic only vs kernels that touch float (the network's input
+    quantize and output dequantize, and any fake-quantized fallback)."""
+    from tvm import tirx
+
+    float_kernels = sorted(gv.name_hint for gv, f in module.functions.items()
+                           if isinstance(f, tirx.PrimFunc) and "float" in f.script())
+    total = len(kernel_names(module))
+    return {"integer_kernels": total - len(float_kernels), "float_kernels": float_kernels}
+
+
 def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
-                 database: Path | None = None) -> CompiledLibrary:
+                 database: Path | None = None, int8_lowering: str = "integer") -> CompiledLibrary:
     """ONNX -> Relax -> pipeline -> [tuned schedules from ``database``] -> machine code -> ``output``
     (.so). The toolchain and the database are checked first, so a missing one fails in a second."""
     import tvm
@@ -42,10 +69,21 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
 
     toolchain = toolchain_for(target)
     tuning_db = open_database(database) if database is not None else None
+    if int8_lowering not in INT8_LOWERINGS:
+        raise UserError(f"unknown int8 lowering {int8_lowering!r}; choose one of: {', '.join(INT8_LOWERINGS)}")
     module, notes = import_onnx(model)
+    int8 = None
+    if int8_lowering == "integer" and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        from mnv3compile.tvm.int8_lowering import lower_to_integer
+
+        module, lowering = lower_to_integer(module, quantize_node_names(model))
+        int8 = {"lowering": "integer", **lowering.to_json()}
+        notes = [*notes, *(f"int8: {line}; it stays dequantize -> float -> quantize" for line in lowering.fallbacks)]
     tvm_tgt = tvm_target(target)
     module = run_pipeline(module, tvm_tgt)
     kernels = kernel_names(module)
+    if int8 is not None:
+        int8.update(kernel_census(module))
     tuning = None
     if tuning_db is not None:
         module, applied = apply_database(module, tvm_tgt, tuning_db)
@@ -55,4 +93,4 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
                              "kernels (tuned for another model, target or TVM version?)"]
     executable = tvm.compile(module, tvm_tgt)
     executable.export_library(str(output), fcompile=toolchain.fcompile())
-    return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning)
+    return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning, int8)
