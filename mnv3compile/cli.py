@@ -357,6 +357,7 @@ Examples:
               show_default=True,
               help="integer: int8 kernels (int8 x int8 -> int32, fixed-point requantize and activation in the "
                    "epilogue); fake: TVM's dequantize -> float kernel -> quantize, for comparison.")
+@click.option("--debug", is_flag=True, help="Keep symbols and debug information in the library (stripped by default).")
 @click.option("--db", "database", type=click.Path(path_type=Path), default=None,
               help="A MetaSchedule JSON tuning database (folder) to take tuned kernels from; the build "
                    "reports how many kernels it covered.")
@@ -364,7 +365,8 @@ Examples:
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: int, weights: Path | None,
           target_name: str, quant: str, calib: str | None, preprocess_name: str | None, labels_path: Path | None,
-          input_shapes: tuple[str, ...], int8_lowering: str, database: Path | None, output: Path | None) -> None:
+          input_shapes: tuple[str, ...], int8_lowering: str, debug: bool, database: Path | None,
+          output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
     Stages: model -> optimize (passes) -> quantize (int8) -> TVM (Relax pipeline, codegen,
@@ -404,7 +406,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     labels = labels_path.read_text().splitlines() if labels_path else None
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
     request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
-                           database, int8_lowering)
+                           database, int8_lowering, debug)
     with console.status("build") as status:
         result = run_build(request, on_stage=lambda stage: status.update(f"stage: {stage}"))
     for note in notes + result.notes:
@@ -412,7 +414,9 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     console.print(f"bundle: {result.bundle} ({stages})")
     report = json.loads((result.bundle / "build_report.json").read_text())
-    console.print(f"library: {result.library} ({report['kernel_count']} kernels, {report['toolchain']})")
+    size_mb = result.library.stat().st_size / 1e6
+    console.print(f"library: {result.library} ({size_mb:.2f} MB, {report['kernel_count']} kernels, "
+                  f"{report['toolchain']}{', with symbols' if debug else ', stripped'})")
     if report.get("int8"):
         int8 = report["int8"]
         console.print(f"int8: {int8['integer_groups']} groups as integer kernels, {int8['fallback_groups']} "
@@ -428,6 +432,48 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
         console.print(f"latency: {latency:.2f} ms per inference on this machine (1 thread, untuned schedules)")
     else:
         console.print(f"run it on a {target.name} device (see README, 'Deploy')")
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile bench build/small-int8-host --vs-onnxruntime
+  mnv3compile bench build/small-int8-host build/small-fake build/small-none-host --vs-onnxruntime
+  mnv3compile bench build/large-int8-host --runs 300 --threads 2 --json > large.json
+""")
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--vs-onnxruntime", is_flag=True,
+              help="Also time onnxruntime on each bundle's float model and on its int8 QDQ model.")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Threads for every contender (TVM_NUM_THREADS and onnxruntime's intra-op threads).")
+@click.option("--runs", type=click.IntRange(10, 100000), default=100, show_default=True,
+              help="Timed calls of each contender, after 5 warm-up calls.")
+@click.option("--max-seconds", type=click.FloatRange(1, None), default=120, show_default=True,
+              help="Stop earlier when the timed rounds have taken this long (at least 10 rounds).")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, runs: int, max_seconds: float,
+          as_json: bool) -> None:
+    """Latency of host bundles (median and 10th-90th percentile of single calls), side by side
+    with onnxruntime when asked, measured interleaved in one process: each round calls every
+    contender once in turn, so a busy machine slows all of them alike and the ratios stay fair.
+    Ratios are against onnxruntime fp32 when it is measured, else against the first bundle."""
+    from mnv3compile import bench as benchmark
+
+    entries = benchmark.contenders(list(bundles), vs_onnxruntime, threads)
+    with console.status("measuring") as status:
+        benchmark.measure(entries, runs, max_seconds,
+                          lambda done, total: status.update(f"measuring: round {done} of {total}"))
+    table_rows = benchmark.rows(entries)
+    reference, cpu = benchmark.reference_label(entries), benchmark.cpu_name()
+    if as_json:
+        click.echo(json.dumps(benchmark.to_json(table_rows, threads, reference, cpu), indent=2))
+        return
+    table = Table(title=f"{cpu}, {threads} thread{'s' if threads > 1 else ''}; ratio = median / {reference}")
+    for column in ("contender", "what", "median ms", "p10-p90 ms", "runs", "ratio"):
+        table.add_column(column, justify="right" if column not in ("contender", "what") else "left")
+    for row in table_rows:
+        table.add_row(row.name, row.detail, f"{row.median_ms:.3f}", f"{row.p10_ms:.3f}-{row.p90_ms:.3f}",
+                      str(row.runs), f"{row.ratio:.2f}x")
+    wide_console().print(table)
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b

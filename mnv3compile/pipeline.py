@@ -36,6 +36,7 @@ class BuildRequest:
     source: dict = field(default_factory=dict)
     database: Path | None = None  # MetaSchedule JSON database to take tuned schedules from
     int8_lowering: str = "integer"  # "integer" kernels, or "fake" (dequantize -> float -> quantize)
+    debug: bool = False  # keep symbols and debug information in the library
 
 
 @dataclass
@@ -93,11 +94,14 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
             raise UserError(f"unknown quantization {request.quant!r}; choose none or int8")
         onnx_name = f"{request.name}.{'int8' if request.quant == 'int8' else 'opt'}.onnx"
         onnx.save(deployed, bundle.path(onnx_name))
+        float_name = f"{request.name}.opt.onnx"
+        if request.quant == "int8":  # the float model too: what int8 is compared with ('bench')
+            onnx.save(optimized, bundle.path(float_name))
         if quant_sidecar is not None:
             bundle.write_json(f"{request.name}.quant.json", quant_sidecar)
         library_name = f"lib{request.name}.so"
         compiled = timed("tvm", lambda: compile_onnx(deployed, request.target, bundle.path(library_name),
-                                                     request.database, request.int8_lowering))
+                                                     request.database, request.int8_lowering, request.debug))
         notes += compiled.notes
         initializers = {i.name for i in deployed.graph.initializer}
         if request.labels:
@@ -110,11 +114,13 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
             "name": request.name,
             "library": library_name,
             "model": onnx_name,
+            "float_model": float_name,
             "inputs": _tensor_info(deployed.graph.input, initializers),
             "outputs": _tensor_info(deployed.graph.output, initializers),
             "preprocess": _preprocess_json(request.preprocess),
             "labels": "labels.txt" if request.labels else None,
-            "quantization": ({"scheme": "int8 QDQ", "parameters": f"{request.name}.quant.json",
+            "quantization": ({"scheme": "int8 QDQ", "lowering": request.int8_lowering,
+                              "parameters": f"{request.name}.quant.json",
                               "calibration": quant_sidecar["calibration"]} if quant_sidecar else None),
             "target": {"preset": request.target.name, "description": request.target.description,
                        "tvm": request.target.tvm_target(), "toolchain": compiled.toolchain},

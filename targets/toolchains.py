@@ -32,11 +32,12 @@ class Toolchain:
     # Where the flags point (stub libraries); kept alive by the toolchain object.
     workdir: str | None = None
 
-    def fcompile(self) -> Callable:
-        """A function for ``export_library(path, fcompile=...)``."""
+    def fcompile(self, strip: bool = True) -> Callable:
+        """A function for ``export_library(path, fcompile=...)``; ``strip`` drops symbols and debug
+        information at link time (-s), as a library shipped in an app should be."""
         from tvm.support import cc
 
-        compiler, flags = self.compiler, list(self.flags)
+        compiler, flags = self.compiler, [*self.flags, *(["-s"] if strip else [])]
 
         def compile_shared(output, objects, options=None, **kwargs):
             cc.create_shared(output, objects, options=[*(options or []), *flags], cc=compiler)

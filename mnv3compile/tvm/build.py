@@ -60,7 +60,7 @@ def kernel_census(module) -> dict:
 
 
 def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
-                 database: Path | None = None, int8_lowering: str = "integer") -> CompiledLibrary:
+                 database: Path | None = None, int8_lowering: str = "integer", debug: bool = False) -> CompiledLibrary:
     """ONNX -> Relax -> pipeline -> [tuned schedules from ``database``] -> machine code -> ``output``
     (.so). The toolchain and the database are checked first, so a missing one fails in a second."""
     import tvm
@@ -92,5 +92,5 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
             notes = [*notes, f"the tuning database {database} has no schedule for any of the {len(kernels)} "
                              "kernels (tuned for another model, target or TVM version?)"]
     executable = tvm.compile(module, tvm_tgt)
-    executable.export_library(str(output), fcompile=toolchain.fcompile())
+    executable.export_library(str(output), fcompile=toolchain.fcompile(strip=not debug))
     return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning, int8)

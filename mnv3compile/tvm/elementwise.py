@@ -109,6 +109,7 @@ def _fit_affine_clip(v: np.ndarray, f: np.ndarray) -> AffineClip | None:
     if inner.sum() < 2:
         return None
     slope, offset = np.polyfit(v[inner], f[inner], 1)
+    slope, offset = float(f"{slope:.12g}"), round(float(offset), 12) + 0.0  # drop the fit's noise
     if slope <= 0:
         return None
     line = slope * v + offset

@@ -311,9 +311,10 @@ class Emitter:
         return self.to_int8(total, zero)
 
     def table(self, int8, table: np.ndarray):
-
-        index = self.emit(op.add(self.cast(int8, "int32"), self.const(128, "int32")))
-        return self.emit(op.take(self.const(table, "int8"), index, axis=0, mode="clip"))
+        """``table[q + 128]`` without an index computation (which FuseOps would leave as a kernel of
+        its own): the table rotated by 128 and indexed by q itself, wrapping negatives to q + 256."""
+        rotated = np.roll(table, 128)
+        return self.emit(op.take(self.const(rotated, "int8"), int8, axis=0, mode="wrap"))
 
 
 def _epilogue_function(group: Group, pre_var) -> AffineClip | Gated:
