@@ -11,6 +11,7 @@ it with integer ops, chosen by the group's shape from the ordered list ``GROUP_L
 - ``add`` / ``multiply``: residual adds and the squeeze-excite channel scale, each input rescaled
   in fixed point; ``mean``: int32 sum, one fixed-point rescale;
 - ``layout``: reshape/transpose/max-pool/... done on int8 directly (a table if the scales differ);
+- ``softmax``: a table of exp(q - max q) in Q20, an int64 sum and one rounded division;
 - ``lookup-table``: any elementwise chain of one int8 tensor (h-sigmoid, h-swish, sigmoid, ...) is
   a 256-entry int8 table computed here in float32, so it equals onnxruntime's result exactly.
 
@@ -527,6 +528,29 @@ def lower_lookup_table(group: Group, em: Emitter, remap: Callable):
     return em.table(remap(leaf.int8), table)
 
 
+SOFTMAX_EXP_BITS = 20  # exp(x - max) in Q20
+
+
+def lower_softmax(group: Group, em: Emitter, remap: Callable):
+    """softmax(s*(q - z)) = e / sum(e), e = exp(s*(q - max q)): q - max q is one of 256 values, so e
+    comes from a Q20 table; the int64 division rounds once (half up) to output steps."""
+    softmax = _only(group, "relax.nn.softmax", set())
+    leaf = group.leaf_of(softmax.args[0])
+    if leaf is None or len(group.calls) != 1:
+        raise Unsupported("it is not a softmax of one int8 tensor")
+    axis = int(softmax.attrs.axis)
+    exps = np.round(np.exp(-leaf.scale * np.arange(256)) * 2**SOFTMAX_EXP_BITS).astype(np.int64)
+    q = em.cast(remap(leaf.int8), "int32")
+    below_max = em.emit(op.subtract(op.max(q, axis=[axis], keepdims=True), q))  # 0..255
+    e = em.emit(op.take(em.const(exps, "int64"), below_max, axis=0, mode="clip"))
+    total = em.emit(op.sum(e, axis=[axis], keepdims=True))
+    fp = fixed_point(1.0 / group.scale)  # steps = e / total * (1/scale)
+    numerator = op.add(op.multiply(e, em.const(fp.multiplier, "int64")),
+                       op.multiply(total, em.const(fp.rounding, "int64")))
+    steps = em.emit(op.floor_divide(numerator, op.multiply(total, em.const(1 << fp.shift, "int64"))))
+    return em.to_int8(steps, group.zero)
+
+
 # Tried in this order; the first that applies lowers the group.
 GROUP_LOWERINGS: list[tuple[str, Callable]] = [
     ("conv2d", lower_conv2d),
@@ -535,6 +559,7 @@ GROUP_LOWERINGS: list[tuple[str, Callable]] = [
     ("multiply", lower_multiply),
     ("mean", lower_mean),
     ("concat", lower_concat),
+    ("softmax", lower_softmax),
     ("layout", lower_layout),
     ("lookup-table", lower_lookup_table),
 ]

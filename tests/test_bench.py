@@ -1,0 +1,36 @@
+"""mnv3compile bench: interleaved latency of bundles and of onnxruntime on their models."""
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def tiny_int8_bundle(tmp_path_factory):
+    from mnv3compile.pipeline import BuildRequest, build
+    from mnv3compile.targets.presets import preset
+    from mnv3compile.zoo import build_model, build_spec
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-int8"
+    build(BuildRequest(preset("host"), out, "tiny", build_model(build_spec("small-minimal", 0.35, 96)), "int8"))
+    return out
+
+
+def test_bench_json_has_bundle_and_onnxruntime_rows_with_ratios(cli, tiny_int8_bundle):
+    code, stdout, err = cli("bench", str(tiny_int8_bundle), "--vs-onnxruntime", "--runs", "12", "--json")
+    assert code == 0, err
+    report = json.loads(stdout)
+    rows = {(r["kind"], r["detail"]): r for r in report["rows"]}
+    assert set(rows) == {("bundle", "int8 integer host"), ("onnxruntime", "fp32"), ("onnxruntime", "int8 QDQ")}
+    assert rows[("onnxruntime", "fp32")]["ratio"] == 1.0 and all(r["runs"] == 12 for r in rows.values())
+    bundle = rows[("bundle", "int8 integer host")]
+    assert bundle["p10_ms"] <= bundle["median_ms"] <= bundle["p90_ms"]
+    assert report["threads"] == 1 and report["ratio_reference"].endswith("(fp32)")
+
+
+def test_bench_table_and_bad_bundle(cli, tiny_int8_bundle, tmp_path):
+    code, stdout, _ = cli("bench", str(tiny_int8_bundle), "--runs", "10")
+    assert code == 0 and "tiny-int8" in stdout and "1.00x" in stdout
+    code, _, err = cli("bench", str(tmp_path), "--runs", "10")
+    assert (code, err) == (2, f"error: {tmp_path} is not an mnv3compile bundle (no manifest); make one with "
+                              "'mnv3compile build'\n")
