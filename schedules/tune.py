@@ -21,6 +21,10 @@ def tune_local(model: onnx.ModelProto, target: TargetPreset, work_dir: Path, max
     from mnv3compile.tvm.pipeline import run_pipeline
 
     module, _ = import_onnx(model)
+    if any(node.op_type == "QuantizeLinear" for node in model.graph.node):  # as build lowers int8
+        from mnv3compile.tvm.int8_lowering import lower_to_integer
+
+        module, _ = lower_to_integer(module)
     tvm_tgt = tvm_target(target)
     module = run_pipeline(module, tvm_tgt)  # the same fused kernels build will look up
     Path(work_dir).mkdir(parents=True, exist_ok=True)

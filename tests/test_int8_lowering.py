@@ -192,7 +192,8 @@ def test_unknown_quantized_op_falls_back_by_name_and_matches_onnxruntime(tmp_pat
     assert library.int8["integer_groups"] == 1 and library.int8["fallback_groups"] == 1
     assert [n for n in library.notes if "odd_reduce" in n] == [
         "int8: node 'odd_reduce': conv2d: no single conv2d; matmul: no single matmul; add: no single add; "
-        "multiply: no single multiply; mean: no single mean; concat: no single concat; layout: it is not data "
+        "multiply: no single multiply; mean: no single mean; concat: no single concat; softmax: no single softmax; "
+        "layout: it is not data "
         "movement of one tensor; lookup-table: it changes the shape; it stays dequantize -> float -> quantize"]
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(library.path)), tvm.cpu())
     x = np.random.default_rng(0).standard_normal((1, 4, 6, 6)).astype(np.float32)

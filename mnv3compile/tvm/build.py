@@ -44,7 +44,10 @@ def quantize_node_names(model: onnx.ModelProto) -> list[str]:
     for node in model.graph.node:
         if node.op_type == "QuantizeLinear":
             source = producer.get(node.input[0])
-            names.append(f"node {source.name!r}" if source is not None else f"input {node.input[0]!r}")
+            if source is None:
+                names.append(f"input {node.input[0]!r}")
+            else:
+                names.append(f"node {source.name!r}" if source.name else f"{source.op_type} -> {node.input[0]!r}")
     return names
 
 

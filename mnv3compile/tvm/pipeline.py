@@ -2,7 +2,8 @@
 
 TVM's ``relax.build`` alone does no fusion on CPU (181 kernels for Small); this list folds what BN
 is left, decomposes inference ops, folds constants, legalizes to TIR and fuses, so each Conv with
-its bias and activation becomes one kernel (52 for Small).
+its bias and activation becomes one kernel (52 for Small), and inlines each kernel's elementwise
+stages so its epilogue is one loop nest.
 """
 
 from __future__ import annotations
@@ -22,7 +23,18 @@ def relax_passes() -> list[tuple[str, Callable]]:
         ("FoldConstant (TIR)", relax.transform.FoldConstant),
         ("FuseOps", relax.transform.FuseOps),
         ("FuseTIR", relax.transform.FuseTIR),
+        # The default schedule: each kernel's elementwise stages inlined (schedules/inline.py).
+        ("InlineElementwise", inline_elementwise_pass),
     ]
+
+
+def inline_elementwise_pass():
+    import tvm
+
+    from mnv3compile.schedules.inline import inline_module
+
+    return tvm.transform.module_pass(lambda module, _context: inline_module(module), opt_level=0,
+                                     name="InlineElementwise")
 
 
 def run_pipeline(module, target):
