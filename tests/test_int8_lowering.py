@@ -355,3 +355,29 @@ def test_paddleocr_int8_bundle_accuracy_equals_its_qdq_model(tmp_path, paddle_cl
     # 0.25 points of 400 lines is one line (measured: 398 vs 399 correct, one disagreement)
     assert abs(int((ours == labels).sum()) - int((theirs == labels).sum())) <= 1
     assert (ours == theirs).mean() >= 0.995 and (theirs == labels).mean() >= 0.95
+
+
+def test_concat_of_differently_scaled_inputs_is_integer_and_exact(tmp_path):
+    from mnv3compile.tvm.build import compile_onnx
+
+    q = [("a", "sa", "za"), ("b", "sb", "zb")]
+    nodes = [n for name, s, z in q for n in (helper.make_node("QuantizeLinear", [name, s, z], [f"{name}q"]),
+                                            helper.make_node("DequantizeLinear", [f"{name}q", s, z], [f"{name}d"]))]
+    nodes += [helper.make_node("Concat", ["ad", "bd"], ["c"], axis=1, name="cat"),
+              helper.make_node("QuantizeLinear", ["c", "sc", "zc"], ["cq"]),
+              helper.make_node("DequantizeLinear", ["cq", "sc", "zc"], ["y"])]
+    inits = [numpy_helper.from_array(np.array(v, dt), n) for n, v, dt in
+             [("sa", .02, np.float32), ("za", 3, np.int8), ("sb", .05, np.float32), ("zb", -7, np.int8),
+              ("sc", .04, np.float32), ("zc", 1, np.int8)]]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 2, 3, 3]),
+                                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 4, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 3, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    library = compile_onnx(model, preset("host"), tmp_path / "cat.so")
+    assert library.int8["by_kind"] == {"concat": 1} and not library.notes
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(library.path)), tvm.cpu())
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((1, 2, 3, 3)).astype(np.float32), rng.standard_normal((1, 4, 3, 3)).astype(np.float32)
+    (expected,) = run_onnx(model, {"a": a, "b": b})
+    assert np.array_equal(vm["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b)).numpy(), expected)

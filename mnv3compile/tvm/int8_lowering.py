@@ -482,8 +482,11 @@ def _rebuild(expr, group: Group, em: Emitter, replace: dict):
         if leaf.dequantized.same_as(expr):
             return replace[leaf.dequantized]
     node = _resolve(expr, group.bindings)
+    if isinstance(node, relax.Tuple):  # concat's operands
+        return relax.Tuple([_rebuild(field, group, em, replace) for field in node.fields])
     if isinstance(node, relax.Call):
-        args = [_rebuild(a, group, em, replace) if isinstance(a, (relax.Var, relax.Call)) else a for a in node.args]
+        args = [_rebuild(a, group, em, replace) if isinstance(a, (relax.Var, relax.Call, relax.Tuple)) else a
+                for a in node.args]
         return em.emit(relax.Call(node.op, args, node.attrs, node.ty_args))
     return node
 
