@@ -105,10 +105,13 @@ def measure(entries: list[Contender], runs: int, budget_s: float,
             break
 
 
+def reference(entries: list[Contender]) -> Contender:
+    """What ratios are against: onnxruntime fp32 (the first one) when measured, else the first bundle."""
+    return next((e for e in entries if e.kind == "onnxruntime" and e.detail == "fp32"), entries[0])
+
+
 def rows(entries: list[Contender]) -> list[BenchRow]:
-    """Rows with ratios against onnxruntime fp32 (the first one) when measured, else the first bundle."""
-    reference = next((e for e in entries if e.kind == "onnxruntime" and e.detail == "fp32"), entries[0])
-    base = float(np.median(reference.times_ms))
+    base = float(np.median(reference(entries).times_ms))
     out = []
     for entry in entries:
         times = np.array(entry.times_ms)
@@ -120,7 +123,7 @@ def rows(entries: list[Contender]) -> list[BenchRow]:
 
 
 def reference_label(entries: list[Contender]) -> str:
-    ref = next((e for e in entries if e.kind == "onnxruntime" and e.detail == "fp32"), entries[0])
+    ref = reference(entries)
     return f"{ref.name} ({ref.detail})"
 
 

@@ -17,41 +17,33 @@ def inline_elementwise(func):
     from tvm import s_tir
 
     sch = s_tir.Schedule(func)
-    changed = True
-    while changed:  # inlining one stage can make its neighbour inlinable
-        changed = False
-        for block in sch.get_child_blocks(sch.get_sblock("root")) if _has_root(sch) else []:
-            for inline in (sch.compute_inline, sch.reverse_compute_inline):
-                try:
-                    inline(block)
-                except Exception:  # TVM raises ScheduleError for a stage that cannot be inlined
-                    continue
-                changed = True
-                break
-            if changed:
-                break
+    while _inline_one(sch):  # inlining one stage can make its neighbour inlinable
+        pass
     return sch.mod["main"]
 
 
-def _has_root(sch) -> bool:
+def _inline_one(sch) -> bool:
+    """Inline the first stage that can be (into its consumer, else into its producer)."""
     try:
-        sch.get_sblock("root")
-    except Exception:
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    except Exception:  # a kernel without a root block has nothing to inline
         return False
-    return True
+    for block in blocks:
+        for inline in (sch.compute_inline, sch.reverse_compute_inline):
+            try:
+                inline(block)
+            except Exception:  # TVM raises ScheduleError for a stage that cannot be inlined
+                continue
+            return True
+    return False
 
 
 def inline_module(module):
-    """Every PrimFunc of a Relax module with its elementwise stages inlined."""
-    import tvm
+    """Every PrimFunc of a Relax module with its elementwise stages inlined (a new module)."""
     from tvm import tirx
 
-    updates = {}
+    result = module.clone()
     for global_var, func in module.functions.items():
         if isinstance(func, tirx.PrimFunc):
-            updates[global_var] = inline_elementwise(func).with_attr("global_symbol", global_var.name_hint) \
-                if "global_symbol" in (func.attrs or {}) else inline_elementwise(func)
-    result = tvm.IRModule(dict(module.functions.items()))
-    for global_var, func in updates.items():
-        result[global_var] = func
+            result.update_func(global_var, inline_elementwise(func))
     return result

@@ -93,7 +93,6 @@ class LoweringReport:
 
 
 def _flat_args(call) -> list:
-
     out = []
     for arg in call.args:
         out.extend(arg.fields if isinstance(arg, relax.Tuple) else [arg])
@@ -101,14 +100,12 @@ def _flat_args(call) -> list:
 
 
 def _const_scalar(expr) -> float | None:
-
     if isinstance(expr, GenericConst) and expr.value.numpy().size == 1:
         return expr.value.numpy().reshape(()).item()
     return None
 
 
 def _is_call(expr, name: str) -> bool:
-
     return isinstance(expr, relax.Call) and getattr(expr.op, "name", None) == name
 
 
@@ -125,7 +122,6 @@ def _shape(expr) -> tuple:
 # ----------------------------------------------------------------------------------------------
 
 def find_group(quantize, bindings: dict) -> Group:
-
     scale, zero = _const_scalar(quantize.args[1]), _const_scalar(quantize.args[2])
     if scale is None or zero is None or str(quantize.attrs.out_dtype) != "int8":
         raise Unsupported("the output is not per-tensor int8")
@@ -179,7 +175,6 @@ def find_group(quantize, bindings: dict) -> Group:
 
 
 def _resolve(expr, bindings):
-
     while isinstance(expr, relax.Var) and expr in bindings:
         expr = bindings[expr]
     return expr
@@ -242,11 +237,9 @@ class Emitter:
 
     @staticmethod
     def const(array, dtype: str):
-    
         return relax.const(np.asarray(array).astype(dtype), dtype)
 
     def cast(self, expr, dtype: str):
-
         return expr if _dtype(expr) == dtype else self.emit(op.astype(expr, dtype))
 
     def centered(self, expr, zero: int, dtype: str = "int32"):
@@ -255,14 +248,17 @@ class Emitter:
         wide = self.cast(expr, dtype)
         return wide if zero == 0 else self.emit(op.subtract(wide, self.const(zero, dtype)))
 
+    def rounding_shift(self, expr, bits: int):
+        """round(expr / 2**bits), half towards +infinity: (expr + 2**(bits-1)) >> bits."""
+        rounded = op.add(expr, self.const(1 << (bits - 1), "int64"))
+        return self.emit(op.right_shift(rounded, self.const(bits, "int64")))
+
     def scaled(self, expr, real: np.ndarray, channel_shape: tuple, bits: int = 31):
         """round(expr * real) in int64 (``real`` per channel, reshaped to ``channel_shape``), for
         |expr| < 2**(62 - bits)."""
         fp = fixed_point(real, bits)
-        wide = self.cast(expr, "int64")
-        product = op.multiply(wide, self.const(fp.multiplier.reshape(channel_shape), "int64"))
-        rounded = op.add(product, self.const(fp.rounding, "int64"))
-        return self.emit(op.right_shift(rounded, self.const(fp.shift, "int64")))
+        product = op.multiply(self.cast(expr, "int64"), self.const(fp.multiplier.reshape(channel_shape), "int64"))
+        return self.rounding_shift(product, fp.shift)
 
     def to_int8(self, steps, zero: int):
         """int8 of ``steps + zero`` (saturating)."""
@@ -285,9 +281,7 @@ class Emitter:
             # acc * gate with PRODUCT_BITS fractional bits (an accumulator unit can be ~1/50 of an
             # output step: rounding to whole units would move results by that much); < 2**41.
             product = op.multiply(self.cast(acc, "int64"), gate_q)  # < 2**31 * 2**20
-            drop = GATE_BITS - PRODUCT_BITS
-            product = self.emit(op.right_shift(op.add(product, self.const(1 << (drop - 1), "int64")),
-                                               self.const(drop, "int64")))
+            product = self.rounding_shift(product, GATE_BITS - PRODUCT_BITS)
             steps = self.scaled(product, real / scale / 2.0**PRODUCT_BITS, channel_shape, bits=31 - PRODUCT_BITS)
             return self.to_int8(steps, zero)
         assert isinstance(function, AffineClip)
@@ -307,8 +301,7 @@ class Emitter:
         if low > -2**62 or high < 2**62:
             total = self.emit(op.clip(total, low, high))
         if fraction:
-            total = self.emit(op.right_shift(op.add(total, self.const(1 << (fraction - 1), "int64")),
-                                             self.const(fraction, "int64")))
+            total = self.rounding_shift(total, fraction)
         return self.to_int8(total, zero)
 
     def table(self, int8, table: np.ndarray):
@@ -332,19 +325,17 @@ def _epilogue_function(group: Group, pre_var) -> AffineClip | Gated:
 
 def _single_user_add(group: Group, var):
     """The ``add(var, constant)`` that consumes ``var`` alone (a bias), as (add var, constant expr)."""
-
     if group.uses(var) != 1:
         return None
-    for binding_var, value in group.bindings.items():
-        if _is_call(value, "relax.add") and any(value.same_as(c) for c in group.calls):
-            a, b = value.args
-            other = b if a.same_as(var) else a if b.same_as(var) else None
-            if other is not None and isinstance(other, (relax.Var, GenericConst)):
-                try:
-                    constant_value(other, group.bindings)
-                except Unsupported:
-                    return None
-                return binding_var, other
+    for call in group.calls_named("relax.add"):
+        a, b = call.args
+        other = b if a.same_as(var) else a if b.same_as(var) else None
+        if other is not None and isinstance(other, (relax.Var, GenericConst)):
+            try:
+                constant_value(other, group.bindings)
+            except Unsupported:
+                return None
+            return _binding_var(group, call), other
     return None
 
 
@@ -387,7 +378,6 @@ def _only(group: Group, name: str, allowed_extra: set[str]):
 
 
 def lower_conv2d(group: Group, em: Emitter, remap: Callable):
-
     conv = _only(group, "relax.nn.conv2d", set())
     attrs = conv.attrs
     if str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "OIHW":
@@ -420,7 +410,6 @@ def lower_conv2d(group: Group, em: Emitter, remap: Callable):
 
 
 def lower_matmul(group: Group, em: Emitter, remap: Callable):
-
     matmul = _only(group, "relax.matmul", set())
     leaf = group.leaf_of(matmul.args[0])
     if leaf is None or len(_shape(matmul.args[0])) != 2:
@@ -454,7 +443,6 @@ def lower_add(group: Group, em: Emitter, remap: Callable):
 
 
 def lower_multiply(group: Group, em: Emitter, remap: Callable):
-
     call, (a, b) = _binary(group, "relax.multiply")
     function = _epilogue_function(group, _binding_var(group, call))
     product = em.emit(op.multiply(em.centered(remap(a.int8), a.zero), em.centered(remap(b.int8), b.zero)))
@@ -462,7 +450,6 @@ def lower_multiply(group: Group, em: Emitter, remap: Callable):
 
 
 def lower_mean(group: Group, em: Emitter, remap: Callable):
-
     mean = _only(group, "relax.mean", set())
     leaf = group.leaf_of(mean.args[0])
     if leaf is None:
