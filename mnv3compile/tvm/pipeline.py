@@ -17,6 +17,8 @@ def relax_passes() -> list[tuple[str, Callable]]:
     return [
         ("FoldBatchnormToConv2D", relax.transform.FoldBatchnormToConv2D),  # if any BN survived our passes
         ("DecomposeOpsForInference", relax.transform.DecomposeOpsForInference),
+        # One layout for the whole network (schedules/layout.py); weights transposed by FoldConstant.
+        ("ChannelsLast", channels_last_pass),
         ("FoldConstant", relax.transform.FoldConstant),  # dequantized weights become constants here
         ("LegalizeOps", relax.transform.LegalizeOps),
         ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern),
@@ -26,6 +28,15 @@ def relax_passes() -> list[tuple[str, Callable]]:
         # The default schedule: each kernel's elementwise stages inlined (schedules/inline.py).
         ("InlineElementwise", inline_elementwise_pass),
     ]
+
+
+def channels_last_pass():
+    import tvm
+
+    from mnv3compile.schedules.layout import to_channels_last
+
+    return tvm.transform.module_pass(lambda module, _context: to_channels_last(module), opt_level=0,
+                                     name="ChannelsLast")
 
 
 def inline_elementwise_pass():

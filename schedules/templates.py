@@ -1,0 +1,285 @@
+"""Kernel templates: one schedule per MobileNetV3 op class, applied to the fused kernels of an NHWC
+network (schedules/layout.py).
+
+A template never computes anything itself: it reorders, tiles, vectorizes and places the loops of a
+kernel that TVM legalized and fused (conv + bias + activation + requantize, ...), so the
+arithmetic -- and bit-exactness of the integer kernels -- is the kernel's own. What each one does:
+
+- ``conv`` (pointwise 1x1, depthwise KxK, the stem's 3x3 and any other direct conv): an output tile
+  of ``pixels`` outputs along a row times ``channels`` output channels (a whole number of vector
+  registers) accumulates in registers over the reduction (taps, input channels), then the fused
+  epilogue runs on the tile while it is still in registers and stores it once. For the pointwise
+  convs this is a GEMM micro-kernel (one broadcast input value times the weight row, as many
+  accumulators as registers allow); for depthwise convs one vector of channels per tap.
+- ``gemv`` (the classifier at batch 1): the output vectorized, the reduction outside it.
+- ``pool`` (squeeze-excite and global average pooling, in NHWC a sum of pixel rows of channel
+  vectors): channels innermost and vectorized, pixels outside.
+- ``elementwise`` (what is left unfused: the SE scale, pads, lookup tables): one vectorized pass.
+
+Each template's knobs have ISA-specific defaults (``DEFAULT_KNOBS``); the name of what was applied
+says op, dtype, ISA and tile, e.g. ``conv1x1_nhwc_int8_avx2_p7x16``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mnv3compile.schedules.isa import Isa
+
+
+@dataclass(frozen=True)
+class Applied:
+    kernel: str  # the fused kernel's name
+    template: str  # what was applied, e.g. "conv1x1_nhwc_float32_avx2_p7x16"
+
+
+class NoTemplate(Exception):
+    """The kernel is not of a shape any template covers (it keeps TVM's default schedule)."""
+
+
+def _block_info(sch, block):
+    from tvm import tirx
+
+    node = sch.get(block)
+    reduce = [iv for iv in node.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
+    return node, reduce
+
+
+def _extents(sch, loops) -> list[int]:
+    return [int(sch.get(loop).extent) for loop in loops]
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
+
+
+def _vectorize_innermost(sch, block, lanes: int) -> None:
+    """Unroll-free vectorization of a spatial block's innermost loop (in chunks of ``lanes``)."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    inner = loops[-1]
+    extent = int(sch.get(inner).extent)
+    if extent % lanes == 0 and extent > lanes:
+        _, inner = sch.split(inner, [None, lanes])
+    if extent % lanes == 0 or extent < lanes:
+        sch.vectorize(inner)
+
+
+# ----------------------------------------------------------------------------------------------
+# conv: pointwise, depthwise, stem
+# ----------------------------------------------------------------------------------------------
+
+def conv_kind(sch, block) -> tuple[str, int, int]:
+    """("pointwise" | "depthwise" | "conv", kernel height, kernel width) of a legalized NHWC conv."""
+    node = sch.get(block)
+    weight = node.reads[1].source  # HWIO
+    kh, kw, cin_per_group, _ = (int(d) for d in weight.shape)
+    if node.name_hint.startswith("group_conv2d_nhwc") and cin_per_group == 1:
+        return "depthwise", kh, kw
+    if kh == kw == 1:
+        return "pointwise", kh, kw
+    return "conv", kh, kw
+
+
+def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
+    dtype = str(sch.get(block).reads[0].source.dtype)
+    kind, kh, kw = conv_kind(sch, block)
+    n, y, x, f, ry, rx, rc = sch.get_loops(block)
+    _, out_h, out_w, channels = _extents(sch, [n, y, x, f])
+    lanes = isa.lanes(dtype)
+    pixels_want, vectors_want = knobs[kind] if out_h * out_w > 1 else (1, knobs["gemv"])  # SE's FCs: GEMVs
+    vectors = max(1, min(vectors_want, channels // lanes)) if channels >= lanes else 0
+    while vectors > 1 and (channels // lanes) % vectors:
+        vectors -= 1
+    tile_channels = vectors * lanes if vectors else channels
+    pixels = _largest_divisor(out_w, pixels_want)
+    fo, fi = sch.split(f, [None, tile_channels])
+    if pixels > 1:
+        xo, xi = sch.split(x, [None, pixels])
+        sch.reorder(n, y, xo, fo, ry, rx, rc, xi, fi)
+    else:
+        sch.reorder(n, y, x, fo, ry, rx, rc, fi)
+    epilogue = sch.get_consumers(block)
+    if len(epilogue) == 1:
+        sch.reverse_compute_at(epilogue[0], fo)
+    sch.set_scope(block, 0, "local")  # the accumulator tile: registers once unrolled
+    _vector_tile(sch, sch.get_loops(block)[-1], lanes, sch.get_loops(block)[-2] if pixels > 1 else None)
+    sch.decompose_reduction(block, ry)  # the init copies the tile's loops, vector and unroll included
+    if kind != "pointwise":
+        sch.unroll(rx)
+    if len(epilogue) == 1:
+        loops = sch.get_loops(epilogue[0])
+        _vector_tile(sch, loops[-1], lanes, loops[-2] if pixels > 1 else None)
+    return f"{_conv_name(kind, kh, kw)}_nhwc_{dtype}_{isa.name}_p{pixels}x{tile_channels}"
+
+
+def _vector_tile(sch, channel_loop, lanes: int, pixel_loop=None) -> None:
+    """A tile's loops: whole vectors of channels innermost, every register of the tile unrolled."""
+    extent = int(sch.get(channel_loop).extent)
+    if extent % lanes == 0:
+        outer, inner = sch.split(channel_loop, [None, lanes])
+        if pixel_loop is not None:
+            sch.reorder(outer, pixel_loop)  # one vector per (register column, pixel)
+        sch.vectorize(inner)
+        sch.unroll(outer)
+    if pixel_loop is not None:
+        sch.unroll(pixel_loop)
+
+
+def _conv_name(kind: str, kh: int, kw: int) -> str:
+    return {"pointwise": "conv1x1", "depthwise": f"dwconv{kh}x{kw}"}.get(kind, f"conv{kh}x{kw}")
+
+
+# ----------------------------------------------------------------------------------------------
+# gemv (classifier), pool (SE / global average), elementwise
+# ----------------------------------------------------------------------------------------------
+
+def schedule_gemv(sch, block, isa: Isa, knobs: dict) -> str:
+    dtype = str(sch.get(block).reads[0].source.dtype)
+    loops = sch.get_loops(block)
+    *spatial, j, k = loops
+    if any(e != 1 for e in _extents(sch, spatial)):
+        raise NoTemplate
+    lanes = isa.lanes(dtype)
+    (outputs,) = _extents(sch, [j])
+    tile = lanes * knobs["gemv"]
+    if outputs % tile:
+        tile = lanes if outputs % lanes == 0 else None
+    if tile is None:
+        raise NoTemplate
+    jo, ji = sch.split(j, [None, tile])
+    sch.reorder(jo, k, ji)
+    epilogue = sch.get_consumers(block)
+    if len(epilogue) == 1:
+        sch.reverse_compute_at(epilogue[0], jo)
+    sch.set_scope(block, 0, "local")
+    _split_vectorize(sch, sch.get_loops(block)[-1], lanes)
+    sch.decompose_reduction(block, k)
+    if len(epilogue) == 1:
+        _split_vectorize(sch, sch.get_loops(epilogue[0])[-1], lanes)
+    return f"gemv_{dtype}_{isa.name}_n{tile}"
+
+
+def _split_vectorize(sch, loop, lanes: int) -> None:
+    extent = int(sch.get(loop).extent)
+    if extent % lanes:
+        return
+    outer, inner = sch.split(loop, [None, lanes])
+    sch.unroll(outer)
+    sch.vectorize(inner)
+
+
+def schedule_pool(sch, block, isa: Isa, knobs: dict) -> str:
+    """A reduction over pixels of an NHWC tensor: channels last in the loop nest and vectorized."""
+    dtype = str(sch.get(block).reads[0].source.dtype)
+    loops = sch.get_loops(block)
+    node, reduce = _block_info(sch, block)
+    spatial_loops = loops[:len(loops) - len(reduce)]
+    reduce_loops = loops[len(loops) - len(reduce):]
+    channels = int(sch.get(spatial_loops[-1]).extent)
+    lanes = isa.lanes(dtype)
+    if channels % lanes:
+        raise NoTemplate
+    sch.reorder(*spatial_loops[:-1], *reduce_loops, spatial_loops[-1])
+    _split_vectorize(sch, sch.get_loops(block)[-1], lanes)
+    sch.decompose_reduction(block, reduce_loops[0])
+    for consumer in sch.get_consumers(block):
+        _vectorize_innermost(sch, consumer, lanes)
+    return f"pool_nhwc_{dtype}_{isa.name}_c{lanes}"
+
+
+def schedule_elementwise(sch, blocks, isa: Isa) -> str:
+    dtypes = set()
+    for block in blocks:
+        node = sch.get(block)
+        dtype = str(node.writes[0].source.dtype)
+        dtypes.add(dtype)
+        loops = sch.get_loops(block)
+        if len(loops) > 1:
+            sch.fuse(*loops)
+        _vectorize_innermost(sch, block, isa.lanes(dtype))
+    return f"elementwise_{'_'.join(sorted(dtypes))}_{isa.name}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Dispatch
+# ----------------------------------------------------------------------------------------------
+
+# Defaults per ISA family: conv kinds -> (pixels per tile, vector registers of channels per tile);
+# gemv -> vector registers of outputs. AVX2 has 16 ymm registers: 7 pixels x 2 vectors of
+# accumulators + 2 weight vectors fill them for pointwise; depthwise keeps a tap's weights and
+# input vectors live beside its accumulators, so its tile is smaller.
+DEFAULT_KNOBS = {
+    "avx2": {"pointwise": (7, 2), "depthwise": (4, 1), "conv": (7, 2), "gemv": 4},
+    "avx512": {"pointwise": (7, 3), "depthwise": (4, 2), "conv": (7, 2), "gemv": 4},
+    "neon": {"pointwise": (7, 3), "depthwise": (4, 2), "conv": (7, 3), "gemv": 4},
+    "scalar": {"pointwise": (4, 1), "depthwise": (4, 1), "conv": (4, 1), "gemv": 1},
+}
+
+
+def default_knobs(isa: Isa) -> dict:
+    family = isa.name.split("-")[0]
+    return DEFAULT_KNOBS.get("avx2" if family == "sse" else family, DEFAULT_KNOBS["scalar"])
+
+
+def apply_template(func, isa: Isa, knobs: dict | None = None):
+    """(scheduled PrimFunc, template name), or NoTemplate."""
+    from tvm import s_tir
+
+    knobs = knobs or default_knobs(isa)
+    sch = s_tir.Schedule(func)
+    try:
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    except Exception as exc:  # a kernel without a root block (already lowered)
+        raise NoTemplate from exc
+    reductions = [b for b in blocks if _block_info(sch, b)[1]]
+    if not reductions:
+        return sch.mod["main"], schedule_elementwise(sch, blocks, isa)
+    if len(reductions) != 1:
+        raise NoTemplate
+    block = reductions[0]
+    name = sch.get(block).name_hint
+    try:
+        if name.startswith(("conv2d_nhwc", "group_conv2d_nhwc")):
+            template = schedule_conv(sch, block, isa, knobs)
+        elif name.startswith("matmul"):
+            template = schedule_gemv(sch, block, isa, knobs)
+        elif len(sch.get(block).writes[0].source.shape) == 4:
+            template = schedule_pool(sch, block, isa, knobs)
+        else:
+            raise NoTemplate
+    except NoTemplate:
+        raise
+    except Exception as exc:  # a schedule primitive refused this kernel's shape
+        raise NoTemplate(str(exc)) from exc
+    return sch.mod["main"], template
+
+
+@dataclass
+class TemplateReport:
+    applied: list[Applied]
+    default: list[str]  # kernels that kept TVM's default schedule
+
+    def to_json(self) -> dict:
+        return {"templated": len(self.applied), "kernels": len(self.applied) + len(self.default),
+                "templates": {a.kernel: a.template for a in self.applied}, "default_schedule": self.default}
+
+
+def apply_templates(module, isa: Isa, knobs: dict | None = None):
+    """(module with every kernel a template covers scheduled by it, TemplateReport)."""
+    from tvm import tirx
+
+    result = module.clone()
+    report = TemplateReport([], [])
+    for global_var, func in module.functions.items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        try:
+            scheduled, template = apply_template(func, isa, knobs)
+        except NoTemplate:
+            report.default.append(global_var.name_hint)
+            continue
+        result.update_func(global_var, scheduled)
+        report.applied.append(Applied(global_var.name_hint, template))
+    return result, report
