@@ -357,6 +357,10 @@ Examples:
               show_default=True,
               help="integer: int8 kernels (int8 x int8 -> int32, fixed-point requantize and activation in the "
                    "epilogue); fake: TVM's dequantize -> float kernel -> quantize, for comparison.")
+@click.option("--schedule", type=click.Choice(["templates", "default"]), default="templates", show_default=True,
+              help="templates: mnv3compile's kernel templates for the target's ISA (NHWC conv tiles "
+                   "with the epilogue in registers, GEMV, pooling); default: TVM's default schedules, "
+                   "for comparison.")
 @click.option("--debug", is_flag=True, help="Keep symbols and debug information in the library (stripped by default).")
 @click.option("--db", "database", type=click.Path(path_type=Path), default=None,
               help="A MetaSchedule JSON tuning database (folder) to take tuned kernels from; the build "
@@ -365,7 +369,7 @@ Examples:
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: int, weights: Path | None,
           target_name: str, quant: str, calib: str | None, preprocess_name: str | None, labels_path: Path | None,
-          input_shapes: tuple[str, ...], int8_lowering: str, debug: bool, database: Path | None,
+          input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool, database: Path | None,
           output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
@@ -406,7 +410,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     labels = labels_path.read_text().splitlines() if labels_path else None
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
     request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
-                           database, int8_lowering, debug)
+                           database, int8_lowering, debug, schedule)
     with console.status("build") as status:
         result = run_build(request, on_stage=lambda stage: status.update(f"stage: {stage}"))
     for note in notes + result.notes:
@@ -422,6 +426,12 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
         console.print(f"int8: {int8['integer_groups']} groups as integer kernels, {int8['fallback_groups']} "
                       f"fake-quantized; {int8['integer_kernels']} of {report['kernel_count']} kernels integer-only "
                       f"(the rest: {', '.join(int8['float_kernels']) or 'none'})")
+    if report.get("templates"):
+        templates = report["templates"]
+        console.print(f"templates for {templates['templated']} of {templates['kernels']} kernels"
+                      + (f"; {len(templates['tuned'])} from the tuning database" if templates["tuned"] else "")
+                      + (f" (default schedule: {', '.join(templates['default_schedule'])})"
+                         if templates["default_schedule"] else ""))
     if report["tuning"] is not None:
         console.print(f"tuning database: tuned schedules for {report['tuning']['applied']} of "
                       f"{report['tuning']['kernels']} kernels")
@@ -474,6 +484,44 @@ def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, runs: i
         table.add_row(row.name, row.detail, f"{row.median_ms:.3f}", f"{row.p10_ms:.3f}-{row.p90_ms:.3f}",
                       str(row.runs), f"{row.ratio:.2f}x")
     wide_console().print(table)
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile profile build/small-int8-host
+  mnv3compile profile build/small-none-host --png small-fp32.png --json > small-fp32.json
+""")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--runs", type=int, default=20, show_default=True, help="Inferences per kernel median.")
+@click.option("--top", type=int, default=25, show_default=True, help="How many of the slowest kernels to list.")
+@click.option("--png", "png_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw the slowest kernels as a bar chart.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def profile(bundle: Path, runs: int, top: int, png_path: Path | None, as_json: bool) -> None:
+    """Time per kernel of a host bundle (median over runs), its share of one inference and the
+    template that scheduled it; the time outside kernels (VM dispatch, allocation) is the
+    uninstrumented total minus the kernels' sum."""
+    from mnv3compile.profile import plot, profile_bundle
+
+    with console.status("profiling"):
+        result = profile_bundle(bundle, runs)
+    if png_path is not None:
+        plot(result, png_path, Path(bundle).name, top)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    total_us = result.total_ms * 1e3
+    table = Table(title=f"{Path(bundle).name}: {result.total_ms:.3f} ms per inference, kernels "
+                        f"{result.kernel_ms:.3f} ms, outside kernels {result.total_ms - result.kernel_ms:.3f} ms "
+                        f"(timed calls add {result.instrumented_ms - result.total_ms:.3f} ms)")
+    for column in ("kernel", "template", "calls", "us", "share"):
+        table.add_column(column, justify="right" if column in ("calls", "us", "share") else "left")
+    for k in result.kernels[:top]:
+        table.add_row(k.kernel[:48], k.template, str(k.calls), f"{k.microseconds:.1f}",
+                      f"{100 * k.microseconds / total_us:.1f}%")
+    wide_console().print(table)
+    if png_path is not None:
+        console.print(f"wrote {png_path}")
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b

@@ -37,6 +37,7 @@ class BuildRequest:
     database: Path | None = None  # MetaSchedule JSON database to take tuned schedules from
     int8_lowering: str = "integer"  # "integer" kernels, or "fake" (dequantize -> float -> quantize)
     debug: bool = False  # keep symbols and debug information in the library
+    schedule: str = "templates"  # "templates" (schedules/templates.py) or TVM's "default" schedules
 
 
 @dataclass
@@ -101,13 +102,15 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
             bundle.write_json(f"{request.name}.quant.json", quant_sidecar)
         library_name = f"lib{request.name}.so"
         compiled = timed("tvm", lambda: compile_onnx(deployed, request.target, bundle.path(library_name),
-                                                     request.database, request.int8_lowering, request.debug))
+                                                     request.database, request.int8_lowering, request.debug,
+                                                     request.schedule))
         notes += compiled.notes
         initializers = {i.name for i in deployed.graph.initializer}
         if request.labels:
             (bundle.path("labels.txt")).write_text("\n".join(request.labels) + "\n")
         report = {"stages_seconds": timings, "kernels": compiled.kernels, "kernel_count": len(compiled.kernels),
-                  "toolchain": compiled.toolchain, "tuning": compiled.tuning, "int8": compiled.int8, "notes": notes}
+                  "toolchain": compiled.toolchain, "tuning": compiled.tuning, "int8": compiled.int8, "templates": compiled.templates,
+                  "notes": notes}
         bundle.write_json("build_report.json", report)
         manifest = {
             "mnv3compile_bundle": MANIFEST_VERSION,
@@ -127,6 +130,8 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
             "source": request.source,
             "versions": _versions(),
             "report": "build_report.json",
+            # kernel -> template, for 'mnv3compile profile' (null: TVM's default schedules)
+            "templates": compiled.templates["templates"] if compiled.templates else None,
         }
         manifest["sha256"] = bundle.checksums()
         bundle.write_json(f"{request.name}.json", manifest)

@@ -1,5 +1,5 @@
 """Per-kernel oracle for int8 bundles: every quantized group of a QDQ model, cut out as its own ONNX
-model, compiled alone by our TVM backend and fed the int8 tensors that onnxruntime computes for
+model, compiled alone by our TVM backend (kernel templates applied, as build does) and fed the int8 tensors that onnxruntime computes for
 the whole model, compared step by step with onnxruntime's int8 output of the same group."""
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def compare_kernels(model: onnx.ModelProto, feeds: dict[str, np.ndarray], loweri
     import tvm
     from tvm import relax
 
+    from mnv3compile.schedules.isa import isa_of
+    from mnv3compile.schedules.templates import apply_templates
     from mnv3compile.targets.presets import preset
     from mnv3compile.tvm.build import tvm_target
     from mnv3compile.tvm.frontend import import_onnx
@@ -69,7 +71,7 @@ def compare_kernels(model: onnx.ModelProto, feeds: dict[str, np.ndarray], loweri
             module, _ = import_onnx(kernel)
         if lowering == "integer":
             module, _ = lower_to_integer(module)
-        module = run_pipeline(module, target)
+        module, _ = apply_templates(run_pipeline(module, target), isa_of(target))  # as build schedules them
         vm = relax.VirtualMachine(tvm.compile(module, target), tvm.cpu())
         got = vm["main"](*[tvm.runtime.tensor(oracle[name]) for name in inputs])
         got = got.numpy() if hasattr(got, "numpy") else got[0].numpy()

@@ -223,10 +223,14 @@ def test_every_integer_kernel_of_small_within_one_step_of_onnxruntime():
     assert len(results) > 80
     for result in results:
         # One kernel per group, except two stages TVM's FuseOps will not join: the zero-point
-        # padding before a padded conv, and the int32 sum before the mean's epilogue.
-        extra = [k for k in result.kernel_names if k.startswith(("pad", "fused_cast_subtract_sum", "sum"))
-                 or "subtract" in k and "sum" in k]
-        assert len(result.kernel_names) - len(extra) == 1 and len(extra) <= 1, result
+        # padding before a padded conv, and the int32 sum before the mean's epilogue; and the
+        # NCHW <-> NHWC conversions at the entrance and exit of a kernel cut out alone (a whole
+        # network has one of each; a 1x1-pixel one is a reshape), which may carry that padding.
+        layout = [k for k in result.kernel_names if "transpose" in k or k.startswith("reshape")]
+        extra = [k for k in result.kernel_names if k not in layout and (
+            k.startswith(("pad", "fused_cast_subtract_sum", "sum")) or "subtract" in k and "sum" in k)]
+        assert len(result.kernel_names) - len(extra) - len(layout) == 1, result
+        assert len(extra) <= 1 and len(layout) <= 2, result
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ class CompiledLibrary:
     notes: list[str]
     toolchain: str
     tuning: dict | None = None  # what a tuning database contributed, when one was given
+    templates: dict | None = None  # which kernels a template scheduled (schedules/templates.py)
     int8: dict | None = None  # what the integer lowering did (groups, fallbacks, kernel census)
 
 
@@ -35,6 +36,7 @@ def tvm_target(target: TargetPreset):
 
 
 INT8_LOWERINGS = ("integer", "fake")
+SCHEDULES = ("templates", "default")
 
 
 def quantize_node_names(model: onnx.ModelProto) -> list[str]:
@@ -63,15 +65,20 @@ def kernel_census(module) -> dict:
 
 
 def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
-                 database: Path | None = None, int8_lowering: str = "integer", debug: bool = False) -> CompiledLibrary:
+                 database: Path | None = None, int8_lowering: str = "integer", debug: bool = False,
+                 schedule: str = "templates") -> CompiledLibrary:
     """ONNX -> Relax -> pipeline -> [tuned schedules from ``database``] -> machine code -> ``output``
     (.so). The toolchain and the database are checked first, so a missing one fails in a second."""
     import tvm
 
     from mnv3compile.schedules.database import apply_database, open_database
+    from mnv3compile.schedules.isa import isa_of
+    from mnv3compile.schedules.templates import apply_templates
 
     toolchain = toolchain_for(target)
     tuning_db = open_database(database) if database is not None else None
+    if schedule not in SCHEDULES:
+        raise UserError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     if int8_lowering not in INT8_LOWERINGS:
         raise UserError(f"unknown int8 lowering {int8_lowering!r}; choose one of: {', '.join(INT8_LOWERINGS)}")
     module, notes = import_onnx(model)
@@ -94,6 +101,15 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
         if not applied.applied:
             notes = [*notes, f"the tuning database {database} has no schedule for any of the {len(kernels)} "
                              "kernels (tuned for another model, target or TVM version?)"]
+    templates = None
+    if schedule == "templates":  # kernels a database tuned keep their tuned schedule
+        tuned = set(tuning_applied(tuning))
+        module, report = apply_templates(module, isa_of(tvm_tgt), skip=tuned)
+        templates = report.to_json()
     executable = tvm.compile(module, tvm_tgt)
     executable.export_library(str(output), fcompile=toolchain.fcompile(strip=not debug))
-    return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning, int8)
+    return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning=tuning, int8=int8, templates=templates)
+
+
+def tuning_applied(tuning: dict | None) -> list[str]:
+    return [] if tuning is None else tuning.get("applied_kernels", [])

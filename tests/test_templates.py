@@ -1,0 +1,153 @@
+"""Kernel templates (schedules/templates.py): every kernel of fp32 and int8 MobileNetV3s gets one,
+each scheduled kernel computes exactly what the unscheduled kernel computes (same arithmetic, so
+bit for bit, int8 and fp32 alike), the ISA is read from the target, and the generated code uses
+the vector instructions the template is written for (checked in the assembly, compile-only for
+ISAs this machine lacks)."""
+
+import re
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, tirx
+
+from mnv3compile.quant import quantize
+from mnv3compile.quant.calibration import load_samples
+from mnv3compile.schedules.isa import isa_of
+from mnv3compile.schedules.templates import NoTemplate, apply_template, apply_templates
+from mnv3compile.targets.presets import preset
+from mnv3compile.tvm.build import quantize_node_names, tvm_target
+from mnv3compile.tvm.frontend import import_onnx
+from mnv3compile.tvm.int8_lowering import lower_to_integer
+from mnv3compile.tvm.pipeline import run_pipeline
+from mnv3compile.zoo import build_model, build_spec
+
+
+def _fused(model, target) -> tvm.IRModule:
+    module, _ = import_onnx(model)
+    if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        module, _ = lower_to_integer(module, quantize_node_names(model))
+    return run_pipeline(module, target)
+
+
+@pytest.fixture(scope="module")
+def small_models():
+    spec = build_spec("small", 0.5, 96)
+    float_model = build_model(spec)
+    int8_model = quantize(float_model, load_samples("synthetic:4", spec.input_shape, None)).model
+    return {"float32": float_model, "int8": int8_model}
+
+
+def _kernel_inputs(func, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    values = []
+    for param in func.params:
+        shape, dtype = [int(d) for d in param.shape], str(param.dtype)
+        data = rng.integers(-128, 128, shape) if "int" in dtype else rng.standard_normal(shape)
+        values.append(tvm.runtime.tensor(data.astype(dtype)))
+    return values
+
+
+def _run_kernel(func, target, inputs) -> np.ndarray:
+    library = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
+    outputs = [tvm.runtime.tensor(np.zeros(a.shape, a.dtype)) for a in inputs[-1:]]
+    library["main"](*inputs[:-1], *outputs)
+    return outputs[0].numpy()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_every_kernel_of_small_gets_a_template_that_changes_no_result(small_models, dtype):
+    target = tvm_target(preset("host"))
+    module = _fused(small_models[dtype], target)
+    kinds = set()
+    for global_var, func in module.functions.items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        scheduled, name = apply_template(func, isa_of(target))
+        kinds.add(re.sub(r"_p\d+x\d+|_n\d+|_c\d+", "", name))
+        inputs = _kernel_inputs(func)
+        expected = _run_kernel(func, target, inputs)
+        assert np.array_equal(_run_kernel(scheduled, target, inputs), expected), (global_var.name_hint, name)
+    isa = isa_of(target).name
+    for kind in ("conv1x1_nhwc", "dwconv3x3_nhwc", "dwconv5x5_nhwc", "conv3x3_nhwc", "gemv", "pool_nhwc"):
+        assert any(k.startswith(kind) and k.endswith(isa) for k in kinds), (kind, kinds)
+
+
+def test_build_report_counts_templated_kernels(small_models):
+    target = tvm_target(preset("host"))
+    module = _fused(small_models["float32"], target)
+    tuned = sorted(gv.name_hint for gv, f in module.functions.items() if isinstance(f, tirx.PrimFunc))[0]
+    scheduled, report = apply_templates(module, isa_of(target), skip={tuned})  # as if a database had it
+    counts = report.to_json()
+    assert counts["tuned"] == [tuned] and tuned not in counts["templates"]
+    assert counts["templated"] == counts["kernels"] - 1  # every kernel but the skipped one
+    # and the whole network still runs, with the same output as TVM's default schedules
+    x = tvm.runtime.tensor(np.random.default_rng(1).standard_normal((1, 3, 96, 96)).astype("float32"))
+    outputs = [relax.VirtualMachine(tvm.compile(m, target), tvm.cpu())["main"](x) for m in (module, scheduled)]
+    assert np.array_equal(outputs[0].numpy(), outputs[1].numpy())
+
+
+def test_a_kernel_no_template_covers_is_refused():
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def two_reductions(a: T.Buffer((8, 8), "float32"), b: T.Buffer((8,), "float32"), c: T.Buffer((8,), "float32")):
+        for i, k in T.grid(8, 8):
+            with T.sblock("first"):
+                vi, vk = T.axis.remap("SR", [i, k])
+                with T.init():
+                    b[vi] = T.float32(0)
+                b[vi] = b[vi] + a[vi, vk]
+        for i, k in T.grid(8, 8):
+            with T.sblock("second"):
+                vi, vk = T.axis.remap("SR", [i, k])
+                with T.init():
+                    c[vi] = T.float32(0)
+                c[vi] = c[vi] + a[vk, vi]
+
+    with pytest.raises(NoTemplate):
+        apply_template(two_reductions, isa_of(tvm_target(preset("host"))))
+
+
+def _cpu_flags() -> set[str]:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_isa_is_read_from_the_target():
+    host = isa_of(tvm_target(preset("host"))).name
+    flags = _cpu_flags()
+    expected = "avx512-vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
+    assert host == expected
+    assert isa_of(tvm.target.Target({"kind": "llvm", "mcpu": "cascadelake"})).name == "avx512-vnni"
+    assert isa_of(tvm.target.Target({"kind": "llvm", "mcpu": "znver3"})).name == "avx2"
+    assert isa_of(tvm.target.Target(preset("pixel6").tvm_target())).name == "neon-dotprod"
+    assert isa_of(tvm.target.Target(preset("arm64-linux").tvm_target())).name in ("neon", "neon-dotprod")
+
+
+def _pointwise_assembly(small_models, target, dtype: str = "float32") -> str:
+    module = _fused(small_models[dtype], target)
+    for global_var, func in module.functions.items():
+        if isinstance(func, tirx.PrimFunc) and global_var.name_hint.startswith("fused_conv2d"):
+            try:
+                scheduled, name = apply_template(func, isa_of(target))
+            except NoTemplate:
+                continue
+            if name.startswith("conv1x1") and "_p1x" not in name:
+                library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)
+                return library.mod.imports[0].inspect_source("asm")
+    raise AssertionError("no pointwise kernel")
+
+
+@pytest.mark.parametrize("target_spec, pattern", [
+    ({"mtriple": "x86_64-linux-gnu", "mcpu": "znver3"}, r"vfmadd\d+ps\s+[^\n]*ymm"),          # AVX2 + FMA
+    ({"mtriple": "x86_64-linux-gnu", "mcpu": "cascadelake"}, r"vfmadd\d+ps\s+[^\n]*zmm"),     # AVX-512
+    ({"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon", "+dotprod"]},
+     r"fmla\s+v\d+\.4s"),                                                                     # NEON
+], ids=["avx2", "avx512", "neon"])
+def test_fp32_pointwise_template_uses_vector_fma(small_models, target_spec, pattern):
+    """Compile-only: the assembly is read, nothing runs, so ISAs this machine lacks are checked too."""
+    assembly = _pointwise_assembly(small_models, tvm.target.Target({"kind": "llvm", **target_spec}))
+    assert len(re.findall(pattern, assembly)) >= 4
