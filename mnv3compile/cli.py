@@ -439,7 +439,9 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
         from mnv3compile.runner import BundleRunner
 
         latency = BundleRunner(result.bundle).latency_ms()
-        console.print(f"latency: {latency:.2f} ms per inference on this machine (1 thread, untuned schedules)")
+        how = "kernel templates" if schedule == "templates" else "TVM's default schedules"
+        tuned = ", tuned kernels from the database" if report["tuning"] and report["tuning"]["applied"] else ""
+        console.print(f"latency: {latency:.2f} ms per inference on this machine (1 thread, {how}{tuned})")
     else:
         console.print(f"run it on a {target.name} device (see README, 'Deploy')")
 
