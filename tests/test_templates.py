@@ -137,7 +137,8 @@ def _pointwise_assembly(small_models, target, dtype: str = "float32") -> str:
                 continue
             if name.startswith("conv1x1") and "_p1x" not in name:
                 library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)
-                return library.mod.imports[0].inspect_source("asm")
+                code = library.mod.imports[0] if library.mod.imports else library.mod
+                return code.inspect_source("asm")
     raise AssertionError("no pointwise kernel")
 
 
@@ -151,3 +152,11 @@ def test_fp32_pointwise_template_uses_vector_fma(small_models, target_spec, patt
     """Compile-only: the assembly is read, nothing runs, so ISAs this machine lacks are checked too."""
     assembly = _pointwise_assembly(small_models, tvm.target.Target({"kind": "llvm", **target_spec}))
     assert len(re.findall(pattern, assembly)) >= 4
+
+
+def test_int8_pointwise_template_uses_vpmaddwd_on_avx2(small_models):
+    """AVX2 has no int8 dot product: input channels go two at a time through vpmaddwd (16 int16
+    multiply-adds per instruction; schedules/intrinsics.py). Exactness is the every-kernel test's."""
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
+    assembly = _pointwise_assembly(small_models, target, "int8")
+    assert len(re.findall(r"vpmaddwd\s+[^\n]*ymm", assembly)) >= 4
