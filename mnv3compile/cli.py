@@ -383,6 +383,10 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     add, squeeze-excite, pooling, classifier) is one int8 kernel with a fixed-point epilogue;
     only the network input is quantized and the output dequantized. A group with no integer
     lowering stays fake-quantized and is named in a note.
+
+    The network runs channels-last (NHWC) and every kernel is scheduled by a template for the
+    target's ISA (AVX2, AVX-512, NEON): 'templates for N of M kernels' is printed; see
+    'mnv3compile profile' for where the time goes.
     """
     from mnv3compile import zoo as model_zoo
     from mnv3compile.analysis import with_static_inputs

@@ -17,7 +17,7 @@ arithmetic -- and bit-exactness of the integer kernels -- is the kernel's own. W
 - ``elementwise`` (what is left unfused: the SE scale, pads, lookup tables): one vectorized pass.
 
 Each template's knobs have ISA-specific defaults (``DEFAULT_KNOBS``); the name of what was applied
-says op, dtype, ISA and tile, e.g. ``conv1x1_nhwc_int8_avx2_p7x16``.
+says op, dtype, instruction where it matters, ISA and tile, e.g. ``conv1x1_nhwc_int8_vpmaddwd_avx2_p4x24``.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
     if len(epilogue) == 1:
         loops = sch.get_loops(epilogue[0])
         _vector_tile(sch, loops[-1], lanes, loops[-2] if pixels > 1 else None)
-    return f"{_conv_name(kind, kh, kw)}_nhwc_{dtype}_{isa.name}_p{pixels}x{tile_channels}"
+    technique = "_vpmaddwd" if pairs else ""
+    return f"{_conv_name(kind, kh, kw)}_nhwc_{dtype}{technique}_{isa.name}_p{pixels}x{tile_channels}"
 
 
 def _int8_pairs_tile(sch, block, rc, has_pixel_loop: bool, first_reduction) -> None:
@@ -200,7 +201,7 @@ def schedule_pool(sch, block, isa: Isa, knobs: dict) -> str:
     """A reduction over pixels of an NHWC tensor: channels last in the loop nest and vectorized."""
     dtype = str(sch.get(block).reads[0].source.dtype)
     loops = sch.get_loops(block)
-    node, reduce = _block_info(sch, block)
+    _, reduce = _block_info(sch, block)
     spatial_loops = loops[:len(loops) - len(reduce)]
     reduce_loops = loops[len(loops) - len(reduce):]
     channels = int(sch.get(spatial_loops[-1]).extent)
