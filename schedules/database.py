@@ -22,7 +22,7 @@ class ApplyReport:
 
     def to_json(self) -> dict:
         return {"applied": len(self.applied), "kernels": len(self.applied) + len(self.untuned),
-                "untuned": self.untuned, "applied_kernels": self.applied}
+                "untuned": self.untuned}
 
 
 def open_database(folder: Path):

@@ -94,22 +94,17 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     kernels = kernel_names(module)
     if int8 is not None:
         int8.update(kernel_census(module))
-    tuning = None
+    tuning, tuned = None, set()
     if tuning_db is not None:
         module, applied = apply_database(module, tvm_tgt, tuning_db)
-        tuning = {"database": str(database), **applied.to_json()}
+        tuning, tuned = {"database": str(database), **applied.to_json()}, set(applied.applied)
         if not applied.applied:
             notes = [*notes, f"the tuning database {database} has no schedule for any of the {len(kernels)} "
                              "kernels (tuned for another model, target or TVM version?)"]
     templates = None
     if schedule == "templates":  # kernels a database tuned keep their tuned schedule
-        tuned = set(tuning_applied(tuning))
         module, report = apply_templates(module, isa_of(tvm_tgt), skip=tuned)
         templates = report.to_json()
     executable = tvm.compile(module, tvm_tgt)
     executable.export_library(str(output), fcompile=toolchain.fcompile(strip=not debug))
     return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning=tuning, int8=int8, templates=templates)
-
-
-def tuning_applied(tuning: dict | None) -> list[str]:
-    return [] if tuning is None else tuning.get("applied_kernels", [])
