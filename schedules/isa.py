@@ -1,5 +1,6 @@
-"""What vector hardware a TVM target has, as the templates need it: vector width, register count,
-and which int8 dot-product instructions exist."""
+"""What vector hardware a TVM target has, as the templates need it: its name (which says whether
+int8 dot products exist: VNNI, dotprod) and its vector width. Register budgets are in the
+templates' per-ISA knobs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 class Isa:
     name: str  # "avx512-vnni", "avx512", "avx2", "neon-dotprod", "neon", "scalar"
     vector_bytes: int  # one vector register
-    registers: int  # vector registers the code generator can allocate
 
     def lanes(self, dtype: str) -> int:
         """Elements of ``dtype`` in one vector register (int8 kernels accumulate in int32)."""
@@ -30,7 +30,7 @@ def isa_of(target) -> Isa:
     """The ISA a TVM target compiles for (its ``-mcpu`` and ``-mattr``)."""
     kind = target.kind.name
     if kind != "llvm":
-        return Isa("scalar", 16, 16)
+        return Isa("scalar", 16)
     triple = str(target.attrs.get("mtriple", ""))
     mcpu = str(target.attrs.get("mcpu", ""))
     mattr = {str(a) for a in target.attrs.get("mattr", [])}
@@ -38,11 +38,11 @@ def isa_of(target) -> Isa:
         dotprod = "+dotprod" in mattr or mcpu in ("cortex-a76", "cortex-a77", "cortex-a78", "cortex-x1",
                                                  "cortex-a710", "cortex-x2", "cortex-a715", "cortex-x3",
                                                  "neoverse-n1", "neoverse-n2", "neoverse-v1", "apple-m1")
-        return Isa("neon-dotprod" if dotprod else "neon", 16, 32)
+        return Isa("neon-dotprod" if dotprod else "neon", 16)
     if "+avx512vnni" in mattr or mcpu in _VNNI_CPUS:
-        return Isa("avx512-vnni", 64, 32)
+        return Isa("avx512-vnni", 64)
     if "+avx512f" in mattr or mcpu in _AVX512_CPUS:
-        return Isa("avx512", 64, 32)
+        return Isa("avx512", 64)
     if "+avx2" in mattr or mcpu in _AVX2_CPUS:
-        return Isa("avx2", 32, 16)
-    return Isa("sse", 16, 16)
+        return Isa("avx2", 32)
+    return Isa("sse", 16)

@@ -39,20 +39,16 @@ def _axis(axis: int) -> int:
     return TO_NHWC.index(axis % 4)
 
 
-def _ty(expr):
-    return expr.ty
-
-
 def _rank(expr) -> int | None:
     """A tensor's rank; None for what is not a tensor (prim values, shapes)."""
     from tvm import relax
 
-    ty = _ty(expr)
+    ty = expr.ty
     return int(ty.ndim) if isinstance(ty, relax.TensorType) else None
 
 
 def _shape(expr) -> tuple[int, ...]:
-    return tuple(int(d) for d in _ty(expr).shape.values)
+    return tuple(int(d) for d in expr.ty.shape.values)
 
 
 def _out_dtype(attrs) -> str | None:

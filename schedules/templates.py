@@ -37,12 +37,10 @@ class NoTemplate(Exception):
     """The kernel is not of a shape any template covers (it keeps TVM's default schedule)."""
 
 
-def _block_info(sch, block):
+def _reduce_iters(sch, block) -> list:
     from tvm import tirx
 
-    node = sch.get(block)
-    reduce = [iv for iv in node.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
-    return node, reduce
+    return [iv for iv in sch.get(block).iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
 
 
 def _extents(sch, loops) -> list[int]:
@@ -201,7 +199,7 @@ def schedule_pool(sch, block, isa: Isa, knobs: dict) -> str:
     """A reduction over pixels of an NHWC tensor: channels last in the loop nest and vectorized."""
     dtype = str(sch.get(block).reads[0].source.dtype)
     loops = sch.get_loops(block)
-    _, reduce = _block_info(sch, block)
+    reduce = _reduce_iters(sch, block)
     spatial_loops = loops[:len(loops) - len(reduce)]
     reduce_loops = loops[len(loops) - len(reduce):]
     channels = int(sch.get(spatial_loops[-1]).extent)
@@ -262,7 +260,7 @@ def apply_template(func, isa: Isa, knobs: dict | None = None):
         blocks = sch.get_child_blocks(sch.get_sblock("root"))
     except Exception as exc:  # a kernel without a root block (already lowered)
         raise NoTemplate from exc
-    reductions = [b for b in blocks if _block_info(sch, b)[1]]
+    reductions = [b for b in blocks if _reduce_iters(sch, b)]
     if not reductions:
         return sch.mod["main"], schedule_elementwise(sch, blocks, isa)
     if len(reductions) != 1:
