@@ -20,6 +20,9 @@ def relax_passes() -> list[tuple[str, Callable]]:
         # One layout for the whole network (schedules/layout.py); weights transposed by FoldConstant.
         ("ChannelsLast", channels_last_pass),
         ("FoldConstant", relax.transform.FoldConstant),  # dequantized weights become constants here
+        # Fixed-point multipliers as int32 constants (32 x 32 -> 64 multiplies); after FoldConstant,
+        # which would widen them back.
+        ("NarrowMultipliers", narrow_multipliers_pass),
         ("LegalizeOps", relax.transform.LegalizeOps),
         ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern),
         ("FoldConstant (TIR)", relax.transform.FoldConstant),
@@ -37,6 +40,15 @@ def channels_last_pass():
 
     return tvm.transform.module_pass(lambda module, _context: to_channels_last(module), opt_level=0,
                                      name="ChannelsLast")
+
+
+def narrow_multipliers_pass():
+    import tvm
+
+    from mnv3compile.tvm.narrow_multipliers import narrow_multipliers
+
+    return tvm.transform.module_pass(lambda module, _context: narrow_multipliers(module), opt_level=0,
+                                     name="NarrowMultipliers")
 
 
 def inline_elementwise_pass():
