@@ -1,0 +1,174 @@
+/* Drives the C API for tests/test_deploy.py: every error path, repeated open/run/close (for the
+ * sanitizer build) and two models in two threads. Prints one line per case: what the API said.
+ *
+ *   api_test open DIR                               status and message of mnv3_open(DIR)
+ *   api_test errors BUNDLE                          the argument errors of every call
+ *   api_test repeat BUNDLE INPUT.f32 OPENS RUNS     OPENS x (open, RUNS x run, close); outputs must not change
+ *   api_test threads A INPUT_A B INPUT_B N          A and B in two threads, N runs each */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mnv3.h"
+
+static void say(const char *what, mnv3_status status, const mnv3_error *err) {
+  printf("%s: %s: %s\n", what, mnv3_status_name(status), status == MNV3_OK ? "" : err->message);
+}
+
+static float *read_floats(const char *path, size_t *count) {
+  FILE *file = fopen(path, "rb");
+  if (!file) return NULL;
+  fseek(file, 0, SEEK_END);
+  long bytes = ftell(file);
+  rewind(file);
+  float *values = malloc((size_t)bytes);
+  *count = values && fread(values, 1, (size_t)bytes, file) == (size_t)bytes ? (size_t)bytes / sizeof(float) : 0;
+  fclose(file);
+  return values;
+}
+
+static int open_case(const char *dir) {
+  mnv3_error err;
+  mnv3_model *model = mnv3_open(dir, &err);
+  say("open", model ? MNV3_OK : err.code, &err);
+  mnv3_close(model);
+  return 0;
+}
+
+static int errors_case(const char *dir) {
+  mnv3_error err;
+  mnv3_model *model = mnv3_open(dir, &err);
+  if (!model) {
+    say("open", err.code, &err);
+    return 1;
+  }
+  mnv3_tensor_info info;
+  size_t n = 0, out_n = mnv3_output_count(model);
+  mnv3_input_info(model, 0, &info, NULL);
+  n = info.count;
+  float *input = calloc(n + 1, sizeof(float)), *output = calloc(out_n + 1, sizeof(float));
+  uint8_t rgb[3 * 4 * 4] = {0};
+  say("open NULL", mnv3_open(NULL, &err) ? MNV3_OK : err.code, &err);
+  say("run NULL model", mnv3_run_f32(NULL, input, n, output, out_n, &err), &err);
+  say("run NULL input", mnv3_run_f32(model, NULL, n, output, out_n, &err), &err);
+  say("run NULL output", mnv3_run_f32(model, input, n, NULL, out_n, &err), &err);
+  say("run short input", mnv3_run_f32(model, input, n - 1, output, out_n, &err), &err);
+  say("run long input", mnv3_run_f32(model, input, n + 1, output, out_n, &err), &err);
+  say("run short output", mnv3_run_f32(model, input, n, output, out_n - 1, &err), &err);
+  printf("run NULL err: %s\n", mnv3_status_name(mnv3_run_f32(model, input, n - 1, output, out_n, NULL)));
+  say("rgb NULL image", mnv3_run_rgb8(model, NULL, 4, 4, 12, output, out_n, &err), &err);
+  say("rgb zero width", mnv3_run_rgb8(model, rgb, 0, 4, 12, output, out_n, &err), &err);
+  say("rgb short stride", mnv3_run_rgb8(model, rgb, 4, 4, 11, output, out_n, &err), &err);
+  say("input info index", mnv3_input_info(model, 1, &info, &err), &err);
+  say("output info NULL", mnv3_output_info(model, 0, NULL, &err), &err);
+  say("run ok", mnv3_run_f32(model, input, n, output, out_n, &err), &err);
+  printf("label out of range: %s\n", mnv3_label(model, 1u << 30) ? "not NULL" : "NULL");
+  printf("NULL model counts: %zu %zu %zu\n", mnv3_num_inputs(NULL), mnv3_num_outputs(NULL), mnv3_output_count(NULL));
+  mnv3_close(NULL);
+  free(input);
+  free(output);
+  mnv3_close(model);
+  return 0;
+}
+
+static int repeat_case(const char *dir, const char *input_path, int opens, int runs) {
+  size_t n = 0;
+  float *input = read_floats(input_path, &n);
+  float *first = NULL, *output = NULL;
+  size_t out_n = 0;
+  int status = 0, done = 0;
+  for (int i = 0; i < opens && status == 0; ++i) {
+    mnv3_error err;
+    mnv3_model *model = mnv3_open(dir, &err);
+    if (!model) {
+      say("open", err.code, &err);
+      status = 1;
+      break;
+    }
+    if (!first) {
+      out_n = mnv3_output_count(model);
+      first = calloc(out_n, sizeof(float));
+      output = calloc(out_n, sizeof(float));
+    }
+    for (int r = 0; r < runs && status == 0; ++r, ++done) {
+      float *target = done == 0 ? first : output;
+      if (mnv3_run_f32(model, input, n, target, out_n, &err) != MNV3_OK) {
+        say("run", err.code, &err);
+        status = 1;
+      } else if (done > 0 && memcmp(first, output, out_n * sizeof(float))) {
+        printf("run %d differs from run 0\n", done);
+        status = 1;
+      }
+    }
+    mnv3_close(model);
+  }
+  if (status == 0) printf("repeat: %d opens, %d runs, identical outputs\n", opens, done);
+  free(input);
+  free(first);
+  free(output);
+  return status;
+}
+
+typedef struct worker {
+  const char *dir;
+  float *input, *expected;
+  size_t n, out_n;
+  int runs, mismatches;
+} worker;
+
+static void *work(void *arg) {
+  worker *w = arg;
+  mnv3_error err;
+  mnv3_model *model = mnv3_open(w->dir, &err);
+  float *output = calloc(w->out_n, sizeof(float));
+  for (int i = 0; model && i < w->runs; ++i) {
+    if (mnv3_run_f32(model, w->input, w->n, output, w->out_n, &err) != MNV3_OK ||
+        memcmp(output, w->expected, w->out_n * sizeof(float))) {
+      w->mismatches++;
+    }
+  }
+  if (!model) w->mismatches = -1;
+  free(output);
+  mnv3_close(model);
+  return NULL;
+}
+
+static int threads_case(char **argv, int runs) {
+  worker workers[2];
+  for (int k = 0; k < 2; ++k) {
+    worker *w = &workers[k];
+    memset(w, 0, sizeof(*w));
+    w->dir = argv[2 * k];
+    w->input = read_floats(argv[2 * k + 1], &w->n);
+    w->runs = runs;
+    mnv3_error err;
+    mnv3_model *model = mnv3_open(w->dir, &err); /* the single-threaded reference */
+    if (!model) {
+      say("open", err.code, &err);
+      return 1;
+    }
+    w->out_n = mnv3_output_count(model);
+    w->expected = calloc(w->out_n, sizeof(float));
+    mnv3_run_f32(model, w->input, w->n, w->expected, w->out_n, &err);
+    mnv3_close(model);
+  }
+  pthread_t ids[2];
+  for (int k = 0; k < 2; ++k) pthread_create(&ids[k], NULL, work, &workers[k]);
+  for (int k = 0; k < 2; ++k) pthread_join(ids[k], NULL);
+  for (int k = 0; k < 2; ++k) {
+    printf("thread %d: %d runs, %d differ from the single-threaded result\n", k, runs, workers[k].mismatches);
+    free(workers[k].input);
+    free(workers[k].expected);
+  }
+  return workers[0].mismatches || workers[1].mismatches;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && !strcmp(argv[1], "open")) return open_case(argv[2]);
+  if (argc == 3 && !strcmp(argv[1], "errors")) return errors_case(argv[2]);
+  if (argc == 6 && !strcmp(argv[1], "repeat")) return repeat_case(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
+  if (argc == 7 && !strcmp(argv[1], "threads")) return threads_case(argv + 2, atoi(argv[6]));
+  fprintf(stderr, "usage: see the comment at the top of runtime/tests/api_test.c\n");
+  return 2;
+}
