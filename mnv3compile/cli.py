@@ -447,7 +447,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
         tuned = ", tuned kernels from the database" if report["tuning"] and report["tuning"]["applied"] else ""
         console.print(f"latency: {latency:.2f} ms per inference on this machine (1 thread, {how}{tuned})")
     else:
-        console.print(f"run it on a {target.name} device (see README, 'Deploy')")
+        console.print(f"run it on the target device ({target.name}): see README, 'Deploy'")
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
@@ -669,6 +669,45 @@ def phone_stop() -> None:
     from mnv3compile import phone as stand_in
 
     console.print("stand-in phone stopped" if stand_in.stop() else "stand-in phone was not running")
+
+
+@cli.command("deploy-test", context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile deploy-test build/small-int8-host
+  mnv3compile deploy-test build/small-int8-arm64-linux       # under qemu-aarch64
+  mnv3compile deploy-test build/small-fp32-host --image cat.png
+""")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--image", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also compare on this image (PPM, or PNG/JPEG when stb_image is installed): the C "
+                   "runtime's preprocessing against Python's. Needs a bundle built with --preprocess.")
+@click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where CMake builds the runtime (default: a folder under the user's cache, reused).")
+def deploy_test(bundle: Path, image: Path | None, build_dir: Path | None) -> None:
+    """Build the C runtime and examples/classify with CMake for the bundle's target, run them on
+    the bundle and compare every output with the Python runtime's (max |difference| <= 1e-5).
+
+    Host bundles run here; arm64-linux bundles run under qemu-aarch64 with the stand-in phone's
+    sysroot, the Python reference running inside it too. Exit code 1 when an output differs.
+    """
+    from mnv3compile import deploy_check
+    from mnv3compile.phone import home
+
+    if image is not None and not image.is_file():
+        raise UserError(f"{image}: no such image")
+    folder = build_dir or home().parent / "runtime-build"
+    with console.status("building the C runtime with CMake and running it"):
+        report = deploy_check.check_bundle(bundle, folder, image)
+    table = Table(title=f"C runtime vs Python runtime: {bundle} ({report.arch})")
+    for column in ("input", "max |diff|", "top-5 C", "top-5 Python", "result"):
+        table.add_column(column, justify="right" if column == "max |diff|" else "left")
+    for row in report.rows:
+        table.add_row(row.what, f"{row.max_abs_diff:.2e}", " ".join(map(str, row.top5_c)),
+                      " ".join(map(str, row.top5_python)), "ok" if row.ok else f"DIFFERS (> {deploy_check.TOLERANCE:g})")
+    wide_console().print(table)
+    console.print(f"runtime built in {report.runtime}")
+    if not report.ok:
+        sys.exit(1)
 
 
 @cli.command("passes", context_settings=CONTEXT, epilog="""\b

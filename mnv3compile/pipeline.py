@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from mnv3compile.app_files import write_app_files
 from mnv3compile.bundle import MANIFEST_VERSION, BundleWriter
 from mnv3compile.errors import UserError
 from mnv3compile.targets.presets import TargetPreset
@@ -133,6 +134,7 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
             # kernel -> template, for 'mnv3compile profile' (null: TVM's default schedules)
             "templates": compiled.templates["templates"] if compiled.templates else None,
         }
+        manifest["app_files"] = write_app_files(bundle.folder, manifest)  # C header + CMake snippet
         manifest["sha256"] = bundle.checksums()
         bundle.write_json(f"{request.name}.json", manifest)
         final = bundle.commit()

@@ -35,10 +35,14 @@ class BundleRunner:
         return tuple(self.input["shape"])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.outputs(x)[0]
+
+    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output, in manifest order (a model returns one tensor or a tuple)."""
         import tvm
 
         result = self.vm["main"](tvm.runtime.tensor(x.astype(np.float32), self.device))
-        return result.numpy() if hasattr(result, "numpy") else result[0].numpy()  # one output or a tuple
+        return [result.numpy()] if hasattr(result, "numpy") else [r.numpy() for r in result]
 
     def latency_ms(self, repeat: int = 10) -> float:
         """Median wall time of one inference (1 thread as built)."""

@@ -56,7 +56,8 @@ def test_small_host_matches_onnxruntime_and_fuses_conv_bias_activation(small_hos
 def test_bundle_manifest_lists_everything_with_checksums(small_host):
     manifest = small_host.manifest
     files = {p.name for p in small_host.bundle.iterdir()}
-    assert files == {"libsmall.so", "small.opt.onnx", "small.json", "build_report.json"}
+    assert files == {"libsmall.so", "small.opt.onnx", "small.json", "build_report.json",
+                     "mnv3_bundle.h", "mnv3_bundle.cmake"}  # the last two for apps (test_deploy.py)
     assert set(manifest["sha256"]) == files - {"small.json"}
     assert manifest["inputs"] == [{"name": "input", "dtype": "float32", "shape": [1, 3, 224, 224]}]
     assert manifest["target"]["preset"] == "host" and "apache-tvm" in manifest["versions"]

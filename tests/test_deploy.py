@@ -1,0 +1,352 @@
+"""The C runtime (runtime/, CMakeLists.txt), its example, its JNI binding and the files a bundle
+carries for apps: built with CMake, run, and compared with the Python runtime (host natively,
+arm64 under qemu); every error path of the C API; ASan/UBSan clean over 100 runs."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from mnv3compile.deploy_check import TOLERANCE, build_runtime, check_bundle, source_root
+from mnv3compile.pipeline import BuildRequest, build
+from mnv3compile.quant.preprocess import PRESETS, Preprocess, load_image
+from mnv3compile.runner import BundleRunner
+from mnv3compile.targets.presets import preset
+from mnv3compile.zoo import build_model, build_spec
+
+LABELS = [f"class {i}" for i in range(1000)]
+
+
+def _bundle(tmp_path_factory, name: str, model, target: str = "host", quant: str = "none", **extra):
+    out = tmp_path_factory.mktemp(name) / "bundle"
+    request = BuildRequest(preset(target), out, name, model, quant, calib="synthetic:4" if quant == "int8" else None,
+                           **extra)
+    return build(request).bundle
+
+
+@pytest.fixture(scope="module")
+def small_fp32(tmp_path_factory):
+    return _bundle(tmp_path_factory, "small_fp32", build_model(build_spec("small", 1.0, 96)),
+                   preprocess="torchvision", labels=LABELS)
+
+
+@pytest.fixture(scope="module")
+def small_int8(tmp_path_factory):
+    return _bundle(tmp_path_factory, "small_int8", build_model(build_spec("small", 1.0, 96)), quant="int8",
+                   preprocess="torchvision")
+
+
+@pytest.fixture(scope="module")
+def runtime_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("runtime")
+
+
+@pytest.fixture(scope="module")
+def host_runtime(runtime_dir):
+    return build_runtime("host", runtime_dir / "host")
+
+
+def _image(path, width: int, height: int):
+    """A PPM with smooth gradients and a noisy patch (resampling sees both)."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 // (width - 1), y * 255 // (height - 1), (x + y) * 7 % 256], -1).astype(np.uint8)
+    pixels[height // 4: height // 2, width // 4: width // 2] = np.random.default_rng(1).integers(
+        0, 256, (height // 2 - height // 4, width // 2 - width // 4, 3))
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.mark.parametrize("which", ["small_fp32", "small_int8"])
+@pytest.mark.parametrize("size", [(317, 213), (977, 641)], ids=["upscale", "downscale"])
+def test_c_runtime_matches_python_runtime_on_tensors_and_images(request, runtime_dir, tmp_path, which, size):
+    """Same logits as the Python runtime, on a tensor and on an image whose resize and normalization
+    the C runtime does itself (Pillow's resampling reproduced, so equal to the last bit)."""
+    bundle = request.getfixturevalue(which)
+    report = check_bundle(bundle, runtime_dir, _image(tmp_path / "image.ppm", *size))
+    assert [row.what for row in report.rows] == ["random tensor", "image image.ppm"]
+    for row in report.rows:
+        assert row.max_abs_diff <= TOLERANCE and row.top5_c == row.top5_python
+
+
+def _echo_model(height: int, width: int):
+    """y = x * 1: its output is the preprocessed input, exposed."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    one = numpy_helper.from_array(np.ones((1,), np.float32), "one")
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "one"], ["y"])], "echo",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, height, width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, height, width])], [one])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("name, input_size, image_size", [
+    ("paddle", (48, 192), (160, 37)),    # BGR, height to 48 keeping the aspect ratio, zeros on the right
+    ("paddle", (48, 192), (900, 40)),    # wider than 192 after scaling: capped, no padding
+    ("tf", (64, 80), (317, 213)),        # center crop of a non-square input
+], ids=["pad-right", "pad-right-capped", "center-crop-non-square"])
+def test_c_preprocessing_equals_python_for_every_resize_mode(tmp_path_factory, host_runtime, tmp_path, name,
+                                                             input_size, image_size):
+    bundle = _bundle(tmp_path_factory, "echo", _echo_model(*input_size), preprocess=name)
+    image = _image(tmp_path / "image.ppm", *image_size)
+    host_runtime.run("classify", str(bundle), str(image), "--top", "0", "--save-output", str(tmp_path / "c.f32"))
+    expected = load_image(image, PRESETS[name], *input_size)
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "c.f32", np.float32).reshape(expected.shape), expected)
+
+
+def test_lraspp_segmentation_output(tmp_path_factory, runtime_dir):
+    bundle = _bundle(tmp_path_factory, "lraspp", build_model(build_spec("lraspp-small", 1.0, 96)))
+    report = check_bundle(bundle, runtime_dir)
+    assert report.ok and report.rows[0].max_abs_diff <= TOLERANCE
+
+
+def test_several_outputs_come_back_in_manifest_order(tmp_path_factory, host_runtime, tmp_path):
+    """A model with two outputs (features and pooled): both, concatenated in manifest order."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w"),
+               numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["features"]),
+             helper.make_node("GlobalAveragePool", ["features"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["pooled"])]
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 8, 32, 32]),
+                               helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, 8])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    bundle = _bundle(tmp_path_factory, "two", model)
+    x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    x.tofile(tmp_path / "x.f32")
+    host_runtime.run("classify", str(bundle), "--tensor", str(tmp_path / "x.f32"), "--save-output", str(tmp_path / "y.f32"))
+    features, pooled = BundleRunner(bundle).outputs(x)
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "y.f32", np.float32),
+                                  np.concatenate([features.ravel(), pooled.ravel()]))
+
+
+@pytest.mark.skipif(not shutil.which("qemu-aarch64") or not shutil.which("aarch64-linux-gnu-g++"),
+                    reason="needs qemu-user and g++-aarch64-linux-gnu (apt-get install qemu-user g++-aarch64-linux-gnu)")
+@pytest.mark.parametrize("quant", ["none", "int8"])
+def test_arm64_runtime_under_qemu_matches_python_runtime_there(tmp_path_factory, runtime_dir, tmp_path, quant):
+    """Cross-compiled with the toolchain file, linked against the aarch64 wheels of the stand-in
+    phone's sysroot, run under qemu-aarch64; the reference is TVM's Python runtime in the same
+    emulated sysroot."""
+    bundle = _bundle(tmp_path_factory, "small_arm64", build_model(build_spec("small", 1.0, 96)), "arm64-linux",
+                     quant, preprocess="torchvision")
+    image = _image(tmp_path / "image.ppm", 317, 213) if quant == "int8" else None  # qemu time: one image
+    report = check_bundle(bundle, runtime_dir, image)
+    assert report.arch == "arm64" and report.ok and len(report.rows) == (2 if image else 1), report.rows
+    host = build_runtime("host", runtime_dir / "host")  # the arm64 library on this x86-64 host: refused
+    library = bundle / json.loads((bundle / "small_arm64.json").read_text())["library"]
+    assert _api(host, "open", str(bundle)) == [
+        f"open: MNV3_ERR_LOAD: {library} was built for another CPU (ELF machine 183); this program runs on x86-64: "
+        "rebuild the bundle for this target"]
+
+
+def _api(host_runtime, *args) -> list[str]:
+    return host_runtime.run("mnv3_api_test", *args, check=False).stdout.splitlines()
+
+
+def test_every_argument_error_is_a_status_and_a_message(host_runtime, small_fp32):
+    assert _api(host_runtime, "errors", str(small_fp32)) == [
+        "open NULL: MNV3_ERR_ARGUMENT: bundle_dir is NULL",
+        "run NULL model: MNV3_ERR_ARGUMENT: model, input and output must not be NULL",
+        "run NULL input: MNV3_ERR_ARGUMENT: model, input and output must not be NULL",
+        "run NULL output: MNV3_ERR_ARGUMENT: model, input and output must not be NULL",
+        "run short input: MNV3_ERR_ARGUMENT: input has 27647 floats; input takes 27648",
+        "run long input: MNV3_ERR_ARGUMENT: input has 27649 floats; input takes 27648",
+        "run short output: MNV3_ERR_ARGUMENT: output has room for 999 floats; the model writes 1000",
+        "run NULL err: MNV3_ERR_ARGUMENT",
+        "rgb NULL image: MNV3_ERR_ARGUMENT: model, rgb and input must not be NULL",
+        "rgb zero width: MNV3_ERR_ARGUMENT: image 0x4 with stride 12: width and height must be positive and stride >= 3 * width",
+        "rgb short stride: MNV3_ERR_ARGUMENT: image 4x4 with stride 11: width and height must be positive and stride >= 3 * width",
+        "input info index: MNV3_ERR_ARGUMENT: index 1: the model has 1",
+        "output info NULL: MNV3_ERR_ARGUMENT: model and info must not be NULL",
+        "run ok: MNV3_OK: ",
+        "label out of range: NULL",
+        "NULL model counts: 0 0 0",
+    ]
+
+
+def _copy(bundle, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    return copy
+
+
+def _manifest(bundle):
+    path = next(p for p in bundle.glob("*.json") if '"mnv3compile_bundle"' in p.read_text())
+    return path, json.loads(path.read_text())
+
+
+def test_broken_bundles_are_refused_with_a_reason(host_runtime, small_fp32, tmp_path):
+    assert _api(host_runtime, "open", str(tmp_path / "missing")) == [
+        f"open: MNV3_ERR_NOT_FOUND: {tmp_path / 'missing'}: no such bundle folder"]
+    assert _api(host_runtime, "open", str(tmp_path)) == [
+        f"open: MNV3_ERR_NOT_FOUND: {tmp_path}: no mnv3compile manifest (*.json) in this folder"]
+
+    copy = _copy(small_fp32, tmp_path)
+    path, manifest = _manifest(copy)
+    library = copy / manifest["library"]
+    library.write_bytes(library.read_bytes()[:4096])  # truncated on the way to the device
+    line, = _api(host_runtime, "open", str(copy))
+    assert line.startswith(f"open: MNV3_ERR_INTEGRITY: {library}: sha256 ") and "differs from the manifest's" in line
+
+    import hashlib
+
+    manifest["sha256"][manifest["library"]] = hashlib.sha256(library.read_bytes()).hexdigest()
+    path.write_text(json.dumps(manifest))  # the hash agrees, the file is still no library
+    line, = _api(host_runtime, "open", str(copy))  # dlopen would fault on it (SIGBUS): checked first
+    assert line.startswith(f"open: MNV3_ERR_LOAD: {library} is truncated: 4096 bytes, a segment ends at ")
+
+    library.write_bytes(b"\x7fELF" + bytes(4092))  # ELF magic, garbage after it
+    manifest["sha256"][manifest["library"]] = hashlib.sha256(library.read_bytes()).hexdigest()
+    path.write_text(json.dumps(manifest))
+    assert _api(host_runtime, "open", str(copy)) == [f"open: MNV3_ERR_LOAD: {library} is not a 64-bit shared library"]
+
+    shutil.copy(host_runtime.folder / "libmnv3.so", library)  # a real shared library, not a model
+    manifest["sha256"][manifest["library"]] = hashlib.sha256(library.read_bytes()).hexdigest()
+    path.write_text(json.dumps(manifest))
+    assert _api(host_runtime, "open", str(copy)) == [f"open: MNV3_ERR_LOAD: {library} is not a Relax VM executable"]
+
+    library.unlink()
+    assert _api(host_runtime, "open", str(copy)) == [f"open: MNV3_ERR_NOT_FOUND: {library}: cannot open"]
+
+    del manifest["outputs"]
+    path.write_text(json.dumps(manifest))
+    assert _api(host_runtime, "open", str(copy)) == [f'open: MNV3_ERR_MANIFEST: {path.name}: no "outputs"']
+    path.write_text(json.dumps(manifest)[:100])
+    line, = _api(host_runtime, "open", str(copy))
+    assert line.startswith(f"open: MNV3_ERR_MANIFEST: {path}: not valid JSON (")
+
+
+def test_rgb_input_of_a_bundle_without_preprocessing_is_refused(tmp_path_factory, host_runtime, tmp_path):
+    bundle = _bundle(tmp_path_factory, "bare", build_model(build_spec("small", 0.5, 96)))
+    image = _image(tmp_path / "image.ppm", 64, 64)
+    result = host_runtime.run("classify", str(bundle), str(image), check=False)
+    assert result.returncode == 1
+    assert result.stderr == "error: this bundle has no preprocessing in its manifest (build it with --preprocess)\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"P6\n4 4\n255\n" + bytes(20), "truncated PPM (4x4 needs 48 bytes of pixels)"),
+    (b"P6\n4 4\n65535\n" + bytes(96), "bad PPM header (need width, height and maxval 255)"),
+    (b"P3\n1 1\n255\n0 0 0\n", "not a binary PPM (P6)"),
+])
+def test_bad_images_end_with_a_message(host_runtime, small_fp32, tmp_path, content, message):
+    image = tmp_path / "bad.ppm"
+    image.write_bytes(content)
+    result = host_runtime.run("classify", str(small_fp32), str(image), check=False)
+    assert (result.returncode, result.stderr) == (1, f"error: {image}: {message}\n")
+
+
+def test_top5_with_labels(host_runtime, small_fp32, tmp_path):
+    x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
+    x.tofile(tmp_path / "x.f32")
+    lines = host_runtime.run("classify", str(small_fp32), "--tensor", str(tmp_path / "x.f32")).stdout.splitlines()
+    logits = BundleRunner(small_fp32)(x).ravel()
+    best = [int(i) for i in np.argsort(-logits, kind="stable")[:5]]
+    assert [line.split("\t")[1] for line in lines] == [str(i) for i in best]
+    assert [line.split("\t")[3] for line in lines] == [LABELS[i] for i in best]
+
+
+def test_two_models_in_two_threads(host_runtime, small_fp32, small_int8, tmp_path):
+    x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
+    x.tofile(tmp_path / "x.f32")
+    lines = _api(host_runtime, "threads", str(small_fp32), str(tmp_path / "x.f32"), str(small_int8),
+                 str(tmp_path / "x.f32"), "20")
+    assert lines == [f"thread {k}: 20 runs, 0 differ from the single-threaded result" for k in (0, 1)]
+
+
+def test_sanitizers_find_nothing_over_100_runs_and_the_error_paths(small_fp32, runtime_dir, tmp_path):
+    """AddressSanitizer (leaks included) and UndefinedBehaviorSanitizer over 5 x (open, 20 runs,
+    close) and every argument error."""
+    sanitized = build_runtime("host", runtime_dir / "asan", sanitize=True)
+    np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32).tofile(tmp_path / "x.f32")
+    for args in (("repeat", str(small_fp32), str(tmp_path / "x.f32"), "5", "20"), ("errors", str(small_fp32)),
+                 ("open", str(tmp_path / "missing"))):
+        result = sanitized.run("mnv3_api_test", *args, check=False)
+        assert result.returncode == 0 and "Sanitizer" not in result.stderr, result.stderr[-2000:]
+    assert "5 opens, 100 runs, identical outputs" in sanitized.run(
+        "mnv3_api_test", "repeat", str(small_fp32), str(tmp_path / "x.f32"), "5", "20").stdout
+
+
+def test_bundle_carries_a_header_and_a_cmake_snippet_an_app_builds_with(small_int8, tmp_path):
+    """The README's app recipe, verbatim: add_subdirectory(the runtime), include(the snippet),
+    mnv3_use_bundle(app); the app uses the generated header's constants and runs the bundle."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "main.c").write_text("""
+#include <stdio.h>
+#include "mnv3.h"
+#include "mnv3_bundle.h"
+int main(void) {
+  static float input[MNV3_INPUT_COUNT], output[MNV3_OUTPUT_COUNT];
+  const int64_t shape[] = MNV3_INPUT_SHAPE;
+  const float mean[] = MNV3_PREPROCESS_MEAN;
+  mnv3_error err;
+  mnv3_model *model = mnv3_open(MNV3_APP_BUNDLE, &err);
+  if (!model) { printf("%s\\n", err.message); return 1; }
+  int status = mnv3_run_f32(model, input, MNV3_INPUT_COUNT, output, MNV3_OUTPUT_COUNT, &err);
+  printf("%s %lld %s %.3f %d\\n", MNV3_BUNDLE_NAME, (long long)shape[2], MNV3_PREPROCESS_RESIZE, mean[0], status);
+  mnv3_close(model);
+  return status;
+}
+""")
+    (app / "CMakeLists.txt").write_text(f"""
+cmake_minimum_required(VERSION 3.18)
+project(app C CXX)
+add_subdirectory("{source_root()}" mnv3)
+include("{small_int8}/mnv3_bundle.cmake")
+add_executable(app main.c)
+mnv3_use_bundle(app)
+target_compile_definitions(app PRIVATE MNV3_APP_BUNDLE="${{MNV3_BUNDLE_DIR}}")
+""")
+    import sys
+
+    for step in (["cmake", "-S", str(app), "-B", str(app / "build"), f"-DPython3_EXECUTABLE={sys.executable}"],
+                 ["cmake", "--build", str(app / "build")]):
+        subprocess.run(step, check=True, capture_output=True)
+    result = subprocess.run([str(app / "build" / "app")], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (0, "small_int8 96 center-crop 0.485 0\n")
+
+
+@pytest.mark.skipif(not shutil.which("javac") or not shutil.which("java"), reason="needs a JDK (javac, java)")
+def test_java_binding_runs_tensors_and_argb_pixels(host_runtime, small_fp32, tmp_path):
+    root = source_root()
+    classes = tmp_path / "classes"
+    sources = [*(root / "runtime/jni/java/com/mnv3compile").glob("*.java"), root / "runtime/tests/RunBundle.java"]
+    subprocess.run(["javac", "-d", str(classes), *map(str, sources)], check=True, capture_output=True)
+
+    def java(*args):
+        return subprocess.run(["java", f"-Djava.library.path={host_runtime.folder}", "-cp", str(classes), "RunBundle",
+                               *args], capture_output=True, text=True, check=True).stdout
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
+    x.tofile(tmp_path / "x.f32")
+    assert java(str(small_fp32), str(tmp_path / "x.f32"), str(tmp_path / "y.f32")) == "outputs: 1000 of 1000\n"
+    runner = BundleRunner(small_fp32)
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "y.f32", np.float32), runner(x).ravel())
+
+    # ARGB pixels (Bitmap.getPixels) through the C preprocessing: the pattern RunBundle draws.
+    from PIL import Image
+
+    y, x_ = np.mgrid[0:150, 0:200]
+    pixels = np.stack([x_ % 256, y % 256, (x_ + y) * 7 % 256], -1).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "argb.png")
+    java(str(small_fp32), "--argb", "200", "150", str(tmp_path / "argb.f32"))
+    spec = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in runner.manifest["preprocess"].items()})
+    expected = runner(load_image(tmp_path / "argb.png", spec, 96, 96)[None]).ravel()
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "argb.f32", np.float32), expected)
+
+    assert java(str(small_fp32), "--errors").splitlines() == [
+        f"open missing: {small_fp32}/does-not-exist: no such bundle folder",
+        "run wrong size: input has 3 floats; input takes 27648",
+        "run null: input is null",
+        "argb wrong count: argb must hold width * height pixels",
+        "run after close: the model is closed",
+    ]
