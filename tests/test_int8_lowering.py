@@ -119,11 +119,11 @@ def test_conv_relu_becomes_int8_conv_with_a_fixed_point_epilogue():
 
     def expected(bb, x):
         # accumulator scales 0.5*0.25 = 2**-3 and 0.5*0.125 = 2**-4: one shift of 33 for both
+        # the bias (0 here) enters after the multiply, with the rounding: bias * m + 2**32 per channel
         acc = bb.emit(op.nn.conv2d(x, _const(weight, "int8"), out_dtype="int32"))
-        acc = bb.emit(op.add(acc, _const(np.zeros((1, 2, 1, 1)), "int32")))
         wide = bb.emit(op.astype(acc, "int64"))
         steps = bb.emit(op.right_shift(op.add(op.multiply(wide, _const(np.array([2**30, 2**29]).reshape(1, 2, 1, 1), "int64")),
-                                              _const(2**32, "int64")), _const(33, "int64")))
+                                              _const(np.full((1, 2, 1, 1), 2**32), "int64")), _const(33, "int64")))
         steps = bb.emit(op.clip(steps, 0, 2**62))  # ReLU: clip at the zero point
         q = bb.emit(op.astype(op.clip(steps, -128, 127), "int8"))
         return op.dequantize(q, _const(1.0, "float32"), _const(0, "int8"), axis=1)

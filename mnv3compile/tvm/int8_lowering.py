@@ -253,12 +253,21 @@ class Emitter:
         rounded = op.add(expr, self.const(1 << (bits - 1), "int64"))
         return self.emit(op.right_shift(rounded, self.const(bits, "int64")))
 
-    def scaled(self, expr, real: np.ndarray, channel_shape: tuple, bits: int = 31):
-        """round(expr * real) in int64 (``real`` per channel, reshaped to ``channel_shape``), for
-        |expr| < 2**(62 - bits)."""
+    def scaled(self, expr, real: np.ndarray, channel_shape: tuple, bits: int = 31, offset: np.ndarray | None = None):
+        """round((expr + offset) * real) in int64 (``real`` and the integer ``offset`` per channel,
+        reshaped to ``channel_shape``), for |expr + offset| < 2**(62 - bits).
+
+        The offset (a conv's bias) is multiplied here, at compile time, and added to the product
+        with the rounding term: ``expr`` itself then reaches the multiply as a sign-extended int32,
+        which LLVM turns into one 32 x 32 -> 64-bit multiply (vpmuldq, smull); ``int64(acc + bias)``
+        is an add of two extended values to it, and arm64 has no 64-bit vector multiply."""
         fp = fixed_point(real, bits)
-        product = op.multiply(self.cast(expr, "int64"), self.const(fp.multiplier.reshape(channel_shape), "int64"))
-        return self.rounding_shift(product, fp.shift)
+        multiplier = fp.multiplier.reshape(channel_shape)
+        product = op.multiply(self.cast(expr, "int64"), self.const(multiplier, "int64"))
+        if offset is None:
+            return self.rounding_shift(product, fp.shift)
+        constant = np.asarray(offset, np.int64).reshape(channel_shape) * multiplier + fp.rounding
+        return self.emit(op.right_shift(op.add(product, self.const(constant, "int64")), self.const(fp.shift, "int64")))
 
     def to_int8(self, steps, zero: int):
         """int8 of ``steps + zero`` (saturating)."""
@@ -267,20 +276,29 @@ class Emitter:
         return self.emit(op.astype(op.clip(shifted, -128, 127), "int8"))
 
     def epilogue(self, terms: list[tuple[object, np.ndarray]], function, scale: float, zero: int,
-                 channel_shape: tuple):
+                 channel_shape: tuple, bias: np.ndarray | None = None):
         """int8 output of ``function(sum of term * real)`` quantized to (scale, zero). Each term is an
-        integer tensor (|x| < 2**31) and the real multiplier that makes it a float value."""
+        integer tensor (|x| < 2**31) and the real multiplier that makes it a float value; ``bias``
+        (integer, per channel) is added to the single term of a conv or matmul."""
 
+        if bias is not None and len(terms) != 1:
+            raise Unsupported("a bias on a sum of terms")
         if isinstance(function, Gated):
             if len(terms) != 1:
                 raise Unsupported("a gated activation of a sum")
             (acc, real), gate = terms[0], function.gate
-            gate_q = self.scaled(acc, gate.slope * real * 2.0**GATE_BITS, channel_shape)
+            gate_q = self.scaled(acc, gate.slope * real * 2.0**GATE_BITS, channel_shape, offset=bias)
             gate_q = op.add(gate_q, self.const(round(gate.offset * 2**GATE_BITS), "int64"))
             gate_q = self.emit(op.clip(gate_q, 0, 2**GATE_BITS))
-            # acc * gate with PRODUCT_BITS fractional bits (an accumulator unit can be ~1/50 of an
-            # output step: rounding to whole units would move results by that much); < 2**41.
+            # The gate fits in int32: said so to LLVM (a sign-extended int32), its products with the
+            # accumulator and the bias become 32 x 32 -> 64-bit multiplies.
+            gate_q = self.cast(self.cast(gate_q, "int32"), "int64")
+            # (acc + bias) * gate with PRODUCT_BITS fractional bits (an accumulator unit can be ~1/50
+            # of an output step: rounding to whole units would move results by that much); < 2**41.
             product = op.multiply(self.cast(acc, "int64"), gate_q)  # < 2**31 * 2**20
+            if bias is not None:
+                bias_term = op.multiply(self.const(np.asarray(bias).reshape(channel_shape), "int64"), gate_q)
+                product = op.add(product, bias_term)
             product = self.rounding_shift(product, GATE_BITS - PRODUCT_BITS)
             steps = self.scaled(product, real / scale / 2.0**PRODUCT_BITS, channel_shape, bits=31 - PRODUCT_BITS)
             return self.to_int8(steps, zero)
@@ -292,7 +310,7 @@ class Emitter:
         unit = 2.0**fraction
         total = None
         for acc, real in terms:
-            term = self.scaled(acc, function.slope * real / scale * unit, channel_shape)
+            term = self.scaled(acc, function.slope * real / scale * unit, channel_shape, offset=bias)
             total = term if total is None else self.emit(op.add(total, term))
         if round(offset * unit):
             total = self.emit(op.add(total, self.const(round(offset * unit), "int64")))
@@ -405,8 +423,7 @@ def lower_conv2d(group: Group, em: Emitter, remap: Callable):
     acc = em.emit(op.nn.conv2d(data, em.const(q_w, "int8"), strides=[int(s) for s in attrs.strides],
                                padding=padding, dilation=[int(d) for d in attrs.dilation],
                                groups=int(attrs.groups), out_dtype="int32"))
-    acc = em.emit(op.add(acc, em.const(bias_q.reshape(1, channels, 1, 1), "int32")))
-    return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels, 1, 1))
+    return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels, 1, 1), bias=bias_q)
 
 
 def lower_matmul(group: Group, em: Emitter, remap: Callable):
@@ -423,8 +440,7 @@ def lower_matmul(group: Group, em: Emitter, remap: Callable):
     accumulator_scale = leaf.scale * weight_scale
     bias_q = np.round(bias / accumulator_scale) - leaf.zero * q_w.sum(axis=0)
     acc = em.emit(op.matmul(remap(leaf.int8), em.const(q_w, "int8"), out_dtype="int32"))
-    acc = em.emit(op.add(acc, em.const(bias_q.reshape(1, channels), "int32")))
-    return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels))
+    return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels), bias=bias_q)
 
 
 def _binary(group: Group, name: str):
