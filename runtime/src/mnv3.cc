@@ -296,7 +296,8 @@ void Open(mnv3_model* model, const char* bundle_dir) {
   model->output_infos = Infos(model->outputs);
 }
 
-void CopyOut(const ffi::Any& result, const mnv3_model* model, float* output, size_t output_count) {
+// Every output into `output` (sized by the caller to TotalOutputs), in manifest order.
+void CopyOut(const ffi::Any& result, const mnv3_model* model, float* output) {
   std::vector<ffi::Tensor> tensors;
   if (auto tensor = result.as<ffi::Tensor>()) {
     tensors.push_back(*tensor);
@@ -319,7 +320,6 @@ void CopyOut(const ffi::Any& result, const mnv3_model* model, float* output, siz
     std::memcpy(output + offset, static_cast<const char*>(out.data) + out.byte_offset, bytes);
     offset += count;
   }
-  (void)output_count;
 }
 
 size_t TotalOutputs(const mnv3_model* model) {
@@ -337,7 +337,7 @@ void Run(mnv3_model* model, const float* input, size_t input_count, float* outpu
   }
   ffi::Tensor tensor = ffi::Tensor::FromNDAlloc(HostAlloc(), ffi::Shape(in.shape), DLDataType{kDLFloat, 32, 1}, DLDevice{kDLCPU, 0});
   std::memcpy(tensor.data_ptr(), input, in.count * sizeof(float));
-  CopyOut((*model->main)(tensor), model, output, output_count);
+  CopyOut((*model->main)(tensor), model, output);
 }
 
 void PreprocessInto(const mnv3_model* model, const uint8_t* rgb, int width, int height, int stride, float* input,
