@@ -1,0 +1,211 @@
+"""arm64 cost without a phone: guest instructions executed per inference under qemu-aarch64.
+
+Emulated time says nothing about a phone; executed instructions are deterministic and track the
+work a kernel does (not its memory stalls or how well it dual-issues: a proxy, not a latency).
+For each configuration this builds a bundle (unstripped, so kernels keep their symbols), runs
+runtime/tests/api_test.c's `bench` mode (the C runtime, cross-compiled) under qemu-aarch64 with
+the TCG plugin benchmarks/qemu/count_insns.c, which counts instructions between two marker
+syscalls around the timed loop, and splits the count by kernel (symbol ranges of the library;
+what runs outside it is the TVM runtime and libc: VM calls, allocation).
+
+    python benchmarks/arm64_instructions.py [--resolution 224] [--runs 3] [--out build/arm64-insns]
+
+Needs Debian's qemu-user, g++-aarch64-linux-gnu, cmake and (once) `apt-get source qemu` for
+QEMU's plugin header (fetched into the user's cache; nothing of QEMU is committed here).
+The onnxruntime-aarch64 figure is the issue's measurement (1 thread, Small fp32 at 224, same
+method, in a chroot of the sysroot): not re-measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from bisect import bisect_right
+from pathlib import Path
+
+import numpy as np
+
+from mnv3compile.deploy_check import build_runtime
+from mnv3compile.phone import home
+from mnv3compile.pipeline import BuildRequest, build
+from mnv3compile.targets.presets import preset
+from mnv3compile.zoo import build_model, build_spec
+
+ONNXRUNTIME_SMALL_FP32_224 = 81.8e6  # instructions per inference, onnxruntime-aarch64 1 thread (issue 15)
+HERE = Path(__file__).resolve().parent
+CONFIGS = [  # (model, quant, target preset, schedule)
+    ("small", "none", "arm64-linux", "templates"),
+    ("small", "none", "arm64-linux", "default"),
+    ("small", "int8", "arm64-linux", "templates"),
+    ("small", "int8", "arm64-linux", "default"),
+    ("small", "none", "rpi5", "templates"),
+    ("small", "int8", "rpi5", "templates"),
+]
+
+
+def plugin(cache: Path) -> Path:
+    """count_insns.so, built against the plugin header of QEMU's Debian source (downloaded once)."""
+    header_dir = cache / "include"
+    if not (header_dir / "qemu-plugin.h").exists():
+        work = cache / "apt"
+        for sub in ("lists/partial", "cache/archives/partial", "src"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        (work / "sources.list").write_text("deb-src http://deb.debian.org/debian bookworm main\n")
+        (work / "status").touch()
+        apt = ["apt-get", "-q", "-o", f"Dir::Etc::SourceList={work / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
+               "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::State::status={work / 'status'}",
+               "-o", f"Dir::Cache={work / 'cache'}"]
+        subprocess.run([*apt, "update"], check=True, capture_output=True)
+        subprocess.run([*apt, "source", "--download-only", "qemu"], check=True, capture_output=True, cwd=work / "src")
+        tarball = next((work / "src").glob("qemu_*.orig.tar.xz"))
+        subprocess.run(["tar", "-xJf", str(tarball), "-C", str(work / "src"), "--wildcards", "*/include/qemu/qemu-plugin.h"],
+                       check=True)
+        header_dir.mkdir(parents=True, exist_ok=True)
+        (header_dir / "qemu-plugin.h").write_bytes(next((work / "src").glob("qemu-*/include/qemu/qemu-plugin.h")).read_bytes())
+    library = cache / "count_insns.so"
+    source = HERE / "qemu" / "count_insns.c"
+    if not library.exists() or library.stat().st_mtime < source.stat().st_mtime:
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", f"-I{header_dir}", str(source), "-o", str(library)], check=True)
+    return library
+
+
+def kernel_ranges(library: Path) -> tuple[list[int], list[tuple[int, str]]]:
+    """(sorted start offsets, [(end, name)]) of the library's function symbols."""
+    listing = subprocess.run(["aarch64-linux-gnu-nm", "--defined-only", "-S", str(library)], capture_output=True,
+                             text=True, check=True).stdout
+    symbols = []
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tT":
+            start, size = int(parts[0], 16), int(parts[1], 16)
+            symbols.append((start, start + size, parts[3]))
+    symbols.sort()
+    return [s for s, _, _ in symbols], [(e, n) for _, e, n in symbols]
+
+
+def kernel_of(symbol: str) -> str:
+    """TVM emits a kernel as <name> (argument checks) and <name>_compute_ (the loops): one row."""
+    return re.sub(r"_compute_$", "", symbol)
+
+
+OUTSIDE = "(TVM runtime, libc: outside kernels)"
+SKIPPED = re.compile(r"^(b|bl|br|blr|ret|cbz|cbnz|tbz|tbnz|b\.\w+|adr|adrp)$")  # control flow, PC-relative
+
+
+def block_text(library: Path, offset: int, insns: int) -> list[str]:
+    """The block's instructions as llvm-mca reads them (branches and PC-relative ones left out)."""
+    listing = subprocess.run(["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", f"--start-address={offset}",
+                              f"--stop-address={offset + 4 * insns}", str(library)], capture_output=True, text=True).stdout
+    lines = []
+    for line in listing.splitlines():
+        match = re.match(r"\s*[0-9a-f]+:\t(\S+)\s*(.*)", line)
+        if match and not SKIPPED.match(match.group(1)) and "<" not in match.group(2):
+            lines.append(f"{match.group(1)} {match.group(2)}".strip())
+    return lines
+
+
+def a76_cycles(library: Path, blocks: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    """llvm-mca's steady-state cycles per execution of each block on a Cortex-A76, one run for all
+    blocks (one code region each)."""
+    source = []
+    for index, (offset, insns) in enumerate(blocks):
+        source += [f"# LLVM-MCA-BEGIN b{index}", *block_text(library, offset, insns), f"# LLVM-MCA-END b{index}"]
+    result = subprocess.run(["llvm-mca", "-mtriple=aarch64", "-mcpu=cortex-a76", "-iterations=100"],
+                            input="\n".join(source) + "\n", capture_output=True, text=True)
+    cycles = {}
+    for region, total in re.findall(r"Code Region - b(\d+).*?Total Cycles:\s+(\d+)", result.stdout, re.S):
+        cycles[blocks[int(region)]] = int(total) / 100
+    return cycles
+
+
+def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scratch: Path) -> dict:
+    shape = manifest["inputs"][0]["shape"]
+    x_path, pcs = scratch / "input.f32", scratch / "pcs.txt"
+    np.random.default_rng(0).standard_normal(shape).astype(np.float32).tofile(x_path)
+    command = ["qemu-aarch64", "-plugin", f"{counter},pcs={pcs}", "-d", "plugin",
+               str(runtime.folder / "mnv3_api_test"), "bench", str(bundle), str(x_path), str(runs)]
+    result = subprocess.run(command, capture_output=True, text=True, env=runtime.environment())
+    if result.returncode != 0:
+        raise SystemExit(f"bench failed: {result.stdout}{result.stderr}")
+    total = int(re.search(r"mnv3-insns (\d+) marks 2", result.stdout + result.stderr).group(1))
+    base = int(re.search(r"base 0x([0-9a-f]+)", result.stdout).group(1), 16)
+    library = bundle / manifest["library"]
+    starts, ends = kernel_ranges(library)
+    per_kernel: dict[str, int] = {}
+    executions: dict[tuple[int, int], int] = {}  # (offset in the library, instructions) -> times run
+    for line in pcs.read_text().splitlines():
+        address, executed, insns = (int(v, 16) if i == 0 else int(v) for i, v in enumerate(line.split()))
+        offset = address - base
+        index = bisect_right(starts, offset) - 1
+        inside = index >= 0 and offset < ends[index][0]
+        name = kernel_of(ends[index][1]) if inside else OUTSIDE
+        per_kernel[name] = per_kernel.get(name, 0) + executed * insns
+        if inside:
+            executions[(offset, insns)] = executions.get((offset, insns), 0) + executed
+    # Cortex-A76 cycles (llvm-mca) of the blocks that make up 98% of the kernels' instructions; the
+    # rest is counted at the measured blocks' cycles per instruction.
+    ranked = sorted(executions, key=lambda b: -executions[b] * b[1])
+    covered, chosen, kernel_total = 0, [], sum(executions[b] * b[1] for b in ranked)
+    for block in ranked:
+        if covered >= 0.98 * kernel_total:
+            break
+        chosen.append(block)
+        covered += executions[block] * block[1]
+    cycles = a76_cycles(library, chosen)
+    measured_cycles = sum(executions[b] * cycles[b] for b in chosen if b in cycles)
+    measured_insns = sum(executions[b] * b[1] for b in chosen if b in cycles)
+    estimate = measured_cycles * kernel_total / measured_insns if measured_insns else float("nan")
+    return {"per_inference": total / runs, "a76_kernel_cycles": estimate / runs,
+            "kernels": {k: v / runs for k, v in sorted(per_kernel.items(), key=lambda kv: -kv[1])}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--runs", type=int, default=3, help="inferences between the markers")
+    parser.add_argument("--out", type=Path, default=Path("build/arm64-insns"))
+    parser.add_argument("--top", type=int, default=12, help="kernels listed per configuration")
+    parser.add_argument("--only", default="", help="run the configurations whose name contains this, e.g. int8")
+    args = parser.parse_args()
+    cache = home().parent / "qemu-plugin"
+    cache.mkdir(parents=True, exist_ok=True)
+    counter = plugin(cache)
+    runtime = build_runtime("arm64", home().parent / "runtime-build" / "arm64")
+    results = []
+    for model_name, quant, target, schedule in CONFIGS:
+        label = f"{model_name}-{'fp32' if quant == 'none' else quant}-{target}-{schedule}"
+        if args.only not in label:
+            continue
+        print(f"building {label} ...", file=sys.stderr, flush=True)
+        bundle = args.out / label
+        request = BuildRequest(preset(target), bundle, model_name, build_model(build_spec(model_name, 1.0, args.resolution)),
+                               quant, calib="synthetic:8" if quant == "int8" else None, debug=True, schedule=schedule)
+        manifest = build(request).manifest
+        scratch = args.out / f"{label}.scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        measured = measure(runtime, bundle, manifest, args.runs, counter, scratch)
+        results.append({"config": label, "model": model_name, "quant": quant, "target": target, "schedule": schedule,
+                        "resolution": args.resolution, **measured})
+    (args.out / "arm64_instructions.json").write_text(json.dumps(results, indent=2))
+    print(f"\n| bundle (zoo, {args.resolution}x{args.resolution}, 1 thread) | M instructions / inference | "
+          f"vs onnxruntime-aarch64 fp32 ({ONNXRUNTIME_SMALL_FP32_224 / 1e6:.1f} M) | outside kernels | "
+          "kernels' Cortex-A76 cycles (llvm-mca) |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        outside = r["kernels"].get(OUTSIDE, 0.0)
+        ratio = f"{r['per_inference'] / ONNXRUNTIME_SMALL_FP32_224:.2f}x" if args.resolution == 224 else "-"
+        print(f"| {r['config']} | {r['per_inference'] / 1e6:.1f} | {ratio} | {outside / 1e6:.2f} M | "
+              f"{r['a76_kernel_cycles'] / 1e6:.1f} M |")
+    for r in results:
+        print(f"\n{r['config']}: top kernels (M instructions / inference)")
+        for name, count in list(r["kernels"].items())[: args.top]:
+            print(f"  {count / 1e6:7.2f}  {name[:110]}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
