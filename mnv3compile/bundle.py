@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from mnv3compile import signals
+
 MANIFEST_VERSION = 1
 
 
@@ -42,6 +44,7 @@ class BundleWriter:
         return {p.name: sha256(p) for p in sorted(self.folder.iterdir()) if p.is_file()}
 
     def commit(self) -> Path:
+        signals.check()  # a signal swallowed inside TVM's C++ code: publish nothing
         os.chmod(self.folder, 0o755)
         backup = None
         if self.destination.exists():
@@ -68,6 +71,8 @@ def read_manifest(bundle: Path) -> dict:
     from mnv3compile.errors import UserError
 
     bundle = Path(bundle)
+    if not bundle.exists():
+        raise UserError(f"{bundle}: no such bundle folder")
     manifests = sorted(bundle.glob("*.json")) if bundle.is_dir() else []
     for path in manifests:
         payload = json.loads(path.read_text())

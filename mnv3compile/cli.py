@@ -255,12 +255,15 @@ def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | 
     from mnv3compile.analysis import with_static_inputs
     from mnv3compile.onnx_io import load_onnx, save_onnx, write_atomic
     from mnv3compile.quant import QuantizeSettings, quantize as run_quantize
-    from mnv3compile.quant.calibration import load_samples
+    from mnv3compile.quant.calibration import check_source, load_samples, synthetic_count
     from mnv3compile.quant.preprocess import preset
     from mnv3compile.quant.report import compare, plot_sqnr
 
     if output.suffix.lower() != ".onnx":
         raise UserError(f"output {output} must end in .onnx (the scales go to {output.with_suffix('.json')})")
+    for source in (calib, eval_source):
+        if source is not None:
+            check_source(source)
     model = load_onnx(model_path)
     model, _ = with_static_inputs(model, parse_input_shapes(input_shapes, model) if input_shapes else None)
     input_shape = _single_input_shape(model)
@@ -280,7 +283,7 @@ def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | 
     _print_accuracy(accuracy, top)
     console.print(f"wrote {output} and {output.with_suffix('.json')} ({len(samples)} calibration samples, "
                   f"method {method})")
-    if calib.startswith("synthetic"):
+    if synthetic_count(calib) is not None:
         console.print("note: calibrated on synthetic inputs; give real data with --calib for real accuracy")
 
 
@@ -397,6 +400,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     target = target_preset(target_name)
     if model and onnx_path:
         raise UserError("give either --model or --onnx, not both")
+    _check_build_inputs(labels_path, calib if quant == "int8" else None, database, output)
     if onnx_path is not None:
         source_model = load_onnx(onnx_path)
         name = onnx_path.stem.replace(".", "_").replace("-", "_")
@@ -448,6 +452,28 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
         console.print(f"latency: {latency:.2f} ms per inference on this machine (1 thread, {how}{tuned})")
     else:
         console.print(f"run it on the target device ({target.name}): see README, 'Deploy'")
+
+
+def _check_build_inputs(labels: Path | None, calib: str | None, database: Path | None, output: Path | None) -> None:
+    """Every file 'build' will read, checked before any work starts (one error line, not a traceback
+    at the stage that reads it)."""
+    from mnv3compile.quant.calibration import check_source
+    from mnv3compile.schedules.database import check_database
+
+    if labels is not None:
+        if not labels.is_file():
+            raise UserError(f"--labels {labels}: no such file")
+        try:
+            if not labels.read_text().strip():
+                raise UserError(f"--labels {labels}: the file is empty (one class name per line)")
+        except UnicodeDecodeError:
+            raise UserError(f"--labels {labels}: not a text file (one class name per line)") from None
+    if calib is not None:
+        check_source(calib)
+    if database is not None:
+        check_database(database)
+    if output is not None and output.exists() and not output.is_dir():
+        raise UserError(f"-o {output}: exists and is not a folder")
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
@@ -549,6 +575,8 @@ def run(bundle: Path, input_path: Path, top: int, rpc_tracker: str | None, key: 
     from mnv3compile.runner import BundleRunner
 
     runner = BundleRunner(bundle, remote=rpc_tracker is not None)
+    if rpc_tracker is not None:
+        _check_device(bundle, runner.manifest["target"]["preset"], stand_in=rpc_tracker == "phone")
     x = runner.load_input(input_path)
     if rpc_tracker is not None:
         from mnv3compile.phone import run_remote
@@ -566,6 +594,21 @@ def run(bundle: Path, input_path: Path, top: int, rpc_tracker: str | None, key: 
     for rank, index in enumerate(np.argsort(-scores)[:top], 1):
         label = f"  {labels[index]}" if labels and index < len(labels) else ""
         console.print(f"{rank}. class {index}{label}: {scores[index]:.4f}")
+
+
+def _check_device(bundle: Path, preset_name: str, stand_in: bool) -> None:
+    """A bundle sent over RPC must be able to load there: refuse the mismatches TVM would report as
+    a 30-line RPCError (a host library on a device, bionic on the glibc stand-in phone)."""
+    from mnv3compile.targets.presets import preset as target_preset
+
+    toolchain = target_preset(preset_name).toolchain
+    if toolchain == "host":
+        raise UserError(f"{bundle} was built for this machine ('{preset_name}'), not for a device: run it without "
+                        "--rpc, or build it with --target arm64-linux (the stand-in phone) or a phone preset")
+    if toolchain == "android" and stand_in:
+        raise UserError(f"{bundle} is an Android library ('{preset_name}', bionic libc) and the stand-in phone is "
+                        "arm64 Linux (glibc): build with --target arm64-linux to run it there, or give --rpc "
+                        "HOST:PORT --key KEY of a tracker with a real Android device")
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
@@ -797,23 +840,38 @@ def inspect(model_path: Path, as_json: bool, input_shapes: tuple[str, ...]) -> N
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry: run the CLI; user errors become one line on stderr and exit 2."""
-    try:
-        cli.main(args=argv, prog_name="mnv3compile", standalone_mode=False)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        print("error: aborted", file=sys.stderr)
-        return 130
-    except click.ClickException as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'mnv3compile': help, not an error
-            print(exc.format_message())
-            return 0
-        print(f"error: {exc.format_message()}", file=sys.stderr)
-        return 2
+    """Console-script entry: run the CLI; user errors become one line on stderr and exit 2;
+    SIGINT/SIGTERM one line and exit 130/143, nothing half-written (mnv3compile/signals.py)."""
+    from mnv3compile import signals
+
+    with signals.handled():
+        try:
+            cli.main(args=argv, prog_name="mnv3compile", standalone_mode=False)
+            signals.check()  # a signal swallowed inside C++ code still ends the command as one
+        except signals.Interrupted as exc:
+            print(f"error: aborted ({exc})", file=sys.stderr)
+            return signals.exit_code(exc.signum)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except click.exceptions.Exit as exc:
+            return exc.exit_code
+        except click.exceptions.Abort:
+            print("error: aborted (SIGINT)", file=sys.stderr)
+            return 130
+        except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'mnv3compile': help, not an error
+                print(exc.format_message())
+                return 0
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            return 2
+        except Exception:
+            signum = signals.received()
+            if signum is None:
+                raise
+            # The signal arrived inside TVM's C++ code and came back as TVM's own error.
+            print(f"error: aborted ({signals.name(signum)})", file=sys.stderr)
+            return signals.exit_code(signum)
     return 0
 
 

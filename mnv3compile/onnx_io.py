@@ -8,12 +8,15 @@ from pathlib import Path
 
 import onnx
 
+from mnv3compile import signals
 from mnv3compile.errors import UserError
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:
     """Load and sanity-check an ONNX model; any problem becomes one UserError line naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot read {path}: a folder, not an ONNX file")
     if not path.is_file():
         raise UserError(f"cannot read {path}: no such file")
     try:
@@ -95,6 +98,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
+        signals.check()  # an interrupted command publishes nothing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

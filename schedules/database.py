@@ -25,14 +25,20 @@ class ApplyReport:
                 "untuned": self.untuned}
 
 
-def open_database(folder: Path):
-    from tvm.s_tir import meta_schedule as ms
-
+def check_database(folder: Path) -> tuple[Path, Path]:
+    """The two files of a MetaSchedule JSON database in ``folder``, or a UserError."""
     folder = Path(folder)
     workloads, records = folder / "database_workload.json", folder / "database_tuning_record.json"
     if not (workloads.is_file() and records.is_file()):
         raise UserError(f"{folder} is not a tuning database (needs database_workload.json and "
                         "database_tuning_record.json)")
+    return workloads, records
+
+
+def open_database(folder: Path):
+    from tvm.s_tir import meta_schedule as ms
+
+    workloads, records = check_database(folder)
     return ms.database.JSONDatabase(path_workload=str(workloads), path_tuning_record=str(records))
 
 

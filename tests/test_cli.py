@@ -187,3 +187,55 @@ def test_unsorted_but_acyclic_graph_is_sorted_on_load(tmp_path):
     _write_model(path, [helper.make_node("Neg", ["a"], ["y"], name="second"), helper.make_node("Relu", ["x"], ["a"], name="first")],
                  {"x": [1, 2]}, {"y": [1, 2]})
     assert [n.name for n in load_onnx(path).graph.node] == ["first", "second"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--labels", "{tmp}/nonexist.txt"], "--labels {tmp}/nonexist.txt: no such file"),
+    (["--labels", "{tmp}/empty.txt"], "--labels {tmp}/empty.txt: the file is empty (one class name per line)"),
+    (["--calib", "synthetic:abc"],
+     "calibration data synthetic:abc: N of synthetic:N must be a positive whole number (e.g. synthetic:16)"),
+    (["--calib", "synthetic:0"],
+     "calibration data synthetic:0: N of synthetic:N must be a positive whole number (e.g. synthetic:16)"),
+    (["--calib", "{tmp}/no-images"], "calibration data {tmp}/no-images: no such folder"),
+    (["--calib", "{tmp}/x.npz"], "calibration data {tmp}/x.npz: no such file"),
+    (["--db", "{tmp}"], "{tmp} is not a tuning database (needs database_workload.json and database_tuning_record.json)"),
+], ids=["labels-missing", "labels-empty", "synthetic-abc", "synthetic-0", "calib-folder", "calib-npz", "db"])
+def test_build_checks_its_inputs_before_any_work(cli, tmp_path, args, message):
+    """Each was a traceback at the stage that read it (issue 13); now one line, exit 2, no bundle."""
+    (tmp_path / "empty.txt").write_text("\n")
+    out = tmp_path / "bundle"
+    code, _, err = cli("build", "--model", "small", "--resolution", "96", "-o", str(out),
+                       *[a.format(tmp=tmp_path) for a in args])
+    assert (code, err) == (2, f"error: {message.format(tmp=tmp_path)}\n")
+    assert not out.exists() and not list(tmp_path.glob(".bundle.*"))
+
+
+def test_quantize_checks_calibration_source_first(cli, tmp_path):
+    code, _, err = cli("quantize", str(tmp_path / "m.onnx"), "--calib", "synthetic:-3", "-o", str(tmp_path / "q.onnx"))
+    assert (code, err) == (2, "error: calibration data synthetic:-3: N of synthetic:N must be a positive whole "
+                              "number (e.g. synthetic:16)\n")
+
+
+def test_missing_bundle_and_folder_model_say_what_they_are(cli, tmp_path):
+    code, _, err = cli("run", str(tmp_path / "nonexist_dir"), str(tmp_path / "x.npy"))
+    assert (code, err) == (2, f"error: {tmp_path / 'nonexist_dir'}: no such bundle folder\n")
+    code, _, err = cli("inspect", str(tmp_path))
+    assert (code, err) == (2, f"error: cannot read {tmp_path}: a folder, not an ONNX file\n")
+
+
+@pytest.mark.parametrize("preset_name, message", [
+    ("host", "{b} was built for this machine ('host'), not for a device: run it without --rpc, or build it "
+                 "with --target arm64-linux (the stand-in phone) or a phone preset"),
+    ("pixel6", "{b} is an Android library ('pixel6', bionic libc) and the stand-in phone is arm64 Linux "
+                   "(glibc): build with --target arm64-linux to run it there, or give --rpc HOST:PORT --key KEY "
+                   "of a tracker with a real Android device"),
+], ids=["host-bundle", "android-on-stand-in"])
+def test_run_over_rpc_refuses_a_bundle_the_device_cannot_load(cli, tmp_path, preset_name, message):
+    """Both were RPCError tracebacks from the device (issue 13); checked before connecting."""
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "m.json").write_text(json.dumps({
+        "mnv3compile_bundle": 1, "library": "libm.so", "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 3, 8, 8]}],
+        "outputs": [], "target": {"preset": preset_name}}))
+    code, _, err = cli("run", str(bundle), str(tmp_path / "x.npy"), "--rpc")
+    assert (code, err) == (2, f"error: {message.format(b=bundle)}\n")

@@ -49,12 +49,38 @@ def image_files(folder: Path) -> list[tuple[Path, int | None]]:
     return files
 
 
+SYNTHETIC_DEFAULT = 16
+
+
+def synthetic_count(source: str | Path) -> int | None:
+    """N of ``synthetic[:N]`` (16 when omitted); None for any other source."""
+    text = str(source)
+    if text != "synthetic" and not text.startswith("synthetic:"):
+        return None
+    count = text.partition(":")[2] or str(SYNTHETIC_DEFAULT)
+    if not count.isdigit() or int(count) < 1:
+        raise UserError(f"calibration data {text}: N of synthetic:N must be a positive whole number (e.g. synthetic:16)")
+    return int(count)
+
+
+def check_source(source: str | Path) -> None:
+    """Refuse a source that cannot be read, before any work starts (the same errors load_samples
+    would give later)."""
+    if synthetic_count(source) is not None:
+        return
+    path = Path(source)
+    if path.suffix.lower() in (".npy", ".npz"):
+        if not path.is_file():
+            raise UserError(f"calibration data {path}: no such file")
+    else:
+        image_files(path)
+
+
 def load_samples(source: str | Path, input_shape: tuple[int, ...], preprocess: Preprocess | None,
                  limit: int | None = None) -> list[Sample]:
     """Samples from a folder of images, a .npy/.npz file, or ``synthetic[:N]``."""
-    text = str(source)
-    if text.startswith("synthetic"):
-        count = int(text.split(":", 1)[1]) if ":" in text else 16
+    count = synthetic_count(source)
+    if count is not None:
         rng = np.random.default_rng(0)
         return [Sample(rng.standard_normal(input_shape).astype(np.float32), None, f"synthetic[{i}]")
                 for i in range(count)]
