@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -66,3 +68,19 @@ def stand_in_phone():
     yield state
     if not was_running:
         phone.stop()
+
+
+def needs(*tools: str, install: str):
+    """Skip (saying what to install) when a system tool is missing: the tests that cross-compile,
+    link for Android or build the C runtime need Debian packages .ci/run installs."""
+    import shutil
+
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}: apt-get install {install}")
+
+
+NEEDS_ARM64_GCC = needs("aarch64-linux-gnu-gcc", install="gcc-aarch64-linux-gnu g++-aarch64-linux-gnu")
+NEEDS_ANDROID_LINKER = (needs("readelf", install="binutils") if os.environ.get("ANDROID_NDK_HOME")
+                        or os.environ.get("ANDROID_NDK_ROOT") else needs("clang", "ld.lld", "readelf", install="clang lld binutils"))
+NEEDS_CMAKE = needs("cmake", "c++", install="cmake g++")
+

@@ -9,6 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
+from conftest import NEEDS_ANDROID_LINKER, NEEDS_ARM64_GCC
+
 from mnv3compile.analysis import with_static_inputs
 from mnv3compile.passes import verify
 from mnv3compile.pipeline import BuildRequest, build
@@ -101,6 +103,7 @@ def _readelf(args, path):
     return subprocess.run(["readelf", *args, str(path)], capture_output=True, text=True, check=True).stdout
 
 
+@NEEDS_ANDROID_LINKER
 def test_android_library_is_a_clean_aarch64_shared_object(small_android):
     library = small_android.library
     header = _readelf(["-h"], library)
@@ -113,6 +116,7 @@ def test_android_library_is_a_clean_aarch64_shared_object(small_android):
     assert undefined <= {"TVMFFIErrorSetRaisedFromCStrParts", "memcpy", "memset", "memmove"}, undefined
 
 
+@NEEDS_ARM64_GCC
 def test_arm64_linux_library(tmp_path_factory):
     result = _build(tmp_path_factory, build_model(build_spec("small-minimal", 0.5, 96)), "arm64-linux", name="s")
     header = _readelf(["-h"], result.library)

@@ -8,6 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import NEEDS_CMAKE
 
 from mnv3compile.deploy_check import TOLERANCE, build_runtime, check_bundle, source_root
 from mnv3compile.pipeline import BuildRequest, build
@@ -17,6 +18,7 @@ from mnv3compile.targets.presets import preset
 from mnv3compile.zoo import build_model, build_spec
 
 LABELS = [f"class {i}" for i in range(1000)]
+pytestmark = NEEDS_CMAKE  # every test here builds the C runtime with CMake
 
 
 def _bundle(tmp_path_factory, name: str, model, target: str = "host", quant: str = "none", **extra):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import onnx
+from conftest import NEEDS_ARM64_GCC
 
 from mnv3compile import phone
 from mnv3compile.passes import verify
@@ -53,6 +54,7 @@ def test_cli_run_over_rpc(stand_in_phone, tmp_path, cli):
     assert stdout.startswith(f"1. class {int(np.argmax(expected))}: ")
 
 
+@NEEDS_ARM64_GCC
 def test_unreachable_tracker_is_one_line(tmp_path, cli):
     result, _ = _bundle(tmp_path, "small-minimal", "none", 0.35, 96)
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 96, 96), np.float32))
