@@ -205,6 +205,16 @@ def test_broken_bundles_are_refused_with_a_reason(host_runtime, small_fp32, tmp_
     line, = _api(host_runtime, "open", str(copy))  # dlopen would fault on it (SIGBUS): checked first
     assert line.startswith(f"open: MNV3_ERR_LOAD: {library} is truncated: 4096 bytes, a segment ends at ")
 
+    import struct
+
+    header = bytearray(library.read_bytes())
+    struct.pack_into("<Q", header, 0x20, 2**64 - 16)  # e_phoff: an offset that overflows when added to
+    library.write_bytes(bytes(header))
+    manifest["sha256"][manifest["library"]] = hashlib.sha256(library.read_bytes()).hexdigest()
+    path.write_text(json.dumps(manifest))
+    assert _api(host_runtime, "open", str(copy)) == [
+        f"open: MNV3_ERR_LOAD: {library} is truncated or corrupt (program headers)"]
+
     library.write_bytes(b"\x7fELF" + bytes(4092))  # ELF magic, garbage after it
     manifest["sha256"][manifest["library"]] = hashlib.sha256(library.read_bytes()).hexdigest()
     path.write_text(json.dumps(manifest))

@@ -203,12 +203,15 @@ void CheckElf(const std::string& bytes, const fs::path& path) {
          name, header.e_machine, kMachineName);
   }
   uint64_t size = bytes.size();
-  uint64_t table_end = header.e_phoff + uint64_t(header.e_phnum) * sizeof(Elf64_Phdr);
-  if (header.e_phentsize != sizeof(Elf64_Phdr) || table_end > size) Fail(MNV3_ERR_LOAD, "%s is truncated or corrupt (program headers)", name);
+  // Compared so that no sum can overflow: offsets come from the (possibly corrupt) file.
+  if (header.e_phentsize != sizeof(Elf64_Phdr) || header.e_phoff > size ||
+      uint64_t(header.e_phnum) * sizeof(Elf64_Phdr) > size - header.e_phoff) {
+    Fail(MNV3_ERR_LOAD, "%s is truncated or corrupt (program headers)", name);
+  }
   for (int i = 0; i < header.e_phnum; ++i) {
     Elf64_Phdr segment;
     std::memcpy(&segment, bytes.data() + header.e_phoff + i * sizeof(Elf64_Phdr), sizeof(segment));
-    if (segment.p_type == PT_LOAD && segment.p_offset + segment.p_filesz > size) {
+    if (segment.p_type == PT_LOAD && (segment.p_offset > size || segment.p_filesz > size - segment.p_offset)) {
       Fail(MNV3_ERR_LOAD, "%s is truncated: %llu bytes, a segment ends at %llu", name, (unsigned long long)size,
            (unsigned long long)(segment.p_offset + segment.p_filesz));
     }
@@ -250,9 +253,11 @@ void Open(mnv3_model* model, const char* bundle_dir) {
   if (m.Has("preprocess")) {
     const Json p = m["preprocess"];
     mnv3::Preprocess spec;
+    std::vector<Json> mean = p["mean"].Items(), std = p["std"].Items();
+    if (mean.size() != 3 || std.size() != 3) Fail(MNV3_ERR_MANIFEST, "%s: preprocess mean and std need 3 values each", manifest_path.c_str());
     for (int c = 0; c < 3; ++c) {
-      spec.mean[c] = static_cast<float>(p["mean"].Items().at(c).Number());
-      spec.std[c] = static_cast<float>(p["std"].Items().at(c).Number());
+      spec.mean[c] = static_cast<float>(mean[c].Number());
+      spec.std[c] = static_cast<float>(std[c].Number());
     }
     spec.scale = static_cast<float>(p["scale"].Number());
     spec.bgr = p["channel_order"].Str() == "BGR";
