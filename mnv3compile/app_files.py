@@ -4,6 +4,7 @@ header (README, "Use it in your NDK app")."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -19,15 +20,16 @@ def _c_float(value: float) -> str:
     return f"{float(value)!r}f"
 
 
+def _count(tensor: dict) -> int:
+    return math.prod(int(d) for d in tensor["shape"])
+
+
 def _tensor_lines(prefix: str, tensor: dict) -> list[str]:
     shape = [int(d) for d in tensor["shape"]]
-    count = 1
-    for extent in shape:
-        count *= extent
     return [f'#define {prefix}_NAME "{tensor["name"]}"',
             f"#define {prefix}_RANK {len(shape)}",
             f"#define {prefix}_SHAPE {{{', '.join(str(d) for d in shape)}}}",
-            f"#define {prefix}_COUNT {count}"]
+            f"#define {prefix}_COUNT {_count(tensor)}"]
 
 
 def bundle_header(manifest: dict) -> str:
@@ -44,13 +46,9 @@ def bundle_header(manifest: dict) -> str:
     if len(model_input["shape"]) == 4:
         lines += [f"#define MNV3_INPUT_HEIGHT {model_input['shape'][2]}", f"#define MNV3_INPUT_WIDTH {model_input['shape'][3]}"]
     lines += ["", f"#define MNV3_NUM_OUTPUTS {len(manifest['outputs'])}"]
-    total = 0
     for index, output in enumerate(manifest["outputs"]):
         lines += _tensor_lines(f"MNV3_OUTPUT{index}", output)
-        count = 1
-        for extent in output["shape"]:
-            count *= int(extent)
-        total += count
+    total = sum(_count(output) for output in manifest["outputs"])
     lines += [f"#define MNV3_OUTPUT_COUNT {total} /* all outputs, the size mnv3_run_* expect */", ""]
     preprocess = manifest.get("preprocess")
     if preprocess:

@@ -129,14 +129,14 @@ def python_outputs(bundle: Path, manifest: dict, x: np.ndarray, build: RuntimeBu
     script, x_path, out_path = scratch / "reference.py", scratch / "reference_input.f32", scratch / "reference_output.f32"
     script.write_text(_ARM64_REFERENCE)
     x.astype(np.float32).tofile(x_path)
-    site = build.sysroot / "opt" / "site"
-    env = {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(build.sysroot), "PYTHONPATH": str(site),
-           "TVM_USE_RUNTIME_LIB": "1", "HOME": str(scratch)}
+    env = {**build.environment(), "PYTHONPATH": str(build.sysroot / "opt" / "site"), "TVM_USE_RUNTIME_LIB": "1",
+           "HOME": str(scratch)}
     command = ["qemu-aarch64", str(build.sysroot / "usr" / "bin" / "python3"), str(script),
                str(bundle / manifest["library"]), str(x_path), ",".join(str(d) for d in x.shape), str(out_path)]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        raise UserError(f"the Python runtime under qemu failed: {result.stderr.strip().splitlines()[-1:]}")
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"the Python runtime under qemu failed: {last}")
     return np.fromfile(out_path, np.float32)
 
 
@@ -190,11 +190,10 @@ def check_bundle(bundle: Path, build_dir: Path, image: Path | None = None, seed:
     if image is not None:
         if not manifest.get("preprocess"):
             raise UserError(f"{bundle} has no preprocessing in its manifest; --image needs a bundle built with --preprocess")
-        from mnv3compile.quant.preprocess import Preprocess, load_image
+        from mnv3compile.runner import BundleRunner
 
-        spec = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["preprocess"].items()})
+        pixels = BundleRunner(bundle, remote=True).load_input(image)  # Python's preprocessing, as 'run' does
         build.run("classify", str(bundle), str(image), "--save-output", str(c_path))
-        pixels = load_image(image, spec, shape[2], shape[3])[None]
         report.rows.append(_compare(f"image {image.name}", np.fromfile(c_path, np.float32),
                                     python_outputs(bundle, manifest, pixels, build, scratch), classes))
     return report

@@ -52,7 +52,7 @@ def handled():
 
 
 def received() -> int | None:
-    """The first signal received since ``install``, if any."""
+    """The first signal received inside ``handled()``, if any."""
     return _received[0] if _received else None
 
 

@@ -12,7 +12,7 @@ from conftest import NEEDS_CMAKE
 
 from mnv3compile.deploy_check import TOLERANCE, build_runtime, check_bundle, source_root
 from mnv3compile.pipeline import BuildRequest, build
-from mnv3compile.quant.preprocess import PRESETS, Preprocess, load_image
+from mnv3compile.quant.preprocess import PRESETS, load_image
 from mnv3compile.runner import BundleRunner
 from mnv3compile.targets.presets import preset
 from mnv3compile.zoo import build_model, build_spec
@@ -351,8 +351,7 @@ def test_java_binding_runs_tensors_and_argb_pixels(host_runtime, small_fp32, tmp
     pixels = np.stack([x_ % 256, y % 256, (x_ + y) * 7 % 256], -1).astype(np.uint8)
     Image.fromarray(pixels).save(tmp_path / "argb.png")
     java(str(small_fp32), "--argb", "200", "150", str(tmp_path / "argb.f32"))
-    spec = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in runner.manifest["preprocess"].items()})
-    expected = runner(load_image(tmp_path / "argb.png", spec, 96, 96)[None]).ravel()
+    expected = runner(runner.load_input(tmp_path / "argb.png")).ravel()
     np.testing.assert_array_equal(np.fromfile(tmp_path / "argb.f32", np.float32), expected)
 
     assert java(str(small_fp32), "--errors").splitlines() == [
@@ -362,3 +361,4 @@ def test_java_binding_runs_tensors_and_argb_pixels(host_runtime, small_fp32, tmp
         "argb wrong count: argb must hold width * height pixels",
         "run after close: the model is closed",
     ]
+

@@ -14,50 +14,34 @@ from collections.abc import Callable
 def relax_passes() -> list[tuple[str, Callable]]:
     from tvm import relax
 
+    from mnv3compile.schedules.inline import inline_module
+    from mnv3compile.schedules.layout import to_channels_last
+    from mnv3compile.tvm.narrow_multipliers import narrow_multipliers
+
     return [
         ("FoldBatchnormToConv2D", relax.transform.FoldBatchnormToConv2D),  # if any BN survived our passes
         ("DecomposeOpsForInference", relax.transform.DecomposeOpsForInference),
         # One layout for the whole network (schedules/layout.py); weights transposed by FoldConstant.
-        ("ChannelsLast", channels_last_pass),
+        ("ChannelsLast", module_pass("ChannelsLast", to_channels_last)),
         ("FoldConstant", relax.transform.FoldConstant),  # dequantized weights become constants here
         # Fixed-point multipliers as int32 constants (32 x 32 -> 64 multiplies); after FoldConstant,
         # which would widen them back.
-        ("NarrowMultipliers", narrow_multipliers_pass),
+        ("NarrowMultipliers", module_pass("NarrowMultipliers", narrow_multipliers)),
         ("LegalizeOps", relax.transform.LegalizeOps),
         ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern),
         ("FoldConstant (TIR)", relax.transform.FoldConstant),
         ("FuseOps", relax.transform.FuseOps),
         ("FuseTIR", relax.transform.FuseTIR),
         # The default schedule: each kernel's elementwise stages inlined (schedules/inline.py).
-        ("InlineElementwise", inline_elementwise_pass),
+        ("InlineElementwise", module_pass("InlineElementwise", inline_module)),
     ]
 
 
-def channels_last_pass():
+def module_pass(name: str, rewrite: Callable) -> Callable:
+    """A pass factory (as ``relax.transform.X`` is one) for our Python rewrite ``module -> module``."""
     import tvm
 
-    from mnv3compile.schedules.layout import to_channels_last
-
-    return tvm.transform.module_pass(lambda module, _context: to_channels_last(module), opt_level=0,
-                                     name="ChannelsLast")
-
-
-def narrow_multipliers_pass():
-    import tvm
-
-    from mnv3compile.tvm.narrow_multipliers import narrow_multipliers
-
-    return tvm.transform.module_pass(lambda module, _context: narrow_multipliers(module), opt_level=0,
-                                     name="NarrowMultipliers")
-
-
-def inline_elementwise_pass():
-    import tvm
-
-    from mnv3compile.schedules.inline import inline_module
-
-    return tvm.transform.module_pass(lambda module, _context: inline_module(module), opt_level=0,
-                                     name="InlineElementwise")
+    return lambda: tvm.transform.module_pass(lambda module, _context: rewrite(module), opt_level=0, name=name)
 
 
 def run_pipeline(module, target):
