@@ -61,6 +61,15 @@ def _tensor_info(values, initializers: set[str]) -> list[dict]:
     return infos
 
 
+def _with_shapes(infos: list[dict], shapes: list[list[int] | None] | None) -> list[dict]:
+    """The outputs as the library returns them: an ONNX graph may declare a dimension -1 or by name
+    (the C runtime and the generated header need every size)."""
+    for info, shape in zip(infos, shapes or []):
+        if shape is not None:
+            info["shape"] = shape
+    return infos
+
+
 def _versions() -> dict[str, str]:
     found = {}
     for package in ("mnv3compile", "apache-tvm", "apache-tvm-ffi", "onnx", "onnxruntime", "numpy"):
@@ -120,7 +129,7 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
             "model": onnx_name,
             "float_model": float_name,
             "inputs": _tensor_info(deployed.graph.input, initializers),
-            "outputs": _tensor_info(deployed.graph.output, initializers),
+            "outputs": _with_shapes(_tensor_info(deployed.graph.output, initializers), compiled.output_shapes),
             "preprocess": _preprocess_json(request.preprocess),
             "labels": "labels.txt" if request.labels else None,
             "quantization": ({"scheme": "int8 QDQ", "lowering": request.int8_lowering,

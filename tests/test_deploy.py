@@ -362,3 +362,22 @@ def test_java_binding_runs_tensors_and_argb_pixels(host_runtime, small_fp32, tmp
         "run after close: the model is closed",
     ]
 
+
+def test_paddleocr_classifier_runs_from_c_with_its_declared_dynamic_output(tmp_path_factory, runtime_dir, tmp_path,
+                                                                            paddle_cls_path):
+    """A real MobileNetV3-family model whose ONNX output says [-1, 2]: the manifest (and the C header)
+    carry the library's own [1, 2], and the C runtime, with PaddleOCR's BGR right-padded
+    preprocessing, equals the Python runtime on a text-line image."""
+    import onnx
+    from assets import PADDLE_CLS_SHAPE
+
+    from mnv3compile.analysis import with_static_inputs
+
+    model, _ = with_static_inputs(onnx.load(str(paddle_cls_path)), {"x": PADDLE_CLS_SHAPE})
+    assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [-1, 2]
+    bundle = _bundle(tmp_path_factory, "cls", model, quant="int8", preprocess="paddle")
+    _, manifest = _manifest(bundle)
+    assert manifest["outputs"][0]["shape"] == [1, 2]
+    assert "#define MNV3_OUTPUT_COUNT 2 " in (bundle / "mnv3_bundle.h").read_text()
+    report = check_bundle(bundle, runtime_dir, _image(tmp_path / "line.ppm", 160, 37))
+    assert report.ok and [row.max_abs_diff for row in report.rows] == [0.0, 0.0]

@@ -23,6 +23,21 @@ class CompiledLibrary:
     tuning: dict | None = None  # what a tuning database contributed, when one was given
     templates: dict | None = None  # which kernels a template scheduled (schedules/templates.py)
     int8: dict | None = None  # what the integer lowering did (groups, fallbacks, kernel census)
+    output_shapes: list[list[int] | None] | None = None  # what the library returns, per output
+
+
+def output_shapes(module) -> list[list[int] | None]:
+    """The static shape of each output of ``main`` (None where TVM could not fix it): the library's
+    own, where an ONNX graph may still declare -1 or a name (PaddleOCR's classifier does)."""
+    from tvm import relax, tirx
+
+    returned = module["main"].ret_ty
+    shapes = []
+    for tensor in returned.fields if isinstance(returned, relax.TupleType) else [returned]:
+        values = getattr(getattr(tensor, "shape", None), "values", None)
+        static = values is not None and all(isinstance(v, tirx.IntImm) for v in values)
+        shapes.append([int(v) for v in values] if static else None)
+    return shapes
 
 
 def tvm_target(target: TargetPreset):
@@ -82,6 +97,7 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     if int8_lowering not in INT8_LOWERINGS:
         raise UserError(f"unknown int8 lowering {int8_lowering!r}; choose one of: {', '.join(INT8_LOWERINGS)}")
     module, notes = import_onnx(model)
+    shapes = output_shapes(module)
     int8 = None
     if int8_lowering == "integer" and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         from mnv3compile.tvm.int8_lowering import lower_to_integer
@@ -107,4 +123,5 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
         templates = report.to_json()
     executable = tvm.compile(module, tvm_tgt)
     executable.export_library(str(output), fcompile=toolchain.fcompile(strip=not debug))
-    return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning=tuning, int8=int8, templates=templates)
+    return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning=tuning, int8=int8, templates=templates,
+                           output_shapes=shapes)
