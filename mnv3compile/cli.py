@@ -356,10 +356,13 @@ Examples:
               help="Class names, one per line (stored in the bundle; 'run' prints them).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
               help="Fix a dynamic input's shape (dynamic dimensions are otherwise set to 1).")
-@click.option("--int8-lowering", "int8_lowering", type=click.Choice(["integer", "fake"]), default="integer",
-              show_default=True,
-              help="integer: int8 kernels (int8 x int8 -> int32, fixed-point requantize and activation in the "
-                   "epilogue); fake: TVM's dequantize -> float kernel -> quantize, for comparison.")
+@click.option("--int8-lowering", "int8_lowering", type=click.Choice(["integer", "fixed-point", "fake"]),
+              default="integer", show_default=True,
+              help="integer: int8 kernels (int8 x int8 -> int32; bias, activation and requantization "
+                   "to int8 in the epilogue, in float32 registers as XNNPACK and onnxruntime do); "
+                   "fixed-point: the same kernels with integer-only epilogues (gemmlowp/TFLite "
+                   "reference arithmetic; slower: int64 multiplies); fake: TVM's dequantize -> float "
+                   "kernel -> quantize, for comparison.")
 @click.option("--schedule", type=click.Choice(["templates", "default"]), default="templates", show_default=True,
               help="templates: mnv3compile's kernel templates for the target's ISA (NHWC conv tiles "
                    "with the epilogue in registers, GEMV, pooling); default: TVM's default schedules, "
@@ -383,8 +386,8 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     written at once: a failed build leaves nothing behind.
 
     int8 runs as integer kernels: every quantized group (conv + bias + activation, residual
-    add, squeeze-excite, pooling, classifier) is one int8 kernel with a fixed-point epilogue;
-    only the network input is quantized and the output dequantized. A group with no integer
+    add, squeeze-excite, pooling, classifier) is one int8 kernel whose epilogue requantizes its
+    int32 accumulator to int8; only the network input is quantized and the output dequantized. A group with no integer
     lowering stays fake-quantized and is named in a note.
 
     The network runs channels-last (NHWC) and every kernel is scheduled by a template for the
@@ -432,8 +435,9 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     if report.get("int8"):
         int8 = report["int8"]
         console.print(f"int8: {int8['integer_groups']} groups as integer kernels, {int8['fallback_groups']} "
-                      f"fake-quantized; {int8['integer_kernels']} of {report['kernel_count']} kernels integer-only "
-                      f"(the rest: {', '.join(int8['float_kernels']) or 'none'})")
+                      f"fake-quantized; {int8['integer_kernels']} of {report['kernel_count']} kernels with integer "
+                      f"tensors only (the rest: {', '.join(int8['float_kernels']) or 'none'}); "
+                      f"{int8.get('requantize', 'fixed-point')} requantization")
     if report.get("templates"):
         templates = report["templates"]
         console.print(f"templates for {templates['templated']} of {templates['kernels']} kernels"

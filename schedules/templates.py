@@ -51,6 +51,14 @@ def _largest_divisor(n: int, limit: int) -> int:
     return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
 
 
+def _fitting_lanes(extent: int, lanes: int) -> int:
+    """The widest vector of at most ``lanes`` (a power of two) whose lanes divide ``extent``: with
+    AVX-512's 16 fp32 lanes, MobileNetV3's 24/40/72/88/120 channels run in 8-lane vectors."""
+    while lanes > 1 and extent % lanes:
+        lanes //= 2
+    return lanes
+
+
 def _vectorize_innermost(sch, block, lanes: int) -> None:
     """Unroll-free vectorization of a spatial block's innermost loop (in chunks of ``lanes``)."""
     loops = sch.get_loops(block)
@@ -58,6 +66,7 @@ def _vectorize_innermost(sch, block, lanes: int) -> None:
         return
     inner = loops[-1]
     extent = int(sch.get(inner).extent)
+    lanes = _fitting_lanes(extent, lanes) if extent > lanes else lanes
     if extent % lanes == 0 and extent > lanes:
         _, inner = sch.split(inner, [None, lanes])
     if extent % lanes == 0 or extent < lanes:
@@ -85,7 +94,7 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
     kind, kh, kw = conv_kind(sch, block)
     n, y, x, f, ry, rx, rc = sch.get_loops(block)
     _, out_h, out_w, channels = _extents(sch, [n, y, x, f])
-    lanes = isa.lanes(dtype)
+    lanes = _fitting_lanes(channels, isa.lanes(dtype))
     pixels_want, vectors_want = knobs.get(f"{kind}_{dtype}", knobs[kind])
     if out_h * out_w == 1:  # squeeze-excite's FCs are GEMVs
         pixels_want, vectors_want = 1, knobs["gemv"]
@@ -168,9 +177,9 @@ def schedule_gemv(sch, block, isa: Isa, knobs: dict) -> str:
     *spatial, j, k = loops
     if any(e != 1 for e in _extents(sch, spatial)):
         raise NoTemplate
-    lanes = isa.lanes(dtype)
     (outputs,) = _extents(sch, [j])
-    if outputs % lanes:
+    lanes = _fitting_lanes(outputs, isa.lanes(dtype))
+    if lanes < 4:
         raise NoTemplate
     tile = lanes * _largest_divisor(outputs // lanes, knobs["gemv"])
     jo, ji = sch.split(j, [None, tile])
@@ -203,8 +212,8 @@ def schedule_pool(sch, block, isa: Isa, knobs: dict) -> str:
     spatial_loops = loops[:len(loops) - len(reduce)]
     reduce_loops = loops[len(loops) - len(reduce):]
     channels = int(sch.get(spatial_loops[-1]).extent)
-    lanes = isa.lanes(dtype)
-    if channels % lanes:
+    lanes = _fitting_lanes(channels, isa.lanes(dtype))
+    if lanes < 4:
         raise NoTemplate
     sch.reorder(*spatial_loops[:-1], *reduce_loops, spatial_loops[-1])
     _split_vectorize(sch, sch.get_loops(block)[-1], lanes)

@@ -128,6 +128,40 @@ def test_conv_relu_becomes_int8_conv_with_a_fixed_point_epilogue():
         q = bb.emit(op.astype(op.clip(steps, -128, 127), "int8"))
         return op.dequantize(q, _const(1.0, "float32"), _const(0, "int8"), axis=1)
 
+    lowered, report = lower_to_integer(_function([x], before), requantize="fixed-point")
+    tvm.ir.assert_structural_equal(lowered, _function([x], expected))
+    assert report.integer_groups == {"conv2d": 1} and not report.fallbacks
+
+
+def test_conv_hswish_becomes_int8_conv_with_a_float32_epilogue():
+    """The default requantization: the accumulator in float32 times its per-channel step
+    multiplier (input scale x weight scale / output scale), the bias folded in as float, h-swish
+    on output steps, rounded half to even with the zero point added, saturated to int8."""
+    weight = np.array([[[[3]], [[-2]]], [[[1]], [[4]]]], np.int8)
+    bias = np.array([0.5, -0.25], np.float32)
+    x = relax.Var("x", relax.TensorType((1, 2, 4, 4), "int8"))
+
+    def before(bb, x):
+        data = bb.emit(_dequantize(x, 0.5, 0))
+        w = bb.emit(op.dequantize(_const(weight, "int8"), _const([0.25, 0.125], "float32"),
+                                  _const([0, 0], "int8"), axis=0))
+        conv = bb.emit(op.add(bb.emit(op.nn.conv2d(data, w)), _const(bias.reshape(1, 2, 1, 1), "float32")))
+        gate = bb.emit(op.divide(op.clip(op.add(conv, _const(3.0, "float32")), 0, 6), _const(6.0, "float32")))
+        q = bb.emit(op.quantize(bb.emit(op.multiply(conv, gate)), _const(0.25, "float32"), _const(-3, "int8"), axis=1))
+        return op.dequantize(q, _const(0.25, "float32"), _const(-3, "int8"), axis=1)
+
+    def expected(bb, x):
+        acc = bb.emit(op.nn.conv2d(x, _const(weight, "int8"), out_dtype="int32"))
+        steps_per_unit = np.array([0.5 * 0.25, 0.5 * 0.125]) / 0.25  # output steps per accumulator unit
+        bias_units = np.round(bias / (0.5 * np.array([0.25, 0.125])))  # the bias in accumulator units
+        total = op.add(op.multiply(op.astype(acc, "float32"), _const(steps_per_unit.reshape(1, 2, 1, 1), "float32")),
+                       _const((bias_units * steps_per_unit).reshape(1, 2, 1, 1), "float32"))
+        gate = op.add(op.multiply(total, _const(0.25 / 6, "float32")), _const(0.5, "float32"))
+        total = op.multiply(total, op.clip(gate, 0.0, 1.0))
+        steps = op.add(op.round(total), _const(-3, "float32"))
+        q = bb.emit(op.astype(op.clip(steps, -128, 127), "int8"))
+        return op.dequantize(q, _const(0.25, "float32"), _const(-3, "int8"), axis=1)
+
     lowered, report = lower_to_integer(_function([x], before))
     tvm.ir.assert_structural_equal(lowered, _function([x], expected))
     assert report.integer_groups == {"conv2d": 1} and not report.fallbacks
@@ -261,31 +295,37 @@ def small_int8_bundle(tmp_path_factory):
 
 
 def test_int8_bundle_is_integer_end_to_end(small_int8_bundle):
-    """No float conv/matmul, no dequantize but the output's, no float in any conv kernel."""
+    """No float conv/matmul, no dequantize but the output's, no float tensor read or written by any
+    kernel but the input's quantize and the output's dequantize; with fixed-point requantization,
+    no float arithmetic in any conv or matmul kernel either."""
     report = json.loads((small_int8_bundle.bundle / "build_report.json").read_text())["int8"]
-    assert report["fallback_groups"] == 0 and report["integer_groups"] > 80
+    assert report["fallback_groups"] == 0 and report["integer_groups"] > 80 and report["requantize"] == "float"
     model = onnx.load(str(small_int8_bundle.bundle / small_int8_bundle.manifest["model"]))
-    from mnv3compile.tvm.build import quantize_node_names
-    from mnv3compile.tvm.frontend import import_onnx
-    from mnv3compile.tvm.pipeline import run_pipeline
-    from mnv3compile.tvm.build import tvm_target
-
-    lowered, _ = lower_to_integer(import_onnx(model)[0], quantize_node_names(model))
-    calls = []
-    relax.analysis.post_order_visit(lowered["main"], lambda e: calls.append(e) if isinstance(e, relax.Call) else None)
-    names = [(c.op.name, str(c.ty.dtype)) for c in calls if hasattr(c.op, "name") and hasattr(c.ty, "dtype")]
-    assert {d for n, d in names if n in ("relax.nn.conv2d", "relax.matmul")} == {"int32"}
-    assert [n for n, _ in names].count("relax.dequantize") == 1  # the output
-    assert [n for n, _ in names].count("relax.quantize") == 1  # the input
-    fused = run_pipeline(lowered, tvm_target(preset("host")))
     from tvm import tirx
 
-    kernels = {gv.name_hint: f for gv, f in fused.functions.items() if isinstance(f, tirx.PrimFunc)}
-    convs = [name for name in kernels if "conv2d" in name or "matmul" in name]
-    float_convs = [name for name in convs if "float" in kernels[name].script() and not name.endswith("dequantize")]
-    assert convs and not float_convs
-    assert report["float_kernels"] == sorted(name for name, f in kernels.items() if "float" in f.script())
-    assert len(report["float_kernels"]) == 2  # quantize the input, dequantize the output (fused into the classifier)
+    from mnv3compile.tvm.build import kernel_census, quantize_node_names, tvm_target
+    from mnv3compile.tvm.frontend import import_onnx
+    from mnv3compile.tvm.pipeline import run_pipeline
+
+    for requantize in ("float", "fixed-point"):
+        lowered, _ = lower_to_integer(import_onnx(model)[0], quantize_node_names(model), requantize)
+        calls = []
+        relax.analysis.post_order_visit(lowered["main"], lambda e: calls.append(e) if isinstance(e, relax.Call) else None)
+        names = [(c.op.name, str(c.ty.dtype)) for c in calls if hasattr(c.op, "name") and hasattr(c.ty, "dtype")]
+        assert {d for n, d in names if n in ("relax.nn.conv2d", "relax.matmul")} == {"int32"}
+        assert [n for n, _ in names].count("relax.dequantize") == 1  # the output
+        assert [n for n, _ in names].count("relax.quantize") == 1  # the input
+        fused = run_pipeline(lowered, tvm_target(preset("host")))
+        kernels = {gv.name_hint: f for gv, f in fused.functions.items() if isinstance(f, tirx.PrimFunc)}
+        float_tensors = kernel_census(fused)["float_kernels"]
+        # quantize the input, dequantize the output (fused into the classifier)
+        assert len(float_tensors) == 2
+        if requantize == "float":  # as the bundle was built
+            assert float_tensors == report["float_kernels"]
+        assert ["dequantize" in name for name in float_tensors] == [True, False]
+        convs = [name for name in kernels if "conv2d" in name or "matmul" in name]
+        float_convs = [name for name in convs if "float" in kernels[name].script() and not name.endswith("dequantize")]
+        assert convs and (requantize == "float" or not float_convs)
 
 
 def test_int8_bundle_against_onnxruntime_qdq_end_to_end(small_int8_bundle):

@@ -50,7 +50,9 @@ def tvm_target(target: TargetPreset):
     return tvm.target.Target(spec)
 
 
-INT8_LOWERINGS = ("integer", "fake")
+# "integer": int8 kernels, float32 requantization in the epilogue; "fixed-point": int8 kernels with
+# integer-only epilogues; "fake": TVM's dequantize -> float kernel -> quantize.
+INT8_LOWERINGS = ("integer", "fixed-point", "fake")
 SCHEDULES = ("templates", "default")
 
 
@@ -69,14 +71,28 @@ def quantize_node_names(model: onnx.ModelProto) -> list[str]:
 
 
 def kernel_census(module) -> dict:
-    """Kernels with integer arithmetic only vs kernels that touch float (the network's input
-    quantize and output dequantize, and any fake-quantized fallback)."""
-    from tvm import tirx
+    """Kernels whose tensors in memory are all integer vs kernels that read or write a float one
+    (the network's input quantize and output dequantize, and any fake-quantized fallback).
+    Constants (per-channel scales) do not count, nor does float32 inside an epilogue, on values in
+    registers: that is how the default requantization works."""
+    from tvm import relax
+    from tvm.ir import GenericConst  # TVM 0.27's tensor constant
 
-    float_kernels = sorted(gv.name_hint for gv, f in module.functions.items()
-                           if isinstance(f, tirx.PrimFunc) and "float" in f.script())
+    float_kernels = set()
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.call_tir":
+            kernel, args = expr.args[0], expr.args[1]
+            tensors = [a for a in getattr(args, "fields", [args]) if not isinstance(a, GenericConst)]
+            types = [a.ty for a in tensors] + list(getattr(expr.ty, "fields", [expr.ty]))
+            if any("float" in str(getattr(t, "dtype", "")) for t in types):
+                float_kernels.add(kernel.name_hint)
+
+    for function in module.functions.values():
+        if isinstance(function, relax.Function):
+            relax.analysis.post_order_visit(function, visit)
     total = len(kernel_names(module))
-    return {"integer_kernels": total - len(float_kernels), "float_kernels": float_kernels}
+    return {"integer_kernels": total - len(float_kernels), "float_kernels": sorted(float_kernels)}
 
 
 def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
@@ -99,11 +115,12 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     module, notes = import_onnx(model)
     shapes = output_shapes(module)
     int8 = None
-    if int8_lowering == "integer" and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+    if int8_lowering != "fake" and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         from mnv3compile.tvm.int8_lowering import lower_to_integer
 
-        module, lowering = lower_to_integer(module, quantize_node_names(model))
-        int8 = {"lowering": "integer", **lowering.to_json()}
+        requantize = "fixed-point" if int8_lowering == "fixed-point" else "float"
+        module, lowering = lower_to_integer(module, quantize_node_names(model), requantize)
+        int8 = {"lowering": "integer", "requantize": requantize, **lowering.to_json()}
         notes = [*notes, *(f"int8: {line}; it stays dequantize -> float -> quantize" for line in lowering.fallbacks)]
     tvm_tgt = tvm_target(target)
     module = run_pipeline(module, tvm_tgt)
