@@ -6,6 +6,15 @@ int8 dot product; ``vpmaddwd`` multiplies int16 pairs and adds each pair into an
 the two inputs are widened and broadcast as one int32, the two weight rows widened and
 interleaved, and one ``vpmaddwd`` does 16 multiply-adds. Exact: |int8 x int8| sums of two fit in
 int32, and int8 values never make the -32768 x -32768 case.
+
+``int8_dot4_x{16,8}_vnni`` and ``int8_dot4_x4_sdot``: L int32 accumulators += four int8 inputs
+(adjacent input channels of one pixel) times an L x 4 block of weights packed [output][4 inputs]
+(schedules/dot_product.py), one ``vpdpbusd`` (AVX-512 VNNI, zmm or ymm) or ``sdot`` (arm64
+dotprod). ``vpdpbusd`` multiplies unsigned by signed bytes: the VNNI intrinsics compute
+(x + 128) * w, the x ^ 0x80 of the broadcast input, and say so in their description, so the
+kernel's arithmetic is exactly what runs; the kernel subtracts 128 x sum(w) once per output.
+LLVM 22 declares the VNNI intrinsics on byte vectors (<64 x i8>), not on <16 x i32> as TVM's own
+``dot_16x4_vnni`` still passes them (which fails LLVM's verifier).
 """
 
 from __future__ import annotations
@@ -50,12 +59,83 @@ def _register_int8_pairs_avx2() -> None:
     TensorIntrin.register(INT8_PAIRS_X8_AVX2, desc, impl, override=True)
 
 
+def dot4_name(lanes: int, instruction: str) -> str:
+    return f"mnv3compile_int8_dot4_x{lanes}_{instruction}"
+
+
+# instruction -> (LLVM intrinsic per lanes, input offset that makes the input operand unsigned)
+DOT4_INSTRUCTIONS = {
+    "vnni": ({16: "llvm.x86.avx512.vpdpbusd.512", 8: "llvm.x86.avx512.vpdpbusd.256"}, 128),
+    "sdot": ({4: "llvm.aarch64.neon.sdot.v4i32.v16i8"}, 0),
+}
+
+
+def _register_int8_dot4(lanes: int, instruction: str) -> None:
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    llvm_names, offset = DOT4_INSTRUCTIONS[instruction]
+    llvm_name, acc_type, byte_type = llvm_names[lanes], f"int32x{lanes}", f"int8x{4 * lanes}"
+    # The input's 4 bytes as one int32, made unsigned (x ^ 0x80 per byte = x + 128) when the
+    # instruction wants it: on the scalar, before the broadcast (LLVM 22 hung compiling the
+    # xor of the broadcast vector).
+    flip = -0x7F7F7F80 if offset else 0  # 0x80808080 as int32
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + (T.Cast("int32", A[vk]) + offset) * T.Cast("int32", B[vi, vk])
+
+    @T.prim_func(s_tir=True)
+    def desc_signed(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, 4):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vi, vk])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (4,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            inputs = T.reinterpret(T.broadcast(T.bitwise_xor(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"),
+                                                             T.int32(flip)), lanes), dtype=byte_type)
+            C[T.ramp(0, 1, lanes)] = T.call_llvm_pure_intrin(acc_type, llvm_name, C.vload([0], acc_type), inputs,
+                                                             B.vload([0, 0], byte_type))
+
+    # sdot's operands are (accumulator, first bytes, second bytes) as vpdpbusd's: which byte
+    # vector is "unsigned" matters only to VNNI, whose first byte operand is the unsigned one.
+    TensorIntrin.register(dot4_name(lanes, instruction), desc if offset else desc_signed, impl, override=True)
+
+
 _REGISTERED: set[str] = set()
 
 
 def intrinsic(name: str) -> str:
     """``name``, registered with TVM on first use."""
     if name not in _REGISTERED:
-        {INT8_PAIRS_X8_AVX2: _register_int8_pairs_avx2}[name]()
+        registrations = {INT8_PAIRS_X8_AVX2: _register_int8_pairs_avx2}
+        for instruction, (llvm_names, _) in DOT4_INSTRUCTIONS.items():
+            for lanes in llvm_names:
+                registrations[dot4_name(lanes, instruction)] = (
+                    lambda lanes=lanes, instruction=instruction: _register_int8_dot4(lanes, instruction))
+        registrations[name]()
         _REGISTERED.add(name)
     return name

@@ -163,6 +163,54 @@ def _vector_tile(sch, channel_loop, lanes: int, pixel_loop=None) -> None:
         sch.unroll(pixel_loop)
 
 
+def schedule_dot4(sch, block, isa: Isa, knobs: dict) -> str:
+    """schedules/dot_product.py's kernel: a tile of ``pixels`` outputs along a row times
+    ``vectors`` registers of output channels accumulates over the 4-channel groups, one
+    vpdpbusd/sdot per (pixel, register) and group; the epilogue runs on the tile in registers."""
+    from mnv3compile.schedules.dot_product import DOT4_ISAS, dot4_lanes
+    from mnv3compile.schedules.intrinsics import dot4_name, intrinsic
+
+    *spatial, f, group, _ = sch.get_loops(block)
+    outputs = int(sch.get(f).extent)
+    lanes = dot4_lanes(isa, outputs)
+    if lanes is None:
+        raise NoTemplate
+    epilogue = sch.get_consumers(block)
+    if len(epilogue) != 1:
+        raise NoTemplate  # the accumulator tile lives in registers only if something consumes it
+    is_conv = len(spatial) == 3  # n, y, x (a matmul of a row has one spatial loop)
+    # A conv over one pixel (squeeze-excite's FCs) is a GEMV as much as the classifier is.
+    gemv = not is_conv or _extents(sch, spatial) == [1, 1, 1]
+    pixels_want, vectors_want = (1, knobs["gemv"]) if gemv else knobs["dot4"]
+    width = int(sch.get(spatial[-1]).extent) if is_conv else 1
+    pixels = _largest_divisor(width, pixels_want)
+    vectors = _largest_divisor(outputs // lanes, vectors_want)
+    fo, fi = sch.split(f, [None, vectors * lanes])
+    fv, fl = sch.split(fi, [None, lanes])
+    if is_conv:
+        n, y, x = spatial
+        xo, xi = sch.split(x, [None, pixels])
+        sch.reorder(n, fo, y, xo, group, xi, fv, fl)
+        tile_loop, tile = xo, [xi, fv]
+    else:
+        sch.reorder(*spatial, fo, group, fv, fl)
+        tile_loop, tile = fo, [fv]
+    sch.reverse_compute_at(epilogue[0], tile_loop)
+    sch.set_scope(block, 0, "local")
+    init = sch.decompose_reduction(block, group)
+    _split_vectorize(sch, sch.get_loops(init)[-1], lanes)
+    for loop in tile:
+        sch.unroll(loop)
+    instruction = DOT4_ISAS[isa.name][0]
+    sch.tensorize(fl, intrinsic(dot4_name(lanes, instruction)))
+    loops = sch.get_loops(epilogue[0])
+    _vector_tile(sch, loops[-1], lanes, loops[-2] if is_conv and pixels > 1 else None)
+    llvm_instruction = {"vnni": "vpdpbusd", "sdot": "sdot"}[instruction]
+    if is_conv:
+        return f"conv1x1_nhwc_int8_{llvm_instruction}_{isa.name}_p{pixels}x{vectors * lanes}"
+    return f"gemv_int8_{llvm_instruction}_{isa.name}_n{vectors * lanes}"
+
+
 def _conv_name(kind: str, kh: int, kw: int) -> str:
     return {"pointwise": "conv1x1", "depthwise": f"dwconv{kh}x{kw}"}.get(kind, f"conv{kh}x{kw}")
 
@@ -248,8 +296,10 @@ def schedule_elementwise(sch, blocks, isa: Isa) -> str:
 # its input channels two at a time through ``vpmaddwd`` ("int8_pairs") a further 7%.
 DEFAULT_KNOBS = {
     "avx2": {"pointwise": (7, 1), "pointwise_int8": (4, 3), "int8_pairs": True, "depthwise": (7, 1), "conv": (4, 2), "gemv": 5},
-    "avx512": {"pointwise": (7, 2), "pointwise_int8": (4, 3), "depthwise": (7, 1), "conv": (4, 2), "gemv": 5},
-    "neon": {"pointwise": (7, 3), "pointwise_int8": (4, 3), "depthwise": (7, 2), "conv": (4, 3), "gemv": 5},
+    "avx512": {"pointwise": (7, 2), "pointwise_int8": (4, 3), "dot4": (7, 3), "depthwise": (7, 1), "conv": (4, 2),
+               "gemv": 5},
+    "neon": {"pointwise": (7, 3), "pointwise_int8": (4, 3), "dot4": (4, 4), "depthwise": (7, 2), "conv": (4, 3),
+             "gemv": 5},
     "scalar": {"pointwise": (4, 1), "depthwise": (4, 1), "conv": (4, 1), "gemv": 1},
 }
 
@@ -262,6 +312,8 @@ def default_knobs(isa: Isa) -> dict:
 def apply_template(func, isa: Isa, knobs: dict | None = None):
     """(scheduled PrimFunc, template name), or NoTemplate."""
     from tvm import s_tir
+
+    from mnv3compile.schedules.dot_product import DOT4_BLOCK
 
     knobs = knobs or default_knobs(isa)
     sch = s_tir.Schedule(func)
@@ -277,7 +329,9 @@ def apply_template(func, isa: Isa, knobs: dict | None = None):
     block = reductions[0]
     name = sch.get(block).name_hint
     try:
-        if name.startswith(("conv2d_nhwc", "group_conv2d_nhwc")):
+        if name.startswith(DOT4_BLOCK):
+            template = schedule_dot4(sch, block, isa, knobs)
+        elif name.startswith(("conv2d_nhwc", "group_conv2d_nhwc")):
             template = schedule_conv(sch, block, isa, knobs)
         elif name.startswith("matmul"):
             template = schedule_gemv(sch, block, isa, knobs)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import onnx
+import pytest
 from conftest import NEEDS_ARM64_GCC
 
 from mnv3compile import phone
@@ -11,9 +12,9 @@ from mnv3compile.targets.presets import preset
 from mnv3compile.zoo import build_model, build_spec
 
 
-def _bundle(tmp_path, model_name, quant, width=1.0, resolution=224):
+def _bundle(tmp_path, model_name, quant, width=1.0, resolution=224, target="arm64-linux"):
     spec = build_spec(model_name, width, resolution)
-    return build(BuildRequest(preset("arm64-linux"), tmp_path / "bundle", "m", build_model(spec), quant)), spec
+    return build(BuildRequest(preset(target), tmp_path / "bundle", "m", build_model(spec), quant)), spec
 
 
 def test_small_arm64_linux_over_rpc_matches_onnxruntime(stand_in_phone, tmp_path):
@@ -26,15 +27,18 @@ def test_small_arm64_linux_over_rpc_matches_onnxruntime(stand_in_phone, tmp_path
         assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
-def test_int8_arm64_linux_over_rpc_equals_the_host_bit_for_bit(stand_in_phone, tmp_path):
+@pytest.mark.parametrize("target", ["arm64-linux", "rpi5"])
+def test_int8_arm64_linux_over_rpc_equals_the_host_bit_for_bit(stand_in_phone, tmp_path, target):
     """Integer kernels compute the same integers on every ISA: the arm64 bundle's output equals the
-    host's compiled from the same QDQ model exactly, and both agree with onnxruntime on top-1."""
+    host's compiled from the same QDQ model exactly, and both agree with onnxruntime on top-1.
+    arm64-linux (Cortex-A53) has no dot product; rpi5 (Cortex-A76) runs its pointwise convs on
+    sdot (qemu's default CPU has dotprod)."""
     import tvm
     from tvm import relax
 
     from mnv3compile.tvm.build import compile_onnx
 
-    result, spec = _bundle(tmp_path, "small", "int8", 0.75, 160)
+    result, spec = _bundle(tmp_path, "small", "int8", 0.75, 160, target)
     model = onnx.load(str(result.bundle / result.manifest["model"]))
     x = np.random.default_rng(0).standard_normal(spec.input_shape).astype(np.float32)
     (y,) = phone.run_remote(result.library, [x])

@@ -13,6 +13,7 @@ from tvm import relax, tirx
 
 from mnv3compile.quant import quantize
 from mnv3compile.quant.calibration import load_samples
+from mnv3compile.schedules.inline import inline_elementwise
 from mnv3compile.schedules.isa import isa_of
 from mnv3compile.schedules.templates import NoTemplate, apply_template, apply_templates
 from mnv3compile.targets.presets import preset
@@ -130,7 +131,7 @@ def test_isa_is_read_from_the_target():
 def _pointwise_assembly(small_models, target, dtype: str = "float32") -> str:
     module = _fused(small_models[dtype], target)
     for global_var, func in module.functions.items():
-        if isinstance(func, tirx.PrimFunc) and global_var.name_hint.startswith("fused_conv2d"):
+        if isinstance(func, tirx.PrimFunc) and global_var.name_hint.startswith(("fused_conv2d", "fused_dot4")):
             try:
                 scheduled, name = apply_template(func, isa_of(target))
             except NoTemplate:
@@ -160,3 +161,44 @@ def test_int8_pointwise_template_uses_vpmaddwd_on_avx2(small_models):
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
     assembly = _pointwise_assembly(small_models, target, "int8")
     assert len(re.findall(r"vpmaddwd\s+[^\n]*ymm", assembly)) >= 4
+
+
+@pytest.mark.parametrize("target_spec, pattern", [
+    ({"mtriple": "x86_64-linux-gnu", "mcpu": "cascadelake"}, r"vpdpbusd\s+[^\n]*[yz]mm"),     # AVX-512 VNNI
+    ({"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon", "+dotprod"]},
+     r"sdot\s+v\d+\.4s"),                                                                       # arm64 dotprod
+], ids=["vnni", "sdot"])
+def test_int8_pointwise_template_uses_the_dot_product_instruction(small_models, target_spec, pattern):
+    """Where the ISA has a 4-deep int8 dot product, pointwise convs are dot4 kernels on packed
+    weights (schedules/dot_product.py). Compile-only; exactness is the every-kernel tests' (on a
+    VNNI host) and the stand-in phone's (sdot, test_phone.py)."""
+    target = tvm.target.Target({"kind": "llvm", **target_spec})
+    assembly = _pointwise_assembly(small_models, target, "int8")
+    assert len(re.findall(pattern, assembly)) >= 4
+
+
+def test_dot4_kernel_equals_the_integer_conv_it_replaces():
+    """The packed kernel (with VNNI's +128 and its compensation) computes x . w exactly, for
+    every int8 value including -128, run here when this CPU has VNNI."""
+    from mnv3compile.schedules.dot_product import compensation, dot4_compute, pack_weights
+
+    if "avx512_vnni" not in _cpu_flags():
+        pytest.skip("this CPU has no AVX-512 VNNI to run vpdpbusd (its assembly is checked above)")
+    from tvm import te
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.full((1, 7, 1, 32), -128), rng.integers(-128, 128, (1, 7, 13, 32))], 2).astype(np.int8)
+    w = np.concatenate([np.full((32, 16), -128), rng.integers(-128, 128, (32, 64))], 1).astype(np.int8)
+    xs = te.placeholder(x.shape, "int8", "x")
+    packed = te.placeholder((8, 80, 4), "int8", "packed")
+    offsets = te.placeholder((80,), "int32", "offsets")
+    acc = dot4_compute(xs, packed, offsets)
+    out = te.compute(acc.shape, lambda *i: acc(*i) * 3, name="epilogue")  # something to consume the tile
+    target = tvm_target(preset("host"))
+    func = te.create_prim_func([xs, packed, offsets, out])
+    scheduled, name = apply_template(inline_elementwise(func), isa_of(target))
+    assert name.startswith("conv1x1_nhwc_int8_vpdpbusd_avx512-vnni_p7x")
+    got = _run_kernel(scheduled, target, [tvm.runtime.tensor(a) for a in (
+        x, pack_weights(w), compensation(w), np.zeros((1, 7, 14, 80), np.int32))])
+    expected = (x.reshape(-1, 32).astype(np.int64) @ w.astype(np.int64)).reshape(1, 7, 14, 80) * 3
+    assert np.array_equal(got, expected)

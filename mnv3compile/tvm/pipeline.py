@@ -14,6 +14,7 @@ from collections.abc import Callable
 def relax_passes() -> list[tuple[str, Callable]]:
     from tvm import relax
 
+    from mnv3compile.schedules.dot_product import to_dot_products
     from mnv3compile.schedules.inline import inline_module
     from mnv3compile.schedules.layout import to_channels_last
     from mnv3compile.tvm.narrow_multipliers import narrow_multipliers
@@ -27,6 +28,9 @@ def relax_passes() -> list[tuple[str, Callable]]:
         # Fixed-point multipliers as int32 constants (32 x 32 -> 64 multiplies); after FoldConstant,
         # which would widen them back.
         ("NarrowMultipliers", module_pass("NarrowMultipliers", narrow_multipliers)),
+        # int8 pointwise convs and the classifier on vpdpbusd / sdot, weights packed once
+        # (schedules/dot_product.py); a no-op on targets without a 4-deep int8 dot product.
+        ("DotProducts", module_pass("DotProducts", to_dot_products)),
         ("LegalizeOps", relax.transform.LegalizeOps),
         ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern),
         ("FoldConstant (TIR)", relax.transform.FoldConstant),

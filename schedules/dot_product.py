@@ -1,0 +1,147 @@
+"""Int8 pointwise convs and matmuls on 4-deep dot-product instructions: x86 AVX-512 VNNI
+``vpdpbusd`` and arm64 ``sdot``.
+
+Both instructions multiply 4 adjacent bytes of one operand by 4 of the other and add the four
+products into one int32 lane. In NHWC the 4 adjacent int8s of a pixel are 4 input channels;
+broadcast to every lane, they meet a weight vector that holds, for each of L output channels,
+the same 4 input channels. So the weights are packed ``[C/4, F, 4]`` here, at build time, as a
+constant (never per inference): one vector load feeds L output channels x 4 input channels
+(L = 16 in a zmm, 8 in a ymm, 4 in a NEON q register).
+
+``vpdpbusd`` multiplies *unsigned* by signed bytes. The input is made unsigned with x ^ 0x80
+(= x + 128) on the broadcast register, and the excess, 128 x the weights' sum per output channel,
+is added back once per output as a constant (``compensation``), which the kernel's epilogue
+absorbs. ``sdot`` is signed x signed and needs neither.
+
+This pass runs on NHWC Relax (schedules/layout.py) after FoldConstant and before LegalizeOps: a
+``conv2d`` 1x1 / stride 1 / unpadded / ungrouped, or a ``matmul`` of a row, with an int8 constant
+weight, int32 accumulation, input channels a multiple of 4 and output channels a multiple of the
+narrowest vector, becomes a call to the ``dot4`` kernel below; everything else is left for
+TVM's legalization. The kernel template is ``schedule_dot4`` in templates.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnv3compile.schedules.isa import Isa
+
+# ISA -> (instruction, vector lanes of int32 it can use, widest first)
+DOT4_ISAS = {"avx512-vnni": ("vnni", (16, 8)), "neon-dotprod": ("sdot", (4,))}
+DOT4_BLOCK = "dot4"  # the name of the kernel's reduction block (templates.py dispatches on it)
+
+
+def dot4_lanes(isa: Isa, outputs: int) -> int | None:
+    """The widest vector of int32 lanes this ISA's dot product has that divides ``outputs``."""
+    if isa.name not in DOT4_ISAS:
+        return None
+    return next((lanes for lanes in DOT4_ISAS[isa.name][1] if outputs % lanes == 0), None)
+
+
+def pack_weights(weight: np.ndarray) -> np.ndarray:
+    """(C, F) int8 -> (C/4, F, 4): for each 4 input channels, each output channel's 4 weights."""
+    channels, outputs = weight.shape
+    return np.ascontiguousarray(weight.reshape(channels // 4, 4, outputs).transpose(0, 2, 1))
+
+
+def compensation(weight: np.ndarray) -> np.ndarray:
+    """What (x + 128) . w exceeds x . w by, per output channel, negated: -128 x sum(w)."""
+    return (-128 * weight.astype(np.int64).sum(axis=0)).astype(np.int32)
+
+
+def dot4_compute(x, packed, offsets=None):
+    """TE: out[..., f] = sum_c (x[..., c] (+128)) * w[c, f] (+ offsets[f]), the reduction split
+    into 4-channel groups the way the instruction consumes it."""
+    from tvm import te
+
+    groups, outputs, _ = (int(d) for d in packed.shape)
+    outer = [int(d) for d in x.shape[:-1]]
+    group = te.reduce_axis((0, groups), "group")
+    lane = te.reduce_axis((0, 4), "lane")
+
+    def body(*index):
+        *pixel, f = index
+        value = x[(*pixel, group * 4 + lane)].astype("int32")
+        if offsets is not None:
+            value = value + 128
+        return te.sum(value * packed[group, f, lane].astype("int32"), axis=[group, lane])
+
+    acc = te.compute((*outer, outputs), body, name=DOT4_BLOCK)
+    if offsets is None:
+        return acc
+    return te.compute(acc.shape, lambda *index: acc(*index) + offsets[index[-1]], name="dot4_compensation")
+
+
+def _constant(expr):
+    from tvm.ir import GenericConst  # TVM 0.27's tensor constant
+
+    return expr.value.numpy() if isinstance(expr, GenericConst) else None
+
+
+def _dtype(expr) -> str:
+    return str(getattr(expr.ty, "dtype", ""))
+
+
+def _int32_out(attrs) -> bool:
+    return str(attrs.out_dtype) == "int32"
+
+
+def _conv_weight(call) -> np.ndarray | None:
+    """The (C, F) weight of a conv this kernel computes, else None."""
+    attrs = call.attrs
+    weight = _constant(call.args[1])
+    if weight is None or (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != \
+            ("NHWC", "HWIO", "NHWC"):
+        return None
+    if weight.shape[:2] != (1, 1) or int(attrs.groups) != 1 or any(int(v) != 1 for v in [*attrs.strides, *attrs.dilation]):
+        return None
+    if any(int(p) for p in attrs.padding) or not _int32_out(attrs):
+        return None
+    return weight[0, 0]
+
+
+def _matmul_weight(call) -> np.ndarray | None:
+    weight = _constant(call.args[1])
+    if weight is None or weight.ndim != 2 or len(call.args[0].ty.shape.values) != 2 or not _int32_out(call.attrs):
+        return None
+    return weight
+
+
+WEIGHT_OF = {"relax.nn.conv2d": _conv_weight, "relax.matmul": _matmul_weight}
+
+
+def to_dot_products(module):
+    """``module`` with every int8 pointwise conv and row matmul that the current target's dot
+    product fits computed by the ``dot4`` kernel (unchanged on targets without one)."""
+    import tvm
+    from tvm import relax
+
+    from mnv3compile.schedules.isa import isa_of
+
+    target = tvm.target.Target.current(allow_none=True)
+    isa = isa_of(target) if target is not None else None
+    if isa is None or isa.name not in DOT4_ISAS:
+        return module
+    unsigned_input = DOT4_ISAS[isa.name][0] == "vnni"
+
+    @relax.expr_functor.mutator
+    class DotProducts(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            weight_of = WEIGHT_OF.get(getattr(call.op, "name", ""))
+            weight = weight_of(call) if weight_of else None
+            if weight is None or _dtype(call.args[0]) != "int8" or weight.dtype != np.int8:
+                return call
+            channels, outputs = weight.shape
+            if channels % 4 or dot4_lanes(isa, outputs) is None:
+                return call
+            args = [call.args[0], relax.const(pack_weights(weight), "int8")]
+            if unsigned_input:
+                args.append(relax.const(compensation(weight), "int32"))
+            return self.builder_.call_te(dot4_compute, *args, primfunc_name_hint="dot4")
+
+    rewrite = DotProducts(module)
+    for global_var, function in module.functions.items():
+        if isinstance(function, relax.Function):
+            rewrite.builder_.update_func(global_var, rewrite.visit_expr(function))
+    return rewrite.builder_.get()
