@@ -13,11 +13,12 @@ constant (never per inference): one vector load feeds L output channels x 4 inpu
 is added back once per output as a constant (``compensation``), which the kernel's epilogue
 absorbs. ``sdot`` is signed x signed and needs neither.
 
-This pass runs on NHWC Relax (schedules/layout.py) after FoldConstant and before LegalizeOps: a
-``conv2d`` 1x1 / stride 1 / unpadded / ungrouped, or a ``matmul`` of a row, with an int8 constant
-weight, int32 accumulation, input channels a multiple of 4 and output channels a multiple of the
-narrowest vector, becomes a call to the ``dot4`` kernel below; everything else is left for
-TVM's legalization. The kernel template is ``schedule_dot4`` in templates.py.
+This pass runs on NHWC Relax (schedules/layout.py) after FoldConstant and before LegalizeOps: an
+ungrouped ``conv2d`` (pointwise, and the stem's 3x3 stride 2, whose 3 input channels are padded
+to 4 with zeros, the 4th weighing 0), or a ``matmul`` of rows with input channels a multiple of 4,
+with an int8 constant weight, int32 accumulation and output channels a multiple of the narrowest
+vector, becomes a call to the ``dot4`` kernel below; everything else (depthwise convs) is left
+for TVM's legalization. The kernel template is ``schedule_dot4`` in templates.py.
 """
 
 from __future__ import annotations
@@ -39,34 +40,46 @@ def dot4_lanes(isa: Isa, outputs: int) -> int | None:
 
 
 def pack_weights(weight: np.ndarray) -> np.ndarray:
-    """(C, F) int8 -> (C/4, F, 4): for each 4 input channels, each output channel's 4 weights."""
-    channels, outputs = weight.shape
-    return np.ascontiguousarray(weight.reshape(channels // 4, 4, outputs).transpose(0, 2, 1))
+    """(..., C, F) int8 (a matrix, or HWIO) -> (..., ceil(C/4), F, 4): for each 4 input channels,
+    each output channel's 4 weights; missing channels weigh 0."""
+    *window, channels, outputs = weight.shape
+    groups = -(-channels // 4)
+    padded = np.zeros((*window, groups * 4, outputs), np.int8)
+    padded[..., :channels, :] = weight
+    packed = padded.reshape(*window, groups, 4, outputs)
+    return np.ascontiguousarray(np.moveaxis(packed, -2, -1))
 
 
 def compensation(weight: np.ndarray) -> np.ndarray:
     """What (x + 128) . w exceeds x . w by, per output channel, negated: -128 x sum(w)."""
-    return (-128 * weight.astype(np.int64).sum(axis=0)).astype(np.int32)
+    return (-128 * weight.astype(np.int64).reshape(-1, weight.shape[-1]).sum(axis=0)).astype(np.int32)
 
 
-def dot4_compute(x, packed, offsets=None):
-    """TE: out[..., f] = sum_c (x[..., c] (+128)) * w[c, f] (+ offsets[f]), the reduction split
-    into 4-channel groups the way the instruction consumes it."""
+def dot4_compute(x, packed, offsets=None, strides=(1, 1)):
+    """TE: out[..., f] = sum (x (+128)) * w (+ offsets[f]) over the input channels, split into the
+    4-channel groups the instruction consumes, and for a conv (NHWC input, packed HWIO weight)
+    over its window too."""
     from tvm import te
 
-    groups, outputs, _ = (int(d) for d in packed.shape)
-    outer = [int(d) for d in x.shape[:-1]]
+    *window, groups, outputs, _ = (int(d) for d in packed.shape)
     group = te.reduce_axis((0, groups), "group")
     lane = te.reduce_axis((0, 4), "lane")
 
-    def body(*index):
-        *pixel, f = index
-        value = x[(*pixel, group * 4 + lane)].astype("int32")
-        if offsets is not None:
-            value = value + 128
-        return te.sum(value * packed[group, f, lane].astype("int32"), axis=[group, lane])
+    def product(value, weight):
+        value = value.astype("int32") + 128 if offsets is not None else value.astype("int32")
+        return value * weight.astype("int32")
 
-    acc = te.compute((*outer, outputs), body, name=DOT4_BLOCK)
+    if window:  # conv2d NHWC: out[n, y, x, f]
+        n, height, width, _ = (int(d) for d in x.shape)
+        (kh, kw), (sh, sw) = window, strides
+        ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+        shape = (n, (height - kh) // sh + 1, (width - kw) // sw + 1, outputs)
+        acc = te.compute(shape, lambda b, y, i, f: te.sum(
+            product(x[b, y * sh + ry, i * sw + rx, group * 4 + lane], packed[ry, rx, group, f, lane]),
+            axis=[ry, rx, group, lane]), name=DOT4_BLOCK)
+    else:  # matmul of rows: out[i, f]
+        acc = te.compute((int(x.shape[0]), outputs), lambda i, f: te.sum(
+            product(x[i, group * 4 + lane], packed[group, f, lane]), axis=[group, lane]), name=DOT4_BLOCK)
     if offsets is None:
         return acc
     return te.compute(acc.shape, lambda *index: acc(*index) + offsets[index[-1]], name="dot4_compensation")
@@ -87,17 +100,15 @@ def _int32_out(attrs) -> bool:
 
 
 def _conv_weight(call) -> np.ndarray | None:
-    """The (C, F) weight of a conv this kernel computes, else None."""
+    """The HWIO weight of an ungrouped, undilated int8 NHWC conv this kernel computes, else None."""
     attrs = call.attrs
     weight = _constant(call.args[1])
     if weight is None or (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != \
             ("NHWC", "HWIO", "NHWC"):
         return None
-    if weight.shape[:2] != (1, 1) or int(attrs.groups) != 1 or any(int(v) != 1 for v in [*attrs.strides, *attrs.dilation]):
+    if int(attrs.groups) != 1 or any(int(v) != 1 for v in attrs.dilation) or not _int32_out(attrs):
         return None
-    if any(int(p) for p in attrs.padding) or not _int32_out(attrs):
-        return None
-    return weight[0, 0]
+    return weight
 
 
 def _matmul_weight(call) -> np.ndarray | None:
@@ -105,6 +116,21 @@ def _matmul_weight(call) -> np.ndarray | None:
     if weight is None or weight.ndim != 2 or len(call.args[0].ty.shape.values) != 2 or not _int32_out(call.attrs):
         return None
     return weight
+
+
+def _conv_data(call, emit):
+    """The conv's input as dot4 reads it: its padding made explicit (conv2d pads with 0) and its
+    channels padded with 0 to a multiple of 4 (the stem's 3), in one pad that FuseOps puts into
+    the producer (the network input's quantize)."""
+    from tvm.relax import op
+
+    data = call.args[0]
+    channels = int(data.ty.shape.values[3])
+    top, left, bottom, right = (int(p) for p in call.attrs.padding)
+    extra = -channels % 4
+    if not (top or left or bottom or right or extra):
+        return data
+    return emit(op.nn.pad(data, [0, 0, top, bottom, left, right, 0, extra], pad_value=0.0))
 
 
 WEIGHT_OF = {"relax.nn.conv2d": _conv_weight, "relax.matmul": _matmul_weight}
@@ -132,13 +158,15 @@ def to_dot_products(module):
             weight = weight_of(call) if weight_of else None
             if weight is None or _dtype(call.args[0]) != "int8" or weight.dtype != np.int8:
                 return call
-            channels, outputs = weight.shape
-            if channels % 4 or dot4_lanes(isa, outputs) is None:
+            is_conv = weight.ndim == 4
+            channels, outputs = weight.shape[-2:]
+            if dot4_lanes(isa, outputs) is None or (not is_conv and channels % 4):
                 return call
-            args = [call.args[0], relax.const(pack_weights(weight), "int8")]
-            if unsigned_input:
-                args.append(relax.const(compensation(weight), "int32"))
-            return self.builder_.call_te(dot4_compute, *args, primfunc_name_hint="dot4")
+            data = _conv_data(call, self.builder_.emit) if is_conv else call.args[0]
+            offsets = relax.const(compensation(weight), "int32") if unsigned_input else None
+            strides = tuple(int(s) for s in call.attrs.strides) if is_conv else (1, 1)
+            return self.builder_.call_te(dot4_compute, data, relax.const(pack_weights(weight), "int8"), offsets,
+                                         strides=strides, primfunc_name_hint="dot4")
 
     rewrite = DotProducts(module)
     for global_var, function in module.functions.items():

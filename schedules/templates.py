@@ -170,8 +170,13 @@ def schedule_dot4(sch, block, isa: Isa, knobs: dict) -> str:
     from mnv3compile.schedules.dot_product import DOT4_ISAS, dot4_lanes
     from mnv3compile.schedules.intrinsics import dot4_name, intrinsic
 
-    *spatial, f, group, _ = sch.get_loops(block)
+    loops = sch.get_loops(block)
+    reductions = len(_reduce_iters(sch, block))  # [ry, rx,] group, lane
+    *spatial, f = loops[:len(loops) - reductions]
+    window = loops[len(loops) - reductions:-2]
+    group = loops[-2]
     outputs = int(sch.get(f).extent)
+    kh, kw = (int(d) for d in sch.get(block).reads[1].source.shape[:2]) if window else (1, 1)
     lanes = dot4_lanes(isa, outputs)
     if lanes is None:
         raise NoTemplate
@@ -190,14 +195,14 @@ def schedule_dot4(sch, block, isa: Isa, knobs: dict) -> str:
     if is_conv:
         n, y, x = spatial
         xo, xi = sch.split(x, [None, pixels])
-        sch.reorder(n, fo, y, xo, group, xi, fv, fl)
+        sch.reorder(n, fo, y, xo, *window, group, xi, fv, fl)
         tile_loop, tile = xo, [xi, fv]
     else:
         sch.reorder(*spatial, fo, group, fv, fl)
         tile_loop, tile = fo, [fv]
     sch.reverse_compute_at(epilogue[0], tile_loop)
     sch.set_scope(block, 0, "local")
-    init = sch.decompose_reduction(block, group)
+    init = sch.decompose_reduction(block, (window or [group])[0])
     _split_vectorize(sch, sch.get_loops(init)[-1], lanes)
     for loop in tile:
         sch.unroll(loop)
@@ -206,8 +211,10 @@ def schedule_dot4(sch, block, isa: Isa, knobs: dict) -> str:
     loops = sch.get_loops(epilogue[0])
     _vector_tile(sch, loops[-1], lanes, loops[-2] if is_conv and pixels > 1 else None)
     llvm_instruction = {"vnni": "vpdpbusd", "sdot": "sdot"}[instruction]
+    if window:
+        sch.unroll(window[-1])
     if is_conv:
-        return f"conv1x1_nhwc_int8_{llvm_instruction}_{isa.name}_p{pixels}x{vectors * lanes}"
+        return f"conv{kh}x{kw}_nhwc_int8_{llvm_instruction}_{isa.name}_p{pixels}x{vectors * lanes}"
     return f"gemv_int8_{llvm_instruction}_{isa.name}_n{vectors * lanes}"
 
 

@@ -177,9 +177,11 @@ def test_int8_pointwise_template_uses_the_dot_product_instruction(small_models, 
     assert len(re.findall(pattern, assembly)) >= 4
 
 
-def test_dot4_kernel_equals_the_integer_conv_it_replaces():
-    """The packed kernel (with VNNI's +128 and its compensation) computes x . w exactly, for
-    every int8 value including -128, run here when this CPU has VNNI."""
+@pytest.mark.parametrize("kernel, stride, channels", [(1, 1, 32), (3, 2, 3)], ids=["pointwise", "stem"])
+def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channels):
+    """The packed kernel (with VNNI's +128 and its compensation) computes the conv exactly, for
+    every int8 value including -128, pointwise and the stem's 3x3 stride 2 over 3 channels
+    (padded to 4, the 4th weighing 0); run here when this CPU has VNNI."""
     from mnv3compile.schedules.dot_product import compensation, dot4_compute, pack_weights
 
     if "avx512_vnni" not in _cpu_flags():
@@ -187,18 +189,27 @@ def test_dot4_kernel_equals_the_integer_conv_it_replaces():
     from tvm import te
 
     rng = np.random.default_rng(0)
-    x = np.concatenate([np.full((1, 7, 1, 32), -128), rng.integers(-128, 128, (1, 7, 13, 32))], 2).astype(np.int8)
-    w = np.concatenate([np.full((32, 16), -128), rng.integers(-128, 128, (32, 64))], 1).astype(np.int8)
-    xs = te.placeholder(x.shape, "int8", "x")
-    packed = te.placeholder((8, 80, 4), "int8", "packed")
+    x = rng.integers(-128, 128, (1, 15, 29, channels)).astype(np.int8)
+    x[0, :, 0] = -128
+    w = rng.integers(-128, 128, (kernel, kernel, channels, 80)).astype(np.int8)
+    w[..., :16] = -128
+    x4 = np.zeros((*x.shape[:3], -(-channels // 4) * 4), np.int8)  # what the pass's pad does
+    x4[..., :channels] = x
+    out_h, out_w = (15 - kernel) // stride + 1, (29 - kernel) // stride + 1
+    xs = te.placeholder(x4.shape, "int8", "x")
+    packed = te.placeholder(pack_weights(w).shape, "int8", "packed")
     offsets = te.placeholder((80,), "int32", "offsets")
-    acc = dot4_compute(xs, packed, offsets)
+    acc = dot4_compute(xs, packed, offsets, (stride, stride))
     out = te.compute(acc.shape, lambda *i: acc(*i) * 3, name="epilogue")  # something to consume the tile
     target = tvm_target(preset("host"))
     func = te.create_prim_func([xs, packed, offsets, out])
     scheduled, name = apply_template(inline_elementwise(func), isa_of(target))
-    assert name.startswith("conv1x1_nhwc_int8_vpdpbusd_avx512-vnni_p7x")
+    assert name.startswith(f"conv{kernel}x{kernel}_nhwc_int8_vpdpbusd_avx512-vnni_p")
     got = _run_kernel(scheduled, target, [tvm.runtime.tensor(a) for a in (
-        x, pack_weights(w), compensation(w), np.zeros((1, 7, 14, 80), np.int32))])
-    expected = (x.reshape(-1, 32).astype(np.int64) @ w.astype(np.int64)).reshape(1, 7, 14, 80) * 3
-    assert np.array_equal(got, expected)
+        x4, pack_weights(w), compensation(w), np.zeros((1, out_h, out_w, 80), np.int32))])
+    expected = np.zeros((1, out_h, out_w, 80), np.int64)
+    for ry in range(kernel):
+        for rx in range(kernel):
+            window = x[:, ry:ry + stride * (out_h - 1) + 1:stride, rx:rx + stride * (out_w - 1) + 1:stride]
+            expected += window.astype(np.int64) @ w[ry, rx].astype(np.int64)
+    assert np.array_equal(got, expected * 3)
