@@ -81,6 +81,9 @@ def _register_int8_dot4(lanes: int, instruction: str) -> None:
     # xor of the broadcast vector).
     flip = -0x7F7F7F80 if offset else 0  # 0x80808080 as int32
 
+    def widened(value):  # what the instruction multiplies: x, or x + 128 (VNNI)
+        return T.Cast("int32", value) + offset if offset else T.Cast("int32", value)
+
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
         A = T.match_buffer(a, (4,), "int8", offset_factor=1)
@@ -92,20 +95,7 @@ def _register_int8_dot4(lanes: int, instruction: str) -> None:
             for i, k in T.grid(lanes, 4):
                 with T.sblock("update"):
                     vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + (T.Cast("int32", A[vk]) + offset) * T.Cast("int32", B[vi, vk])
-
-    @T.prim_func(s_tir=True)
-    def desc_signed(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (4,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
-        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
-            T.writes(C[0:lanes])
-            for i, k in T.grid(lanes, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vi, vk])
+                    C[vi] = C[vi] + widened(A[vk]) * T.Cast("int32", B[vi, vk])
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -122,7 +112,7 @@ def _register_int8_dot4(lanes: int, instruction: str) -> None:
 
     # sdot's operands are (accumulator, first bytes, second bytes) as vpdpbusd's: which byte
     # vector is "unsigned" matters only to VNNI, whose first byte operand is the unsigned one.
-    TensorIntrin.register(dot4_name(lanes, instruction), desc if offset else desc_signed, impl, override=True)
+    TensorIntrin.register(dot4_name(lanes, instruction), desc, impl, override=True)
 
 
 _REGISTERED: set[str] = set()
