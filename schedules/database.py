@@ -47,6 +47,9 @@ def apply_database(module, target, database) -> tuple[object, ApplyReport]:
     import tvm
     from tvm import tirx
 
+    from mnv3compile.schedules.intrinsics import register_all
+
+    register_all()  # records replay the templates' tensorize steps by intrinsic name
     applied, untuned = [], []
     for global_var, func in list(module.functions.items()):
         if not isinstance(func, tirx.PrimFunc):

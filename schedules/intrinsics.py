@@ -118,14 +118,24 @@ def _register_int8_dot4(lanes: int, instruction: str) -> None:
 _REGISTERED: set[str] = set()
 
 
+def _registrations() -> dict:
+    registrations = {INT8_PAIRS_X8_AVX2: _register_int8_pairs_avx2}
+    for instruction, (llvm_names, _) in DOT4_INSTRUCTIONS.items():
+        for lanes in llvm_names:
+            registrations[dot4_name(lanes, instruction)] = (
+                lambda lanes=lanes, instruction=instruction: _register_int8_dot4(lanes, instruction))
+    return registrations
+
+
 def intrinsic(name: str) -> str:
     """``name``, registered with TVM on first use."""
     if name not in _REGISTERED:
-        registrations = {INT8_PAIRS_X8_AVX2: _register_int8_pairs_avx2}
-        for instruction, (llvm_names, _) in DOT4_INSTRUCTIONS.items():
-            for lanes in llvm_names:
-                registrations[dot4_name(lanes, instruction)] = (
-                    lambda lanes=lanes, instruction=instruction: _register_int8_dot4(lanes, instruction))
-        registrations[name]()
+        _registrations()[name]()
         _REGISTERED.add(name)
     return name
+
+
+def register_all() -> None:
+    """Every intrinsic, as a tuning record's trace (replayed by name) needs them."""
+    for name in _registrations():
+        intrinsic(name)

@@ -95,9 +95,10 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
     n, y, x, f, ry, rx, rc = sch.get_loops(block)
     _, out_h, out_w, channels = _extents(sch, [n, y, x, f])
     lanes = _fitting_lanes(channels, isa.lanes(dtype))
-    pixels_want, vectors_want = knobs.get(f"{kind}_{dtype}", knobs[kind])
     if out_h * out_w == 1:  # squeeze-excite's FCs are GEMVs
         pixels_want, vectors_want = 1, knobs["gemv"]
+    else:
+        pixels_want, vectors_want = knobs[f"{kind}_{dtype}"] if f"{kind}_{dtype}" in knobs else knobs[kind]
     vectors = max(1, min(vectors_want, channels // lanes)) if channels >= lanes else 0
     while vectors > 1 and (channels // lanes) % vectors:
         vectors -= 1
@@ -316,40 +317,91 @@ def default_knobs(isa: Isa) -> dict:
     return DEFAULT_KNOBS.get("avx2" if family == "sse" else family, DEFAULT_KNOBS["scalar"])
 
 
-def apply_template(func, isa: Isa, knobs: dict | None = None):
-    """(scheduled PrimFunc, template name), or NoTemplate."""
-    from tvm import s_tir
+# What tuning may choose from (schedules/tune.py samples these as MetaSchedule decisions): for a
+# conv kind, (pixels per tile, vector registers of channels per tile); for gemv, registers of
+# outputs. A template clamps a choice to the kernel (the largest divisor of its width or channel
+# count not above it), so every choice is valid for every kernel.
+KNOB_CHOICES = {
+    "pointwise": ((1, 2, 4, 7, 8), (1, 2, 3, 4)),
+    "dot4": ((1, 2, 4, 7, 8), (1, 2, 3, 4, 6)),
+    "depthwise": ((1, 2, 4, 7, 8), (1, 2, 3)),
+    "conv": ((1, 2, 4, 7), (1, 2, 3)),
+    "gemv": (1, 2, 3, 4, 5, 8),
+}
 
+
+class SampledKnobs:
+    """Knobs read from a traced schedule's decisions: each one the template asks for is sampled
+    (``sample_categorical``, uniform over ``KNOB_CHOICES``) when first read, so a kernel's trace
+    holds exactly the decisions its template used. Knobs with no choices keep the ISA's default."""
+
+    def __init__(self, sch, isa: Isa):
+        self.sch = sch
+        self.defaults = default_knobs(isa)
+        self.values: dict = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.defaults
+
+    def get(self, key: str, default=None):
+        return self[key] if key in self else default
+
+    def __getitem__(self, key: str):
+        if key not in self.values:
+            self.values[key] = self._sample(key)
+        return self.values[key]
+
+    def _sample(self, key: str):
+        choices = KNOB_CHOICES.get(key.removesuffix("_int8"))
+        if choices is None:
+            return self.defaults[key]
+        if isinstance(choices[0], tuple):
+            return tuple(self._categorical(options) for options in choices)
+        return self._categorical(choices)
+
+    def _categorical(self, options) -> int:
+        decision = self.sch.sample_categorical(list(options), [1.0 / len(options)] * len(options))
+        return int(self.sch.get(decision))
+
+
+def schedule_kernel(sch, isa: Isa, knobs) -> str:
+    """Schedule the kernel in ``sch`` (a PrimFunc's schedule) in place with its template; its name,
+    or NoTemplate (``sch`` may then be partly scheduled: use ``apply_template`` to try)."""
     from mnv3compile.schedules.dot_product import DOT4_BLOCK
 
-    knobs = knobs or default_knobs(isa)
-    sch = s_tir.Schedule(func)
     try:
         blocks = sch.get_child_blocks(sch.get_sblock("root"))
     except Exception as exc:  # a kernel without a root block (already lowered)
         raise NoTemplate from exc
     reductions = [b for b in blocks if _reduce_iters(sch, b)]
     if not reductions:
-        return sch.mod["main"], schedule_elementwise(sch, blocks, isa)
+        return schedule_elementwise(sch, blocks, isa)
     if len(reductions) != 1:
         raise NoTemplate
     block = reductions[0]
     name = sch.get(block).name_hint
     try:
         if name.startswith(DOT4_BLOCK):
-            template = schedule_dot4(sch, block, isa, knobs)
-        elif name.startswith(("conv2d_nhwc", "group_conv2d_nhwc")):
-            template = schedule_conv(sch, block, isa, knobs)
-        elif name.startswith("matmul"):
-            template = schedule_gemv(sch, block, isa, knobs)
-        elif len(sch.get(block).writes[0].source.shape) == 4:
-            template = schedule_pool(sch, block, isa, knobs)
-        else:
-            raise NoTemplate
+            return schedule_dot4(sch, block, isa, knobs)
+        if name.startswith(("conv2d_nhwc", "group_conv2d_nhwc")):
+            return schedule_conv(sch, block, isa, knobs)
+        if name.startswith("matmul"):
+            return schedule_gemv(sch, block, isa, knobs)
+        if len(sch.get(block).writes[0].source.shape) == 4:
+            return schedule_pool(sch, block, isa, knobs)
     except NoTemplate:
         raise
     except Exception as exc:  # a schedule primitive refused this kernel's shape
         raise NoTemplate(str(exc)) from exc
+    raise NoTemplate
+
+
+def apply_template(func, isa: Isa, knobs: dict | None = None):
+    """(scheduled PrimFunc, template name), or NoTemplate."""
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    template = schedule_kernel(sch, isa, knobs or default_knobs(isa))
     return sch.mod["main"], template
 
 

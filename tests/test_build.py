@@ -165,8 +165,9 @@ def test_cli_build_fixes_a_dynamic_batch_and_says_so(cli, tmp_path, paddle_cls_p
 
 
 def test_build_db_applies_tuned_kernels_and_says_how_many(tmp_path, cli):
-    """A handful of real MetaSchedule trials, then 'build --db': the report counts the kernels the
-    database covered (stock TVM 0.27 would apply none in a fresh process)."""
+    """A handful of real MetaSchedule trials over the templates' knobs, then 'build --db': the
+    report counts the kernels the database covered (stock TVM 0.27 would apply none in a fresh
+    process), and the tuned kernels keep their templates' arithmetic (output equals onnxruntime)."""
     from mnv3compile.passes.optimize import optimize
     from mnv3compile.passes.registry import PIPELINE
     from mnv3compile.schedules.tune import tune_local
@@ -177,6 +178,7 @@ def test_build_db_applies_tuned_kernels_and_says_how_many(tmp_path, cli):
     records = (tmp_path / "db" / "database_tuning_record.json").read_text().splitlines()
     tuned_workloads = {json.loads(line)[0] for line in records}
     assert tuned_workloads
+    assert all('"Vectorize"' in line for line in records)  # a template's schedule, not a default one
     out = tmp_path / "bundle"
     code, stdout, err = cli("build", "--model", "small-minimal", "--width", "0.35", "--resolution", "96",
                             "--quant", "none", "--db", str(tmp_path / "db"), "-o", str(out))

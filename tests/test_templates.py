@@ -15,7 +15,8 @@ from mnv3compile.quant import quantize
 from mnv3compile.quant.calibration import load_samples
 from mnv3compile.schedules.inline import inline_elementwise
 from mnv3compile.schedules.isa import isa_of
-from mnv3compile.schedules.templates import NoTemplate, apply_template, apply_templates
+from mnv3compile.schedules.templates import (NoTemplate, SampledKnobs, apply_template, apply_templates,
+                                             schedule_kernel)
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import quantize_node_names, tvm_target
 from mnv3compile.tvm.frontend import import_onnx
@@ -213,3 +214,28 @@ def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channel
             window = x[:, ry:ry + stride * (out_h - 1) + 1:stride, rx:rx + stride * (out_w - 1) + 1:stride]
             expected += window.astype(np.int64) @ w[ry, rx].astype(np.int64)
     assert np.array_equal(got, expected * 3)
+
+
+def test_template_knobs_are_metaschedule_decisions(small_models):
+    """Tuning's search space (schedules/tune.py): a template run on a traced schedule reads its
+    tile knobs as sample_categorical decisions; different seeds give different tiles, each one
+    computing exactly what the unscheduled kernel does; a replayed trace gives the same kernel."""
+    from tvm import s_tir
+
+    target = tvm_target(preset("host"))
+    module = _fused(small_models["float32"], target)
+    func = next(f for gv, f in module.functions.items()
+                if isinstance(f, tirx.PrimFunc) and apply_template(f, isa_of(target))[1].startswith("conv1x1"))
+    inputs = _kernel_inputs(func)
+    expected = _run_kernel(func, target, inputs)
+    names = set()
+    for seed in range(1, 7):
+        sch = s_tir.Schedule(func, seed=seed)
+        names.add(schedule_kernel(sch, isa_of(target), SampledKnobs(sch, isa_of(target))))
+        decisions = [inst for inst in sch.trace.insts if inst.kind.name == "SampleCategorical"]
+        assert len(decisions) == 2  # pixels, channel registers
+        assert np.array_equal(_run_kernel(sch.mod["main"], target, inputs), expected)
+        replayed = s_tir.Schedule(func)
+        sch.trace.apply_to_schedule(replayed, remove_postproc=False)
+        tvm.ir.assert_structural_equal(replayed.mod["main"], sch.mod["main"])
+    assert len(names) > 1, names
