@@ -11,12 +11,16 @@ arithmetic -- and bit-exactness of the integer kernels -- is the kernel's own. W
   epilogue runs on the tile while it is still in registers and stores it once. For the pointwise
   convs this is a GEMM micro-kernel (one broadcast input value times the weight row, as many
   accumulators as registers allow); for depthwise convs one vector of channels per tap.
+- ``dot4`` (int8 convs and the classifier where the ISA has vpdpbusd or sdot, on weights packed by
+  schedules/dot_product.py): the conv tile, one dot-product instruction per pixel and register.
 - ``gemv`` (the classifier at batch 1): the output vectorized, the reduction outside it.
 - ``pool`` (squeeze-excite and global average pooling, in NHWC a sum of pixel rows of channel
   vectors): channels innermost and vectorized, pixels outside.
 - ``elementwise`` (what is left unfused: the SE scale, pads, lookup tables): one vectorized pass.
 
-Each template's knobs have ISA-specific defaults (``DEFAULT_KNOBS``); the name of what was applied
+Each template's knobs have ISA-specific defaults (``DEFAULT_KNOBS``), which an untuned build uses,
+and choices (``KNOB_CHOICES``) that tuning samples as MetaSchedule decisions (``SampledKnobs``,
+schedules/tune.py); the name of what was applied
 says op, dtype, instruction where it matters, ISA and tile, e.g. ``conv1x1_nhwc_int8_vpmaddwd_avx2_p4x24``.
 """
 
