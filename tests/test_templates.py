@@ -65,8 +65,13 @@ def test_every_kernel_of_small_gets_a_template_that_changes_no_result(small_mode
     for global_var, func in module.functions.items():
         if not isinstance(func, tirx.PrimFunc):
             continue
-        scheduled, name = apply_template(func, isa_of(target))
+        try:
+            scheduled, name = apply_template(func, isa_of(target))
+        except NoTemplate as exc:  # only padding (a guarded load) keeps the default schedule
+            assert str(exc) == "a guarded load (padding)" and "pad" in global_var.name_hint, global_var
+            continue
         kinds.add(re.sub(r"_p\d+x\d+|_n\d+|_c\d+", "", name))
+        assert scheduled.script() != func.script(), name  # a template that is reported is applied
         inputs = _kernel_inputs(func)
         expected = _run_kernel(func, target, inputs)
         assert np.array_equal(_run_kernel(scheduled, target, inputs), expected), (global_var.name_hint, name)
