@@ -437,7 +437,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
         console.print(f"int8: {int8['integer_groups']} groups as integer kernels, {int8['fallback_groups']} "
                       f"fake-quantized; {int8['integer_kernels']} of {report['kernel_count']} kernels with integer "
                       f"tensors only (the rest: {', '.join(int8['float_kernels']) or 'none'}); "
-                      f"{int8.get('requantize', 'fixed-point')} requantization")
+                      f"{int8['requantize']} requantization")
     if report.get("templates"):
         templates = report["templates"]
         console.print(f"templates for {templates['templated']} of {templates['kernels']} kernels"
