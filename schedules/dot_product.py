@@ -85,13 +85,13 @@ def dot4_compute(x, packed, offsets=None, strides=(1, 1)):
     return te.compute(acc.shape, lambda *index: acc(*index) + offsets[index[-1]], name="dot4_compensation")
 
 
-def _constant(expr):
+def constant_value(expr):
     from tvm.ir import GenericConst  # TVM 0.27's tensor constant
 
     return expr.value.numpy() if isinstance(expr, GenericConst) else None
 
 
-def _dtype(expr) -> str:
+def dtype_of(expr) -> str:
     return str(getattr(expr.ty, "dtype", ""))
 
 
@@ -102,7 +102,7 @@ def _int32_out(attrs) -> bool:
 def _conv_weight(call) -> np.ndarray | None:
     """The HWIO weight of an ungrouped, undilated int8 NHWC conv this kernel computes, else None."""
     attrs = call.attrs
-    weight = _constant(call.args[1])
+    weight = constant_value(call.args[1])
     if weight is None or (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != \
             ("NHWC", "HWIO", "NHWC"):
         return None
@@ -112,7 +112,7 @@ def _conv_weight(call) -> np.ndarray | None:
 
 
 def _matmul_weight(call) -> np.ndarray | None:
-    weight = _constant(call.args[1])
+    weight = constant_value(call.args[1])
     if weight is None or weight.ndim != 2 or len(call.args[0].ty.shape.values) != 2 or not _int32_out(call.attrs):
         return None
     return weight
@@ -156,7 +156,7 @@ def to_dot_products(module):
             call = super().visit_call_(call)
             weight_of = WEIGHT_OF.get(getattr(call.op, "name", ""))
             weight = weight_of(call) if weight_of else None
-            if weight is None or _dtype(call.args[0]) != "int8" or weight.dtype != np.int8:
+            if weight is None or dtype_of(call.args[0]) != "int8" or weight.dtype != np.int8:
                 return call
             is_conv = weight.ndim == 4
             channels, outputs = weight.shape[-2:]

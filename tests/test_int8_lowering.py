@@ -315,7 +315,7 @@ def test_int8_bundle_is_integer_end_to_end(small_int8_bundle):
         assert {d for n, d in names if n in ("relax.nn.conv2d", "relax.matmul")} == {"int32"}
         assert [n for n, _ in names].count("relax.dequantize") == 1  # the output
         assert [n for n, _ in names].count("relax.quantize") == 1  # the input
-        fused = run_pipeline(lowered, tvm_target(preset("host")))
+        fused = run_pipeline(lowered, tvm_target(preset("host")), integer_only=requantize == "fixed-point")
         kernels = {gv.name_hint: f for gv, f in fused.functions.items() if isinstance(f, tirx.PrimFunc)}
         float_tensors = kernel_census(fused)["float_kernels"]
         # quantize the input, dequantize the output (fused into the classifier)
@@ -323,7 +323,7 @@ def test_int8_bundle_is_integer_end_to_end(small_int8_bundle):
         if requantize == "float":  # as the bundle was built
             assert float_tensors == report["float_kernels"]
         assert ["dequantize" in name for name in float_tensors] == [True, False]
-        convs = [name for name in kernels if "conv2d" in name or "matmul" in name]
+        convs = [name for name in kernels if any(op in name for op in ("conv2d", "matmul", "dot4", "depthwise"))]
         float_convs = [name for name in convs if "float" in kernels[name].script() and not name.endswith("dequantize")]
         assert convs and (requantize == "float" or not float_convs)
 

@@ -123,7 +123,7 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
         int8 = {"lowering": "integer", "requantize": requantize, **lowering.to_json()}
         notes = [*notes, *(f"int8: {line}; it stays dequantize -> float -> quantize" for line in lowering.fallbacks)]
     tvm_tgt = tvm_target(target)
-    module = run_pipeline(module, tvm_tgt)
+    module = run_pipeline(module, tvm_tgt, integer_only=int8 is not None and int8["requantize"] == "fixed-point")
     kernels = kernel_names(module)
     if int8 is not None:
         int8.update(kernel_census(module))

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def relax_passes() -> list[tuple[str, Callable]]:
+def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
+    """The passes in order; ``integer_only`` (the fixed-point int8 lowering) leaves out the one
+    that puts integer arithmetic on float32 registers (exactly: FloatAccumulation)."""
     from tvm import relax
 
+    from mnv3compile.schedules.float_accumulation import to_float_accumulation
     from mnv3compile.schedules.dot_product import to_dot_products
     from mnv3compile.schedules.inline import inline_module
     from mnv3compile.schedules.layout import to_channels_last
@@ -31,6 +34,9 @@ def relax_passes() -> list[tuple[str, Callable]]:
         # int8 pointwise convs and the classifier on vpdpbusd / sdot, weights packed once
         # (schedules/dot_product.py); a no-op on targets without a 4-deep int8 dot product.
         ("DotProducts", module_pass("DotProducts", to_dot_products)),
+        # the other int8 window convs (depthwise, a stem without dot product) on float32 FMAs,
+        # exactly (schedules/float_accumulation.py).
+        *([] if integer_only else [("FloatAccumulation", module_pass("FloatAccumulation", to_float_accumulation))]),
         ("LegalizeOps", relax.transform.LegalizeOps),
         ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern),
         ("FoldConstant (TIR)", relax.transform.FoldConstant),
@@ -48,9 +54,9 @@ def module_pass(name: str, rewrite: Callable) -> Callable:
     return lambda: tvm.transform.module_pass(lambda module, _context: rewrite(module), opt_level=0, name=name)
 
 
-def run_pipeline(module, target):
+def run_pipeline(module, target, integer_only: bool = False):
     with target:
-        for _, make in relax_passes():
+        for _, make in relax_passes(integer_only):
             module = make()(module)
     return module
 

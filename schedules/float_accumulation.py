@@ -1,0 +1,101 @@
+"""Int8 window convs (depthwise, and the stem where no dot product takes it) accumulated in
+float32 FMAs, exactly.
+
+A depthwise conv has no 4-deep reduction over channels for vpdpbusd/sdot to take, and the stem has
+only 3 input channels: per tap each is a vector multiply-add. In int32 that is a widening multiply
+and an add (x86 has no int32 multiply-add; ``vpmulld`` issues at half the rate of an FMA on Zen 4
+and a quarter on Zen 3), while a float32 FMA does both in one instruction at full rate. Both are
+exact here: every product of two int8s is an integer of magnitude at most 2^14, and a sum of at
+most ``MAX_EXACT_TAPS`` of them stays within 2^24, where float32 holds every integer -- so the
+float32 accumulator, converted back to int32, is the int32 accumulator bit for bit, whatever the
+order of the additions.
+
+This pass runs on NHWC Relax (schedules/layout.py) after DotProducts (which takes the convs a dot
+product fits) and before LegalizeOps: a ``conv2d`` with a window (not 1x1) that is depthwise (one
+input channel per group) or ungrouped, of int8 data with an int8 constant HWIO weight and int32
+output, becomes the ``float_accumulated_conv`` kernel below; its weight is converted to float32
+once, at build time. Tensors between kernels stay int8: only registers hold floats, as in the
+float requantization epilogue (mnv3compile/tvm/int8_lowering.py). The kernel's reduction block
+keeps TVM's name for its conv, so the ``conv`` template schedules it. The fixed-point int8
+lowering (integer arithmetic only) leaves this pass out (mnv3compile/tvm/pipeline.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnv3compile.schedules.dot_product import constant_value, dtype_of
+
+# |int8 x int8| <= 128 * 128 = 2^14, and float32 holds every integer up to 2^24.
+MAX_EXACT_TAPS = 2**24 // 2**14
+BLOCK_NAMES = {"depthwise": "group_conv2d_nhwc", "ungrouped": "conv2d_nhwc"}  # TVM's: templates.py reads them
+
+
+def float_accumulated_conv(x, weight, strides=(1, 1)):
+    """TE: int32 out[n, y, i, f] = sum over the window (and the input channels of f's group) of
+    float32(x) * weight (float32 HWIO; depthwise when it has one input channel per group and x
+    has more), accumulated in float32."""
+    from tvm import te
+
+    kh, kw, per_group, outputs = (int(d) for d in weight.shape)
+    n, height, width, channels = (int(d) for d in x.shape)
+    depthwise = per_group == 1 and channels == outputs and channels > 1
+    sh, sw = strides
+    ry, rx, rc = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx"), te.reduce_axis((0, per_group), "rc")
+    shape = (n, (height - kh) // sh + 1, (width - kw) // sw + 1, outputs)
+
+    def tap(b, y, i, f):
+        channel = f + rc if depthwise else rc
+        return x[b, y * sh + ry, i * sw + rx, channel].astype("float32") * weight[ry, rx, rc, f]
+
+    acc = te.compute(shape, lambda *index: te.sum(tap(*index), axis=[ry, rx, rc]),
+                     name=BLOCK_NAMES["depthwise" if depthwise else "ungrouped"])
+    return te.compute(shape, lambda *index: acc(*index).astype("int32"), name="float_accumulator_to_int32")
+
+
+def taken_weight(call) -> np.ndarray | None:
+    """The HWIO int8 weight of an undilated int8 NHWC window conv to int32, depthwise or
+    ungrouped, whose sums are exact in float32; else None."""
+    attrs = call.attrs
+    weight = constant_value(call.args[1])
+    if weight is None or weight.dtype != np.int8 or dtype_of(call.args[0]) != "int8":
+        return None
+    if (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != ("NHWC", "HWIO", "NHWC"):
+        return None
+    kh, kw, per_group, outputs = weight.shape
+    groups = int(attrs.groups)
+    if not (groups == 1 or (per_group == 1 and groups == outputs)) or kh * kw == 1:
+        return None
+    if str(attrs.out_dtype) != "int32" or any(int(v) != 1 for v in attrs.dilation):
+        return None
+    return weight if kh * kw * per_group <= MAX_EXACT_TAPS else None
+
+
+def to_float_accumulation(module):
+    """``module`` with every int8 conv ``taken_weight`` accepts computed by
+    ``float_accumulated_conv``."""
+    from tvm import relax
+    from tvm.relax import op
+
+    @relax.expr_functor.mutator
+    class FloatAccumulation(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if getattr(call.op, "name", "") != "relax.nn.conv2d":
+                return call
+            weight = taken_weight(call)
+            if weight is None:
+                return call
+            data = call.args[0]
+            top, left, bottom, right = (int(p) for p in call.attrs.padding)
+            if top or left or bottom or right:  # conv2d pads with 0, as the lowering asked
+                data = self.builder_.emit(op.nn.pad(data, [0, 0, top, bottom, left, right, 0, 0], pad_value=0.0))
+            return self.builder_.call_te(float_accumulated_conv, data, relax.const(weight.astype(np.float32)),
+                                         strides=tuple(int(s) for s in call.attrs.strides),
+                                         primfunc_name_hint="conv_float_acc")
+
+    rewrite = FloatAccumulation(module)
+    for global_var, function in module.functions.items():
+        if isinstance(function, relax.Function):
+            rewrite.builder_.update_func(global_var, rewrite.visit_expr(function))
+    return rewrite.builder_.get()

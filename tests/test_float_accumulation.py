@@ -1,0 +1,81 @@
+"""schedules/float_accumulation.py: int8 depthwise convs and the stem accumulated in float32 are
+the int32 conv, bit for bit, at the extremes of int8 (every product -128 x -128, the largest
+sums), scheduled by the conv template; the Relax pass takes exactly the convs whose sums are exact."""
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, te
+
+from mnv3compile.schedules.float_accumulation import MAX_EXACT_TAPS, float_accumulated_conv, to_float_accumulation
+
+assert MAX_EXACT_TAPS < 33 * 33
+from mnv3compile.schedules.inline import inline_elementwise
+from mnv3compile.schedules.isa import isa_of
+from mnv3compile.schedules.templates import apply_template
+from mnv3compile.targets.presets import preset
+from mnv3compile.tvm.build import tvm_target
+
+
+@pytest.mark.parametrize("kernel, stride, inputs, name", [
+    (3, 1, 1, "dwconv3x3"), (5, 2, 1, "dwconv5x5"), (3, 2, 3, "conv3x3")], ids=["dw3x3", "dw5x5s2", "stem"])
+def test_float_accumulated_conv_equals_the_int32_conv(kernel, stride, inputs, name):
+    rng = np.random.default_rng(0)
+    channels = 48
+    x = rng.integers(-128, 128, (1, 17, 23, channels if inputs == 1 else inputs)).astype(np.int8)
+    w = rng.integers(-128, 128, (kernel, kernel, inputs, channels)).astype(np.int8)
+    x[..., :8], w[..., :8] = -128, -128  # taps x 2^14: the largest sums, still exact in float32
+    out_h, out_w = (17 - kernel) // stride + 1, (23 - kernel) // stride + 1
+    xs = te.placeholder(x.shape, "int8", "x")
+    ws = te.placeholder(w.shape, "float32", "w")
+    acc = float_accumulated_conv(xs, ws, (stride, stride))
+    out = te.compute(acc.shape, lambda *i: acc(*i) * 3, name="epilogue")  # an epilogue, as in a network
+    target = tvm_target(preset("host"))
+    func = inline_elementwise(te.create_prim_func([xs, ws, out]))
+    scheduled, template = apply_template(func, isa_of(target))
+    assert template.startswith(f"{name}_nhwc_int8_")
+    library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)
+    got = tvm.runtime.tensor(np.zeros((1, out_h, out_w, channels), np.int32))
+    library["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(w.astype(np.float32)), got)
+    expected = np.zeros((1, out_h, out_w, channels), np.int64)
+    for ry in range(kernel):
+        for rx in range(kernel):
+            window = x[:, ry:ry + stride * (out_h - 1) + 1:stride, rx:rx + stride * (out_w - 1) + 1:stride]
+            if inputs == 1:
+                expected += window.astype(np.int64) * w[ry, rx, 0].astype(np.int64)
+            else:
+                expected += window.astype(np.int64) @ w[ry, rx].astype(np.int64)
+    assert expected[..., :8].max() == kernel * kernel * inputs * 2**14
+    assert np.array_equal(got.numpy(), expected * 3)
+
+
+def _conv_module(groups: int, kernel: int, data_dtype: str = "int8"):
+    channels = 16
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 9, 9, channels), data_dtype))
+    weight = np.ones((kernel, kernel, channels // groups, channels), np.int8)
+    with bb.function("main", [x]):
+        out = bb.emit(relax.op.nn.conv2d(x, relax.const(weight), padding=[kernel // 2] * 4, groups=groups,
+                                         data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@pytest.mark.parametrize("groups, kernel, dtype, taken", [
+    (16, 3, "int8", True),  # depthwise, padded with 0 by an explicit pad
+    (1, 3, "int8", True),  # ungrouped with a window (a stem no dot product took)
+    (1, 1, "int8", False),  # pointwise: a dot product's, or int16 pairs'
+    (4, 3, "int8", False),  # grouped, neither depthwise nor ungrouped
+    (16, 3, "uint8", False),
+    (16, 33, "int8", False),  # 1089 taps: more than MAX_EXACT_TAPS sum exactly in float32
+])
+def test_the_pass_takes_only_exact_int8_depthwise_convs(groups, kernel, dtype, taken):
+    module = to_float_accumulation(_conv_module(groups, kernel, dtype))
+    text = module.script()
+    assert ("R.nn.conv2d" not in text) == taken
+    if taken:
+        assert "conv_float_acc" in text and "R.nn.pad" in text
+        x = np.random.default_rng(1).integers(-128, 128, (1, 9, 9, 16)).astype(np.int8)
+        target = tvm_target(preset("host"))
+        run = lambda m: relax.VirtualMachine(tvm.compile(m, target), tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+        assert np.array_equal(run(module), run(_conv_module(groups, kernel, dtype)))
