@@ -67,7 +67,7 @@ def _tile(width: int, registers: int, pixels_want: int, vectors_want: int) -> tu
     """(pixels, vectors) of an output tile: pixels divides the row's ``width``, vectors divides the
     ``registers`` of channels, each at most what is wanted. When the width has no divisor near the
     wanted pixels (7 or 14 against 4), the tile's accumulators go to more pixels rather than
-    idling: 7x1 instead of 1x3 (AVX2 int8 pointwise on 7x7: 155 -> ? us)."""
+    idling: 7x1 instead of 1x3 (AVX2 int8 pointwise 7x7x576 -> 96: 155 -> 112 us on Zen 4)."""
     pixels = _largest_divisor(width, pixels_want)
     vectors = _largest_divisor(registers, vectors_want)
     if pixels < pixels_want:
