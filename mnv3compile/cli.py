@@ -369,14 +369,16 @@ Examples:
                    "for comparison.")
 @click.option("--debug", is_flag=True, help="Keep symbols and debug information in the library (stripped by default).")
 @click.option("--db", "database", type=click.Path(path_type=Path), default=None,
-              help="A MetaSchedule JSON tuning database (folder) to take tuned kernels from; the build "
-                   "reports how many kernels it covered.")
+              help="A tuning database (folder) to take tuned kernels from [default: the one 'mnv3compile "
+                   "tune' wrote for this model and target, if any]; the build reports how many kernels it "
+                   "covered. A database tuned for another target or TVM version is refused.")
+@click.option("--no-db", "no_database", is_flag=True, help="Ignore any tuning database: templates' default tiles.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: int, weights: Path | None,
           target_name: str, quant: str, calib: str | None, preprocess_name: str | None, labels_path: Path | None,
           input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool, database: Path | None,
-          output: Path | None) -> None:
+          no_database: bool, output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
     Stages: model -> optimize (passes) -> quantize (int8) -> TVM (Relax pipeline, codegen,
@@ -394,30 +396,24 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     target's ISA (AVX2, AVX-512, NEON): 'templates for N of M kernels' is printed; see
     'mnv3compile profile' for where the time goes.
     """
-    from mnv3compile import zoo as model_zoo
-    from mnv3compile.analysis import with_static_inputs
-    from mnv3compile.onnx_io import load_onnx
     from mnv3compile.pipeline import BuildRequest, build as run_build
+    from mnv3compile.schedules.database import default_folder, identity
     from mnv3compile.targets.presets import preset as target_preset
+    from mnv3compile.tvm.build import tvm_target
 
     target = target_preset(target_name)
-    if model and onnx_path:
-        raise UserError("give either --model or --onnx, not both")
-    _check_build_inputs(labels_path, calib if quant == "int8" else None, database, output)
-    if onnx_path is not None:
-        source_model = load_onnx(onnx_path)
-        name = onnx_path.stem.replace(".", "_").replace("-", "_")
-        source = {"onnx": str(onnx_path)}
-    else:
-        model = model or "large"
-        spec = model_zoo.build_spec(model, width, resolution)
-        with console.status(f"building zoo model {model} x{width} @ {resolution}"):
-            source_model = model_zoo.build_model(spec, weights=weights)
-        name = f"mobilenetv3_{model.replace('-', '_')}"
-        source = {"zoo": model, "width": width, "resolution": resolution,
-                  "weights": str(weights) if weights else "random (seed 0)"}
-    shapes = parse_input_shapes(input_shapes, source_model) if input_shapes else None
-    source_model, notes = with_static_inputs(source_model, shapes)
+    if database is not None and no_database:
+        raise UserError("give either --db or --no-db, not both")
+    tuned_for = identity(target.name, tvm_target(target))
+    _check_build_inputs(labels_path, calib if quant == "int8" else None, database, output, tuned_for)
+    loaded = _load_model(model, onnx_path, width, resolution, weights, input_shapes)
+    source_model, name, source, notes = loaded.model, loaded.name, loaded.source, loaded.notes
+    if database is None and not no_database:
+        found = default_folder(target.name, loaded.key(quant, int8_lowering))
+        if (found / "database_tuning_record.json").is_file():
+            _check_build_inputs(None, None, found, None, tuned_for)
+            database = found
+            console.print(f"tuning database: {found} (from 'mnv3compile tune'; --no-db ignores it)", soft_wrap=True)
     labels = labels_path.read_text().splitlines() if labels_path else None
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
     request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
@@ -458,7 +454,158 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
         console.print(f"run it on the target device ({target.name}): see README, 'Deploy'")
 
 
-def _check_build_inputs(labels: Path | None, calib: str | None, database: Path | None, output: Path | None) -> None:
+def _parse_duration(text: str) -> float:
+    """'90s', '30m', '2h', '1h30m' or plain seconds -> seconds."""
+    import re
+
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise UserError(f"--time-budget {text}: expected a duration like 90s, 30m, 2h or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+@cli.command(context_settings=CONTEXT, epilog="""\b
+Examples:
+  mnv3compile tune --model small --quant int8 --time-budget 20m
+  mnv3compile tune --model small --quant int8 --resume            (continue where it stopped)
+  mnv3compile tune --onnx cls.onnx --input-shape x=1,3,48,192 --quant none --trials 200 --db tuned/cls
+  mnv3compile build --model small --quant int8                    (finds the database by itself)
+""")
+@click.option("--model", type=click.Choice(MODEL_NAMES), default=None,
+              help="A zoo model [default: large, unless --onnx is given].")
+@click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None, help="Tune this ONNX model.")
+@click.option("--width", type=float, default=1.0, show_default=True, help="Zoo width multiplier.")
+@click.option("--resolution", type=int, default=224, show_default=True, help="Zoo input size.")
+@click.option("--target", "target_name", default="host", show_default=True,
+              help="Target preset; this release measures on this machine only (host).")
+@click.option("--quant", type=click.Choice(["none", "int8"]), default="int8", show_default=True)
+@click.option("--calib", default=None, metavar="DIR|FILE.npz|synthetic[:N]",
+              help="int8 calibration data, as for build (scales do not change the kernels' shapes).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
+              help="Fix a dynamic input's shape, as for build.")
+@click.option("--int8-lowering", "int8_lowering", type=click.Choice(["integer", "fixed-point"]),
+              default="integer", show_default=True, help="As for build: the kernels tuned are the ones it builds.")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Candidates to measure in this run [default: all, or as many as --time-budget allows].")
+@click.option("--time-budget", default=None, metavar="DURATION",
+              help="Stop starting candidates after this long (90s, 30m, 2h, 1h30m).")
+@click.option("--db", "database", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Database folder [default: ~/.cache/mnv3compile/tuning/TARGET/MODEL, where build looks].")
+@click.option("--resume", is_flag=True, help="Continue the run in the database folder (skips what it measured).")
+@click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Timings per candidate; the median is kept.")
+@click.option("--min-repeat-ms", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Each timing calls the kernel as often as fills this many milliseconds.")
+def tune(model: str | None, onnx_path: Path | None, width: float, resolution: int, target_name: str, quant: str,
+         calib: str | None, input_shapes: tuple[str, ...], int8_lowering: str, trials: int | None,
+         time_budget: str | None, database: Path | None, resume: bool, repeat: int, min_repeat_ms: int) -> None:
+    """Tune a model's kernels on this machine into a database that build applies.
+
+    Each kernel's template (see 'build') has knobs: the output tile (pixels x vector registers
+    of channels) of convs and dot products, the register count of GEMVs. tune measures every
+    setting a kernel allows (tens per kernel; settings that give the same code are measured
+    once) and keeps the fastest. Kernels equal up to their constants are one task. Trials go
+    where they pay: first every task's default tile (the untuned latency), then tasks in order
+    of their share of it, largest first, so a --trials or --time-budget that ends early has
+    tuned the kernels that matter most. A live table shows each task's progress, best latency
+    and gain; at the end the report is printed and written as tuning_report.json and
+    tuning_report.png in the database folder.
+
+    Nothing measured is lost: each candidate's record is on disk before the next starts. Ctrl-C
+    (or a crash) keeps them; --resume continues, skipping what was measured and any candidate
+    that was being measured when the run died (it is counted as failed). Kernels without a
+    template (pads, the input's layout change) keep TVM's default schedule.
+
+    Timing: TVM's time_evaluator, 1 thread, median of --repeat timings of --min-repeat-ms each,
+    in this process. Measuring on a phone over TVM RPC is not in this release.
+    """
+    from rich.live import Live
+
+    from mnv3compile.pipeline import BuildRequest, deployable_model
+    from mnv3compile.schedules.database import default_folder, identity, write_identity
+    from mnv3compile.schedules.isa import isa_of
+    from mnv3compile.schedules.tune import PROGRESS_FILE, Budget, LocalMeasurer, Measurement, Tuner
+    from mnv3compile.targets.presets import preset as target_preset
+    from mnv3compile.tuning_report import plot, tasks_table
+    from mnv3compile.tvm.build import fused_module, tvm_target
+    from mnv3compile import signals
+
+    target = target_preset(target_name)
+    if not target.is_host:
+        raise UserError(f"tuning for {target.name} needs its device over TVM RPC, which this release does not do; "
+                        "tune --target host (build --target {0} still uses the templates' default tiles)"
+                        .format(target.name))
+    seconds = _parse_duration(time_budget) if time_budget is not None else None
+    _check_build_inputs(None, calib if quant == "int8" else None, None, None)
+    loaded = _load_model(model, onnx_path, width, resolution, None, input_shapes)
+    key = loaded.key(quant, int8_lowering)
+    folder = database or default_folder(target.name, key)
+    if (folder / PROGRESS_FILE).exists() and not resume:
+        raise UserError(f"{folder} already holds a tuning run; add --resume to continue it, or give another --db")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--db {folder}: exists and is not a folder")
+    tvm_tgt = tvm_target(target)
+    notes: list[str] = []
+    with console.status("preparing the kernels (optimize, quantize, TVM pipeline)"):
+        request = BuildRequest(target, folder, loaded.name, loaded.model, quant, calib)
+        _, deployed, _ = deployable_model(request, notes)
+        module, more_notes, _, _ = fused_module(deployed, tvm_tgt, int8_lowering)
+    for note in loaded.notes + notes + more_notes:
+        console.print(f"note: {note}")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mnv3compile-tune-") as work:
+        measurer = LocalMeasurer(tvm_tgt, Path(work), Measurement(repeat, min_repeat_ms))
+        tuner = Tuner(folder, module, tvm_tgt, isa_of(tvm_tgt), measurer)
+        write_identity(folder, identity(target.name, tvm_tgt), key)
+        total = sum(len(t.candidates) for t in tuner.tasks)
+        done = sum(Tuner.measured(c) for t in tuner.tasks for c in t.candidates)
+        console.print(f"tuning {len(tuner.tasks)} tasks ({sum(t.weight for t in tuner.tasks)} kernels), "
+                      f"{total} candidates, {done} measured before; database: {folder}", soft_wrap=True)
+        title = f"tune {key} on {target.name}"
+        interrupted = None
+        with Live(tasks_table(tuner.report(), title, top=15), console=console, refresh_per_second=2,
+                  transient=True) as live:
+            tuner.on_progress = lambda t: live.update(tasks_table(t.report(), title, top=15))
+            try:
+                tuner.run(Budget(trials, seconds))
+            except signals.Interrupted as exc:
+                interrupted = exc
+    report = tuner.report()
+    import json as json_module
+
+    (folder / "tuning_report.json").write_text(json_module.dumps(report, indent=1) + "\n")
+    plot(report, folder / "tuning_report.png", title)
+    wide_console().print(tasks_table(report, title))
+    remaining = total - sum(Tuner.measured(c) for t in tuner.tasks for c in t.candidates)
+    console.print(f"database: {folder} ({report['trials_this_run']} candidates measured in this run, "
+                  f"{remaining} left; report: tuning_report.json, tuning_report.png)", soft_wrap=True)
+    if interrupted is not None or remaining:
+        again = " ".join(a for a in _INVOCATION if a != "--resume")
+        console.print(f"continue with: mnv3compile {again} --resume", soft_wrap=True)
+    if interrupted is not None:
+        raise interrupted
+    console.print("build applies it: mnv3compile build " + (f"--db {folder}" if database else
+                                                             "(same model options; it finds the database)"),
+                  soft_wrap=True)
+
+
+def _load_model(model, onnx_path, width, resolution, weights, input_shapes):
+    from mnv3compile.model_source import load_model
+    from mnv3compile.onnx_io import load_onnx
+
+    shapes = None
+    if input_shapes:
+        if onnx_path is None:
+            raise UserError("--input-shape fixes an ONNX model's dynamic inputs; a zoo model has none")
+        shapes = parse_input_shapes(input_shapes, load_onnx(onnx_path))
+    with console.status("loading the model") as status:
+        return load_model(model, onnx_path, width, resolution, weights, shapes, on_status=status.update)
+
+
+def _check_build_inputs(labels: Path | None, calib: str | None, database: Path | None, output: Path | None,
+                        tuned_for: dict | None = None) -> None:
     """Every file 'build' will read, checked before any work starts (one error line, not a traceback
     at the stage that reads it)."""
     from mnv3compile.quant.calibration import check_source
@@ -475,7 +622,7 @@ def _check_build_inputs(labels: Path | None, calib: str | None, database: Path |
     if calib is not None:
         check_source(calib)
     if database is not None:
-        check_database(database)
+        check_database(database, tuned_for)
     if output is not None and output.exists() and not output.is_dir():
         raise UserError(f"-o {output}: exists and is not a folder")
 
@@ -843,10 +990,15 @@ def inspect(model_path: Path, as_json: bool, input_shapes: tuple[str, ...]) -> N
         console.print(f"note: {note}")
 
 
+_INVOCATION: list[str] = []  # the arguments main() runs with ('tune' repeats them to say how to resume)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry: run the CLI; user errors become one line on stderr and exit 2;
     SIGINT/SIGTERM one line and exit 130/143, nothing half-written (mnv3compile/signals.py)."""
     from mnv3compile import signals
+
+    _INVOCATION[:] = sys.argv[1:] if argv is None else argv
 
     with signals.handled():
         try:

@@ -30,9 +30,9 @@ DEVICE_KEY = "mnv3-phone"
 
 
 def home() -> Path:
-    root = os.environ.get("MNV3COMPILE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "mnv3compile")
-    return Path(root) / "phone"
+    from mnv3compile.cache import cache_root
+
+    return cache_root() / "phone"
 
 
 @dataclass

@@ -80,9 +80,22 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildResult:
+def deployable_model(request: BuildRequest, notes: list[str], timed: Callable = lambda name, work: work()):
+    """The first stages, shared by ``build`` and ``tune``: (optimized model, the model TVM compiles
+    (optimized, or quantized to int8 QDQ), the quantization sidecar or None)."""
     from mnv3compile.passes.optimize import optimize
     from mnv3compile.passes.registry import PIPELINE
+
+    if request.quant not in ("none", "int8"):
+        raise UserError(f"unknown quantization {request.quant!r}; choose none or int8")
+    optimized, _ = timed("optimize", lambda: optimize(request.model, PIPELINE))
+    if request.quant == "none":
+        return optimized, optimized, None
+    deployed, sidecar = timed("quantize", lambda: _quantize(request, optimized, notes))
+    return optimized, deployed, sidecar
+
+
+def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildResult:
     from mnv3compile.tvm.build import compile_onnx
 
     timings: dict[str, float] = {}
@@ -96,13 +109,7 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
         return result
 
     with BundleWriter(request.output) as bundle:
-        optimized, _ = timed("optimize", lambda: optimize(request.model, PIPELINE))
-        quant_sidecar = None
-        deployed = optimized
-        if request.quant == "int8":
-            deployed, quant_sidecar = timed("quantize", lambda: _quantize(request, optimized, notes))
-        elif request.quant != "none":
-            raise UserError(f"unknown quantization {request.quant!r}; choose none or int8")
+        optimized, deployed, quant_sidecar = deployable_model(request, notes, timed)
         onnx_name = f"{request.name}.{'int8' if request.quant == 'int8' else 'opt'}.onnx"
         onnx.save(deployed, bundle.path(onnx_name))
         float_name = f"{request.name}.opt.onnx"

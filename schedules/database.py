@@ -9,6 +9,7 @@ found a schedule is returned, so a build can report it and a test can prove it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +26,45 @@ class ApplyReport:
                 "untuned": self.untuned}
 
 
-def check_database(folder: Path) -> tuple[Path, Path]:
-    """The two files of a MetaSchedule JSON database in ``folder``, or a UserError."""
+IDENTITY_FILE = "mnv3compile_tuning.json"  # what a database was tuned for (written by 'tune')
+
+
+def identity(target_name: str, tvm_target) -> dict:
+    """What a database's schedules are valid for: the target preset, its TVM target and TVM's
+    version (a trace replays TVM's schedule primitives, which change between versions)."""
+    from importlib.metadata import version
+
+    return {"target": target_name, "tvm_target": str(tvm_target), "tvm": version("apache-tvm")}
+
+
+def default_folder(target_name: str, model_key: str) -> Path:
+    """Where 'tune' writes and 'build' looks for a model's database when --db is not given."""
+    from mnv3compile.cache import cache_root
+
+    return cache_root() / "tuning" / target_name / model_key
+
+
+def write_identity(folder: Path, tuned_for: dict, model_key: str) -> None:
+    (folder / IDENTITY_FILE).write_text(json.dumps({**tuned_for, "model": model_key}, indent=1) + "\n")
+
+
+def check_database(folder: Path, tuned_for: dict | None = None) -> tuple[Path, Path]:
+    """The two files of a MetaSchedule JSON database in ``folder``, or a UserError; with
+    ``tuned_for`` (``identity``), also refused when 'tune' wrote it for another target or TVM."""
     folder = Path(folder)
     workloads, records = folder / "database_workload.json", folder / "database_tuning_record.json"
     if not (workloads.is_file() and records.is_file()):
         raise UserError(f"{folder} is not a tuning database (needs database_workload.json and "
                         "database_tuning_record.json)")
+    written = folder / IDENTITY_FILE
+    if tuned_for is not None and written.is_file():
+        recorded = json.loads(written.read_text())
+        if recorded.get("target") != tuned_for["target"]:
+            raise UserError(f"the tuning database {folder} was tuned for {recorded.get('target')}, not for "
+                            f"{tuned_for['target']}: tune for {tuned_for['target']} or leave --db out")
+        if recorded.get("tvm") != tuned_for["tvm"]:
+            raise UserError(f"the tuning database {folder} was tuned with TVM {recorded.get('tvm')}, this is TVM "
+                            f"{tuned_for['tvm']}: its schedules may not replay; tune again")
     return workloads, records
 
 

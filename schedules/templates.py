@@ -63,14 +63,16 @@ def _fitting_lanes(extent: int, lanes: int) -> int:
     return lanes
 
 
-def _tile(width: int, registers: int, pixels_want: int, vectors_want: int) -> tuple[int, int]:
+def _tile(width: int, registers: int, pixels_want: int, vectors_want: int, wide_rows: bool) -> tuple[int, int]:
     """(pixels, vectors) of an output tile: pixels divides the row's ``width``, vectors divides the
-    ``registers`` of channels, each at most what is wanted. When the width has no divisor near the
-    wanted pixels (7 or 14 against 4), the tile's accumulators go to more pixels rather than
-    idling: 7x1 instead of 1x3 (AVX2 int8 pointwise 7x7x576 -> 96: 155 -> 112 us on Zen 4)."""
+    ``registers`` of channels, each at most what is wanted. With ``wide_rows``, when the width has
+    no divisor near the wanted pixels (7 or 14 against 4), the tile's accumulators go to more
+    pixels rather than idling: 7x1 instead of 1x3 (AVX2 int8 pointwise 7x7x576 -> 96: 155 -> 112 us
+    on Zen 4). Not on NEON, where it cost instructions (Small int8 for Cortex-A76: 12.0 -> 13.7 M in
+    the sdot kernels; 7 broadcasts per weight load)."""
     pixels = _largest_divisor(width, pixels_want)
     vectors = _largest_divisor(registers, vectors_want)
-    if pixels < pixels_want:
+    if wide_rows and pixels < pixels_want:
         accumulators = pixels_want * vectors
         wider = _largest_divisor(width, accumulators)
         if wider > pixels:
@@ -119,7 +121,7 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
     else:
         pixels_want, vectors_want = knobs[f"{kind}_{dtype}"] if f"{kind}_{dtype}" in knobs else knobs[kind]
     if channels >= lanes:
-        pixels, vectors = _tile(out_w, channels // lanes, pixels_want, vectors_want)
+        pixels, vectors = _tile(out_w, channels // lanes, pixels_want, vectors_want, knobs.get("wide_rows", False))
     else:
         pixels, vectors = _largest_divisor(out_w, pixels_want), 0
     tile_channels = vectors * lanes if vectors else channels
@@ -208,7 +210,7 @@ def schedule_dot4(sch, block, isa: Isa, knobs: dict) -> str:
     gemv = not is_conv or _extents(sch, spatial) == [1, 1, 1]
     pixels_want, vectors_want = (1, knobs["gemv"]) if gemv else knobs["dot4"]
     width = int(sch.get(spatial[-1]).extent) if is_conv else 1
-    pixels, vectors = _tile(width, outputs // lanes, pixels_want, vectors_want)
+    pixels, vectors = _tile(width, outputs // lanes, pixels_want, vectors_want, knobs.get("wide_rows", False))
     fo, fi = sch.split(f, [None, vectors * lanes])
     fv, fl = sch.split(fi, [None, lanes])
     if is_conv:
@@ -344,11 +346,13 @@ def schedule_elementwise(sch, blocks, isa: Isa) -> str:
 # int8 differs; gemv -> vector registers of outputs. AVX2 has 16 ymm registers: a 7x2 fp32
 # pointwise tile (14 accumulators) spilled and ran 17% slower than 7x1; int8 accumulates with
 # widening multiplies that need no broadcast register per pixel, and 4x3 was 17% faster there;
-# its input channels two at a time through ``vpmaddwd`` ("int8_pairs") a further 7%.
+# its input channels two at a time through ``vpmaddwd`` ("int8_pairs") a further 7%. "wide_rows":
+# rows whose width has no divisor near the wanted pixels get wider tiles (``_tile``; x86 only).
 DEFAULT_KNOBS = {
-    "avx2": {"pointwise": (7, 1), "pointwise_int8": (4, 3), "int8_pairs": True, "depthwise": (7, 1), "conv": (4, 2), "gemv": 5},
+    "avx2": {"pointwise": (7, 1), "pointwise_int8": (4, 3), "int8_pairs": True, "depthwise": (7, 1), "conv": (4, 2),
+             "gemv": 5, "wide_rows": True},
     "avx512": {"pointwise": (7, 2), "pointwise_int8": (4, 3), "dot4": (7, 3), "depthwise": (7, 1), "conv": (4, 2),
-               "gemv": 5},
+               "gemv": 5, "wide_rows": True},
     "neon": {"pointwise": (7, 3), "pointwise_int8": (4, 3), "dot4": (4, 4), "depthwise": (7, 2), "conv": (4, 3),
              "gemv": 5},
     "scalar": {"pointwise": (4, 1), "depthwise": (4, 1), "conv": (4, 1), "gemv": 1},

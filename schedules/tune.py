@@ -1,64 +1,338 @@
-"""Local MetaSchedule tuning of the exact kernels ``build`` compiles, into a JSON database that
-``build --db`` applies. (RPC tuning to phones, budgets per task and the ``tune`` command belong to
-the tuning issue; this is the local core they build on.)
+"""Tuning: measure each kernel's template over its knob choices and keep the fastest, in a
+MetaSchedule JSON database that ``build`` applies (schedules/database.py).
 
-The search space of a kernel is its template's knobs (``templates.KNOB_CHOICES``): the template
-runs on MetaSchedule's traced schedule with each knob it reads sampled as a decision
-(``SampledKnobs``), so a record is the template with the tile that measured fastest. The search
-re-runs the template with fresh samples for each candidate (``replay-func``): the knob spaces are
-small (tens of tiles per kernel), and a template chooses its loops from the sampled values in
-Python, which a replayed trace with mutated decisions would not re-run. A kernel no template
-covers is left as the pipeline made it.
+The search space of a kernel is its template's knobs (``templates.KNOB_CHOICES``): tens of tiles
+per kernel (pointwise 5 x 4, dot4 5 x 5, depthwise 5 x 3, a GEMV 6), so it is enumerated, not
+sampled: each candidate is the template run on a traced schedule whose knob reads are
+``sample_categorical`` decisions fixed to one choice (``FixedKnobs``), so a record is a replayable
+trace, exactly what MetaSchedule's own search would have stored. Choices that a kernel clamps to
+the same tile (8 pixels on a 7-wide row) are measured once.
+
+Where trials go: kernels equal up to their constants are one *task* (MetaSchedule's workload),
+weighted by how many kernels share it. First every task's default tile is measured (the untuned
+build's latency, per task and in total); then tasks are taken in order of their share of that
+total (weight x default latency), largest first, each through all its candidates. A budget
+(``--trials``, ``--time-budget``) that ends the run early has spent its trials where they pay.
+
+Nothing measured is lost: each candidate is written to ``progress.json`` as pending before it is
+measured and with its result after, and its record is in the database before the next one starts.
+A resumed run skips what was measured; a candidate left pending (the process died in it) counts as
+failed and is not tried again. Kernels no template covers (pads, the input's transpose) keep
+TVM's default schedule and are not tuned.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from itertools import product
 from pathlib import Path
 
-import onnx
+import numpy as np
 
-from mnv3compile.targets.presets import TargetPreset
+PROGRESS_FILE = "progress.json"
+PENDING = "the process ended while measuring it"
 
 
-def template_space(isa):
-    """A MetaSchedule space generator: each kernel's template, its knobs sampled."""
-    from tvm.s_tir import meta_schedule as ms
+class FixedKnobs:
+    """Template knobs read as ``sample_categorical`` decisions fixed to given values (``values``:
+    knob -> value); knobs without choices keep the ISA default, knobs not given take it too.
+    ``read`` collects which knobs the template asked for (to enumerate a kernel's space)."""
 
-    from mnv3compile.schedules.templates import NoTemplate, SampledKnobs, apply_template, schedule_kernel
+    def __init__(self, sch, isa, values: dict | None = None):
+        from mnv3compile.schedules.templates import KNOB_CHOICES, default_knobs
 
-    def schedule(sch) -> None:
-        try:  # first on a copy with the default knobs: a kernel without a template stays untouched
-            apply_template(sch.mod["main"], isa)
+        self.sch, self.defaults, self.values, self.read = sch, default_knobs(isa), values or {}, {}
+        self.choices = KNOB_CHOICES
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.defaults
+
+    def get(self, key: str, default=None):
+        return self[key] if key in self else default
+
+    def __getitem__(self, key: str):
+        choices = self.choices.get(key.removesuffix("_int8"))
+        value = self.values.get(key, self.defaults[key])
+        self.read[key] = choices
+        if choices is None or self.sch is None:
+            return value
+        if isinstance(choices[0], tuple):
+            return tuple(self._decide(options, v) for options, v in zip(choices, value))
+        return self._decide(choices, value)
+
+    def _decide(self, options, value) -> int:
+        options = list(options)
+        index = options.index(value) if value in options else min(
+            range(len(options)), key=lambda i: abs(options[i] - value))  # a default outside the choices
+        decision = self.sch.sample_categorical(options, [1.0 / len(options)] * len(options), decision=index)
+        return int(self.sch.get(decision))
+
+
+@dataclass
+class Candidate:
+    knobs: dict  # knob -> value (tuples as lists in JSON)
+    template: str = ""
+    microseconds: float | None = None  # None: failed
+    error: str = ""
+
+
+@dataclass
+class Task:
+    name: str  # the first kernel's name
+    kernels: list[str]
+    candidates: list[Candidate] = field(default_factory=list)
+    default_us: float | None = None
+
+    @property
+    def weight(self) -> int:
+        return len(self.kernels)
+
+    def best(self) -> Candidate | None:
+        timed = [c for c in self.candidates if c.microseconds is not None]
+        return min(timed, key=lambda c: c.microseconds) if timed else None
+
+
+def _key(knobs: dict) -> str:
+    return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in sorted(knobs.items())})
+
+
+def knob_space(func, isa) -> list[dict]:
+    """Every knob setting the kernel's template reads, the ISA's default first; settings that give
+    the same scheduled kernel are kept once."""
+    import tvm_ffi
+    from tvm import s_tir
+
+    from mnv3compile.schedules.templates import schedule_kernel
+
+    probe = FixedKnobs(s_tir.Schedule(func), isa)
+    schedule_kernel(probe.sch, isa, probe)  # NoTemplate propagates: nothing to tune
+    axes = []
+    for key, choices in probe.read.items():
+        if choices is None:
+            continue
+        if isinstance(choices[0], tuple):
+            axes.append([(key, values) for values in product(*choices)])
+        else:
+            axes.append([(key, value) for value in choices])
+    settings = [dict(combination) for combination in product(*axes)]
+    default = {key: probe.defaults[key] for key, choices in probe.read.items() if choices is not None}
+    seen, space = set(), []
+    for knobs in [default, *settings]:
+        sch = s_tir.Schedule(func)
+        try:
+            schedule_kernel(sch, isa, FixedKnobs(sch, isa, knobs))
+        except Exception:  # a choice this kernel cannot take
+            continue
+        fingerprint = tvm_ffi.structural_hash(sch.mod["main"])
+        if fingerprint not in seen:
+            seen.add(fingerprint)
+            space.append(knobs)
+    return space
+
+
+def tasks_of(module, isa) -> tuple[list[Task], dict]:
+    """The module's tunable kernels grouped into tasks (equal up to constants), each with its knob
+    space; and name -> PrimFunc of each task's representative."""
+    import tvm_ffi
+    from tvm import tirx
+
+    from mnv3compile.schedules.templates import NoTemplate
+
+    groups: dict[int, Task] = {}
+    funcs = {}
+    for global_var, func in sorted(module.functions.items(), key=lambda item: item[0].name_hint):
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        workload = func.with_attr("global_symbol", "main")
+        fingerprint = tvm_ffi.structural_hash(workload)
+        if fingerprint in groups:
+            groups[fingerprint].kernels.append(global_var.name_hint)
+            continue
+        try:
+            space = knob_space(workload, isa)
         except NoTemplate:
+            continue
+        task = Task(global_var.name_hint, [global_var.name_hint], [Candidate(knobs) for knobs in space])
+        groups[fingerprint] = task
+        funcs[task.name] = workload
+    return list(groups.values()), funcs
+
+
+@dataclass
+class Measurement:
+    """How candidates are timed: TVM's time_evaluator, ``repeat`` medians of as many calls as fill
+    ``min_repeat_ms``; the median of the repeats is the candidate's latency."""
+
+    repeat: int = 5
+    min_repeat_ms: int = 40
+
+
+class LocalMeasurer:
+    """Times candidates on this machine, one at a time (tuning is a single-thread measurement)."""
+
+    def __init__(self, target, work: Path, settings: Measurement):
+        self.target, self.work, self.settings, self.count = target, work, settings, 0
+
+    def __call__(self, scheduled) -> float:
+        import tvm
+
+        library = tvm.compile(tvm.IRModule({"main": scheduled}), self.target)
+        self.count += 1
+        path = self.work / f"candidate{self.count}.so"
+        library.export_library(str(path))
+        try:
+            module = tvm.runtime.load_module(str(path))
+            arguments = _random_arguments(scheduled)
+            timer = module.time_evaluator("main", tvm.cpu(), number=1, repeat=self.settings.repeat,
+                                          min_repeat_ms=self.settings.min_repeat_ms)
+            return float(np.median(timer(*arguments).results)) * 1e6
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def _random_arguments(func) -> list:
+    import tvm
+
+    rng = np.random.default_rng(0)
+    values = []
+    for param in func.params:
+        shape, dtype = [int(d) for d in param.shape], str(param.dtype)
+        data = rng.integers(-128, 128, shape) if "int" in dtype else rng.standard_normal(shape)
+        values.append(tvm.runtime.tensor(data.astype(dtype)))
+    return values
+
+
+@dataclass
+class Budget:
+    trials: int | None = None  # candidates to measure in this run (None: all)
+    seconds: float | None = None
+
+    def spent(self, trials: int, started: float) -> bool:
+        return ((self.trials is not None and trials >= self.trials)
+                or (self.seconds is not None and time.monotonic() - started >= self.seconds))
+
+
+class Tuner:
+    """Measures tasks' candidates into ``folder`` (a MetaSchedule JSON database plus
+    ``progress.json``), resuming what is there."""
+
+    def __init__(self, folder: Path, module, target, isa, measure: Callable[[object], float],
+                 on_progress: Callable[["Tuner"], None] = lambda tuner: None):
+        from tvm.s_tir import meta_schedule as ms
+
+        from mnv3compile.schedules.intrinsics import register_all
+
+        register_all()  # the templates' tensor intrinsics, by name, for the traces
+        self.folder, self.target, self.isa, self.measure, self.on_progress = folder, target, isa, measure, on_progress
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tasks, self.funcs = tasks_of(module, isa)
+        self._load_progress()
+        self.database = ms.database.JSONDatabase(
+            path_workload=str(folder / "database_workload.json"),
+            path_tuning_record=str(folder / "database_tuning_record.json"), allow_missing=True)
+        self.trials = 0  # measured in this run
+
+    # -- progress on disk ------------------------------------------------------------------
+    def _load_progress(self) -> None:
+        path = self.folder / PROGRESS_FILE
+        if not path.exists():
             return
-        schedule_kernel(sch, isa, SampledKnobs(sch, isa))
+        saved = {task["name"]: task for task in json.loads(path.read_text())["tasks"]}
+        for task in self.tasks:
+            previous = saved.get(task.name)
+            if previous is None:
+                continue
+            done = {_key(c["knobs"]): c for c in previous["candidates"]}
+            for candidate in task.candidates:
+                record = done.get(_key(candidate.knobs))
+                if record is not None:
+                    candidate.template = record["template"]
+                    candidate.microseconds = record["microseconds"]
+                    candidate.error = record["error"]  # a pending one died measuring: failed
+            task.default_us = previous.get("default_us")
 
-    return ms.space_generator.ScheduleFn(schedule, sch_rules=[], postprocs=[], mutator_probs={})
+    def save_progress(self) -> None:
+        path = self.folder / PROGRESS_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"tasks": [asdict(task) for task in self.tasks]}, indent=1))
+        temporary.replace(path)  # atomic: a kill never leaves half a file
 
+    # -- the search ----------------------------------------------------------------------
+    @staticmethod
+    def measured(candidate: Candidate) -> bool:
+        return candidate.microseconds is not None or bool(candidate.error)
 
-def tune_local(model: onnx.ModelProto, target: TargetPreset, work_dir: Path, max_trials: int,
-               trials_per_iteration: int = 2):
-    """Tune ``model`` (canonical or quantized ONNX) for ``target`` on this machine."""
-    from tvm.s_tir import meta_schedule as ms
+    def estimated_us(self, tuned: bool) -> float | None:
+        """Total latency of the tuned kernels, untuned (default tiles) or with the best so far."""
+        total = 0.0
+        for task in self.tasks:
+            best = task.best() if tuned else None
+            value = best.microseconds if best is not None else task.default_us
+            if value is None:
+                return None
+            total += value * task.weight
+        return total
 
-    from mnv3compile.schedules.intrinsics import register_all
-    from mnv3compile.schedules.isa import isa_of
-    from mnv3compile.tvm.build import tvm_target
-    from mnv3compile.tvm.frontend import import_onnx
-    from mnv3compile.tvm.pipeline import run_pipeline
+    def run(self, budget: Budget) -> None:
+        started = time.monotonic()
+        order = [*[(task, task.candidates[:1]) for task in self.tasks]]  # every default first
+        for task, candidates in order:
+            if budget.spent(self.trials, started):
+                return
+            self._measure(task, candidates[0], budget, started)
+        by_share = sorted(self.tasks, key=lambda t: -(t.default_us or 0.0) * t.weight)
+        for task in by_share:
+            for candidate in task.candidates[1:]:
+                if budget.spent(self.trials, started):
+                    return
+                self._measure(task, candidate, budget, started)
 
-    module, _ = import_onnx(model)
-    if any(node.op_type == "QuantizeLinear" for node in model.graph.node):  # as build lowers int8
-        from mnv3compile.tvm.int8_lowering import lower_to_integer
+    def _measure(self, task: Task, candidate: Candidate, budget: Budget, started: float) -> None:
+        import tvm
+        from tvm import s_tir
+        from tvm.s_tir import meta_schedule as ms
 
-        module, _ = lower_to_integer(module)
-    tvm_tgt = tvm_target(target)
-    module = run_pipeline(module, tvm_tgt)  # the same fused kernels build will look up
-    register_all()  # the templates' tensor intrinsics, by name, for the traces
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
-    # The builder worker imports TVM's tensor intrinsics (~20 s): the default 30 s timeout is too tight.
-    return ms.relax_integration.tune_relax(
-        mod=module, params={}, target=tvm_tgt, work_dir=str(work_dir), max_trials_global=max_trials,
-        num_trials_per_iter=trials_per_iteration, space=template_space(isa_of(tvm_tgt)), strategy="replay-func",
-        builder=ms.builder.LocalBuilder(timeout_sec=120, max_workers=1),
-        runner=ms.runner.LocalRunner(timeout_sec=60))
+        from mnv3compile.schedules.templates import schedule_kernel
+
+        if self.measured(candidate):
+            return
+        func = self.funcs[task.name]
+        candidate.error = PENDING  # until it ends otherwise: a resumed run counts it failed
+        self.save_progress()
+        try:
+            sch = s_tir.Schedule(func)
+            candidate.template = schedule_kernel(sch, self.isa, FixedKnobs(sch, self.isa, candidate.knobs))
+            candidate.microseconds = self.measure(sch.mod["main"])
+            candidate.error = ""
+        except Exception as exc:  # a candidate that fails to build or run is recorded and skipped
+            candidate.microseconds, candidate.error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        except BaseException:  # Ctrl-C, SIGTERM: not the candidate's fault; a resumed run measures it
+            candidate.microseconds, candidate.error = None, ""
+            self.save_progress()
+            raise
+        self.trials += 1
+        if candidate is task.candidates[0]:
+            task.default_us = candidate.microseconds
+        if candidate.microseconds is not None:
+            workload = self.database.commit_workload(tvm.IRModule({"main": func}))
+            self.database.commit_tuning_record(ms.database.TuningRecord(
+                sch.trace, workload, [candidate.microseconds * 1e-6], self.target,
+                ms.arg_info.ArgInfo.from_prim_func(func)))
+        self.save_progress()
+        self.on_progress(self)
+
+    def report(self) -> dict:
+        rows = []
+        for task in self.tasks:
+            best = task.best()
+            rows.append({"task": task.name, "kernels": task.weight,
+                         "candidates": len(task.candidates),
+                         "measured": sum(self.measured(c) for c in task.candidates),
+                         "failed": sum(bool(c.error) for c in task.candidates),
+                         "default_us": task.default_us, "best_us": best.microseconds if best else None,
+                         "best_template": best.template if best else None})
+        return {"tasks": rows, "trials_this_run": self.trials,
+                "total_default_us": self.estimated_us(False), "total_tuned_us": self.estimated_us(True)}

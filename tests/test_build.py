@@ -164,33 +164,6 @@ def test_cli_build_fixes_a_dynamic_batch_and_says_so(cli, tmp_path, paddle_cls_p
     assert "latency:" in stdout and (out / "libch_ppocr_mobile_v2_0_cls_infer.so").exists()
 
 
-def test_build_db_applies_tuned_kernels_and_says_how_many(tmp_path, cli):
-    """A handful of real MetaSchedule trials over the templates' knobs, then 'build --db': the
-    report counts the kernels the database covered (stock TVM 0.27 would apply none in a fresh
-    process), and the tuned kernels keep their templates' arithmetic (output equals onnxruntime)."""
-    from mnv3compile.passes.optimize import optimize
-    from mnv3compile.passes.registry import PIPELINE
-    from mnv3compile.schedules.tune import tune_local
-
-    spec = build_spec("small-minimal", 0.35, 96)
-    canonical, _ = optimize(build_model(spec), PIPELINE)
-    tune_local(canonical, preset("host"), tmp_path / "db", max_trials=4)
-    records = (tmp_path / "db" / "database_tuning_record.json").read_text().splitlines()
-    tuned_workloads = {json.loads(line)[0] for line in records}
-    assert tuned_workloads
-    # template schedules: vectorized, and no SamplePerfectTile (MetaSchedule's generic spaces tile with it)
-    assert all('"Vectorize"' in line and '"SamplePerfectTile"' not in line for line in records)
-    out = tmp_path / "bundle"
-    code, stdout, err = cli("build", "--model", "small-minimal", "--width", "0.35", "--resolution", "96",
-                            "--quant", "none", "--db", str(tmp_path / "db"), "-o", str(out))
-    assert code == 0, err
-    tuning = json.loads((out / "build_report.json").read_text())["tuning"]
-    assert tuning["applied"] == len(tuned_workloads) and tuning["kernels"] > tuning["applied"]
-    assert f"tuning database: tuned schedules for {len(tuned_workloads)} of {tuning['kernels']} kernels" in stdout
-    result = type("R", (), {"bundle": out, "manifest": json.loads((out / "mobilenetv3_small_minimal.json").read_text())})
-    _assert_matches_onnxruntime(result, samples=1)
-
-
 def test_build_db_that_is_not_a_database(tmp_path, cli):
     code, _, err = cli("build", "--model", "small-minimal", "--quant", "none", "--db", str(tmp_path), "-o",
                        str(tmp_path / "b"))

@@ -61,16 +61,23 @@ def _conv_module(groups: int, kernel: int, data_dtype: str = "int8"):
     return bb.get()
 
 
-@pytest.mark.parametrize("groups, kernel, dtype, taken", [
-    (16, 3, "int8", True),  # depthwise, padded with 0 by an explicit pad
-    (1, 3, "int8", True),  # ungrouped with a window (a stem no dot product took)
-    (1, 1, "int8", False),  # pointwise: a dot product's, or int16 pairs'
-    (4, 3, "int8", False),  # grouped, neither depthwise nor ungrouped
-    (16, 3, "uint8", False),
-    (16, 33, "int8", False),  # 1089 taps: more than MAX_EXACT_TAPS sum exactly in float32
+X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"}
+ARM64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon"]}
+
+
+@pytest.mark.parametrize("groups, kernel, dtype, target, taken", [
+    (16, 3, "int8", X86, True),  # depthwise, padded with 0 by an explicit pad
+    (16, 3, "int8", ARM64, False),  # depthwise on arm64: int16 smlal is one instruction per tap
+    (1, 3, "int8", X86, True),  # ungrouped with a window (a stem no dot product took)
+    (1, 3, "int8", ARM64, True),
+    (1, 1, "int8", X86, False),  # pointwise: a dot product's, or int16 pairs'
+    (4, 3, "int8", X86, False),  # grouped, neither depthwise nor ungrouped
+    (16, 3, "uint8", X86, False),
+    (16, 33, "int8", X86, False),  # 1089 taps: more than MAX_EXACT_TAPS sum exactly in float32
 ])
-def test_the_pass_takes_only_exact_int8_depthwise_convs(groups, kernel, dtype, taken):
-    module = to_float_accumulation(_conv_module(groups, kernel, dtype))
+def test_the_pass_takes_only_exact_int8_window_convs(groups, kernel, dtype, target, taken):
+    with tvm.target.Target(target):
+        module = to_float_accumulation(_conv_module(groups, kernel, dtype))
     text = module.script()
     assert ("R.nn.conv2d" not in text) == taken
     if taken:

@@ -95,6 +95,23 @@ def kernel_census(module) -> dict:
     return {"integer_kernels": total - len(float_kernels), "float_kernels": sorted(float_kernels)}
 
 
+def fused_module(model: onnx.ModelProto, tvm_tgt, int8_lowering: str = "integer"):
+    """ONNX -> Relax -> [integer lowering] -> our Relax pipeline: the fused kernels ``build``
+    compiles and ``tune`` measures. (module, notes, int8 report or None, output shapes)."""
+    module, notes = import_onnx(model)
+    shapes = output_shapes(module)
+    int8 = None
+    if int8_lowering != "fake" and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        from mnv3compile.tvm.int8_lowering import lower_to_integer
+
+        requantize = "fixed-point" if int8_lowering == "fixed-point" else "float"
+        module, lowering = lower_to_integer(module, quantize_node_names(model), requantize)
+        int8 = {"lowering": "integer", "requantize": requantize, **lowering.to_json()}
+        notes = [*notes, *(f"int8: {line}; it stays dequantize -> float -> quantize" for line in lowering.fallbacks)]
+    module = run_pipeline(module, tvm_tgt, integer_only=int8 is not None and int8["requantize"] == "fixed-point")
+    return module, notes, int8, shapes
+
+
 def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
                  database: Path | None = None, int8_lowering: str = "integer", debug: bool = False,
                  schedule: str = "templates") -> CompiledLibrary:
@@ -112,18 +129,8 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
         raise UserError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
     if int8_lowering not in INT8_LOWERINGS:
         raise UserError(f"unknown int8 lowering {int8_lowering!r}; choose one of: {', '.join(INT8_LOWERINGS)}")
-    module, notes = import_onnx(model)
-    shapes = output_shapes(module)
-    int8 = None
-    if int8_lowering != "fake" and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
-        from mnv3compile.tvm.int8_lowering import lower_to_integer
-
-        requantize = "fixed-point" if int8_lowering == "fixed-point" else "float"
-        module, lowering = lower_to_integer(module, quantize_node_names(model), requantize)
-        int8 = {"lowering": "integer", "requantize": requantize, **lowering.to_json()}
-        notes = [*notes, *(f"int8: {line}; it stays dequantize -> float -> quantize" for line in lowering.fallbacks)]
     tvm_tgt = tvm_target(target)
-    module = run_pipeline(module, tvm_tgt, integer_only=int8 is not None and int8["requantize"] == "fixed-point")
+    module, notes, int8, shapes = fused_module(model, tvm_tgt, int8_lowering)
     kernels = kernel_names(module)
     if int8 is not None:
         int8.update(kernel_census(module))

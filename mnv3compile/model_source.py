@@ -1,0 +1,56 @@
+"""The model 'build' and 'tune' take: a zoo variant or an ONNX file, with its dynamic input
+dimensions fixed, and the key under which 'tune' stores its database (schedules/database.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+
+@dataclass
+class LoadedModel:
+    model: onnx.ModelProto
+    name: str  # library and file stem, e.g. mobilenetv3_small
+    source: dict  # for the manifest
+    notes: list[str] = field(default_factory=list)
+    identity: str = ""  # what decides the kernels' shapes: zoo variant or the ONNX file's digest
+
+    def key(self, quant: str, int8_lowering: str = "integer") -> str:
+        """The tuning database's folder name: kernels differ by model, shape, quantization and
+        lowering (weights only change constants, which tuned schedules do not depend on)."""
+        lowering = "" if quant != "int8" or int8_lowering == "integer" else f"-{int8_lowering}"
+        return f"{self.identity}-{quant}{lowering}"
+
+
+def load_model(zoo_model: str | None, onnx_path: Path | None, width: float, resolution: int,
+               weights: Path | None, input_shapes: dict[str, list[int]] | None,
+               on_status=lambda text: None) -> LoadedModel:
+    from mnv3compile import zoo
+    from mnv3compile.analysis import with_static_inputs
+    from mnv3compile.errors import UserError
+    from mnv3compile.onnx_io import load_onnx
+
+    if zoo_model and onnx_path:
+        raise UserError("give either --model or --onnx, not both")
+    if onnx_path is not None:
+        model = load_onnx(onnx_path)
+        name = onnx_path.stem.replace(".", "_").replace("-", "_")
+        source = {"onnx": str(onnx_path)}
+        digest = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()[:12]
+        identity = f"{name.replace('_', '-')}-{digest}"
+    else:
+        zoo_model = zoo_model or "large"
+        spec = zoo.build_spec(zoo_model, width, resolution)
+        on_status(f"building zoo model {zoo_model} x{width} @ {resolution}")
+        model = zoo.build_model(spec, weights=weights)
+        name = f"mobilenetv3_{zoo_model.replace('-', '_')}"
+        source = {"zoo": zoo_model, "width": width, "resolution": resolution,
+                  "weights": str(weights) if weights else "random (seed 0)"}
+        identity = f"{zoo_model}-w{width:g}-r{resolution}"
+    model, notes = with_static_inputs(model, input_shapes)
+    if input_shapes:
+        identity += "-" + "-".join(f"{k}{'x'.join(map(str, v))}" for k, v in sorted(input_shapes.items()))
+    return LoadedModel(model, name, source, notes, identity)

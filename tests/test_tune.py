@@ -1,0 +1,133 @@
+"""'mnv3compile tune' (schedules/tune.py) and the database 'build' finds: a few real trials over
+the templates' knobs, a resumed run that skips what was measured and what died being measured,
+build applying the records by itself and matching onnxruntime, and the refusals."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from mnv3compile.runner import BundleRunner
+from mnv3compile.schedules.tune import PENDING, PROGRESS_FILE
+
+SMALL = ("--model", "small-minimal", "--width", "0.35", "--resolution", "96", "--quant", "none")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNV3COMPILE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "tuning" / "host" / "small-minimal-w0.35-r96-none"
+
+
+def _progress(folder):
+    tasks = json.loads((folder / PROGRESS_FILE).read_text())["tasks"]
+    return [c for task in tasks for c in task["candidates"]]
+
+
+def _records(folder) -> list[str]:
+    return (folder / "database_tuning_record.json").read_text().splitlines()
+
+
+def test_tune_resume_and_build_finds_the_database(cli, cache, tmp_path):
+    code, stdout, err = cli("tune", *SMALL, "--trials", "4", "--repeat", "2", "--min-repeat-ms", "5")
+    assert code == 0, err
+    assert f"database: {cache} (4 candidates measured in this run" in stdout
+    assert (cache / "tuning_report.json").is_file() and (cache / "tuning_report.png").is_file()
+    candidates = _progress(cache)
+    assert sum(c["microseconds"] is not None for c in candidates) == 4 and len(_records(cache)) == 4
+    # every record is a template's trace: fixed knob decisions, vectorized, no MetaSchedule tiling
+    assert all('"SampleCategorical"' in line and '"Vectorize"' in line and '"SamplePerfectTile"' not in line
+               for line in _records(cache))
+
+    # The process died while measuring the next candidate: a resumed run counts it failed, skips it.
+    progress = json.loads((cache / PROGRESS_FILE).read_text())
+    died = next(c for task in progress["tasks"] for c in task["candidates"] if c["microseconds"] is None)
+    died["error"] = PENDING
+    (cache / PROGRESS_FILE).write_text(json.dumps(progress))
+    code, stdout, err = cli("tune", *SMALL, "--trials", "3", "--repeat", "2", "--min-repeat-ms", "5")
+    assert (code, err) == (2, f"error: {cache} already holds a tuning run; add --resume to continue it, or "
+                              "give another --db\n")
+    code, stdout, err = cli("tune", *SMALL, "--trials", "3", "--resume", "--repeat", "2", "--min-repeat-ms", "5")
+    assert code == 0, err
+    candidates = _progress(cache)
+    assert sum(c["microseconds"] is not None for c in candidates) == 7 and len(_records(cache)) == 7
+    assert [c["error"] for c in candidates if c["error"]] == [PENDING]
+
+    out = tmp_path / "bundle"
+    code, stdout, err = cli("build", *SMALL, "-o", str(out))
+    assert code == 0, err
+    assert f"tuning database: {cache} (from 'mnv3compile tune'; --no-db ignores it)" in stdout
+    tuning = json.loads((out / "build_report.json").read_text())["tuning"]
+    assert tuning["applied"] == 7 and f"tuning database: tuned schedules for 7 of {tuning['kernels']} kernels" in stdout
+    runner = BundleRunner(out)
+    x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
+    session = ort.InferenceSession(str(out / runner.manifest["model"]))
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(runner(x), expected, rtol=1e-4, atol=1e-4)
+
+    code, stdout, err = cli("build", *SMALL, "--no-db", "-o", str(tmp_path / "untuned"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "untuned" / "build_report.json").read_text())["tuning"] is None
+
+
+def test_build_refuses_a_database_tuned_for_another_target(cli, cache, tmp_path):
+    code, _, err = cli("tune", *SMALL, "--trials", "1", "--repeat", "1", "--min-repeat-ms", "1")
+    assert code == 0, err
+    identity = json.loads((cache / "mnv3compile_tuning.json").read_text())
+    identity["target"] = "pixel6"
+    (cache / "mnv3compile_tuning.json").write_text(json.dumps(identity))
+    code, _, err = cli("build", *SMALL, "--db", str(cache), "-o", str(tmp_path / "b"))
+    assert (code, err) == (2, f"error: the tuning database {cache} was tuned for pixel6, not for host: tune for "
+                              "host or leave --db out\n")
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--time-budget", "soon"), "--time-budget soon: expected a duration like 90s, 30m, 2h or 1h30m"),
+    (("--target", "pixel6"), "tuning for pixel6 needs its device over TVM RPC, which this release does not do; "
+                             "tune --target host (build --target pixel6 still uses the templates' default tiles)"),
+    (("--db", "/dev/null"), "--db /dev/null: exists and is not a folder"),
+])
+def test_tune_refuses_bad_options_in_one_line(cli, cache, args, message):
+    code, _, err = cli("tune", *SMALL, *args)
+    assert (code, err) == (2, f"error: {message}\n")
+
+
+INTERRUPTED_CHILD = r"""
+import os, signal, sys, threading
+from mnv3compile.schedules import tune
+original = tune.LocalMeasurer.__call__
+calls = []
+
+def measure(self, scheduled):
+    calls.append(1)
+    if len(calls) == 3:  # Ctrl-C while the third candidate is measured
+        threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+        import time; time.sleep(1)
+    return original(self, scheduled)
+
+tune.LocalMeasurer.__call__ = measure
+from mnv3compile.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_keeps_every_measured_record_and_resume_continues(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "db"
+    args = ["tune", *SMALL, "--db", str(folder), "--repeat", "1", "--min-repeat-ms", "1"]
+    result = subprocess.run([sys.executable, "-c", INTERRUPTED_CHILD, *args], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 130, result.stderr[-3000:]
+    assert result.stderr.splitlines()[-1] == "error: aborted (SIGINT)"
+    assert f"continue with: mnv3compile {' '.join(args)} --resume" in result.stdout
+    candidates = _progress(folder)
+    assert sum(c["microseconds"] is not None for c in candidates) == 2 and len(_records(folder)) == 2
+    assert not any(c["error"] for c in candidates)  # the interrupted one is measured again, not failed
+    result = subprocess.run([sys.executable, "-m", "mnv3compile.cli", *args, "--resume", "--trials", "3"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sum(c["microseconds"] is not None for c in _progress(folder)) == 5 and len(_records(folder)) == 5
