@@ -34,6 +34,7 @@ Examples:
   mnv3compile optimize small.onnx -o small.opt.onnx --verify --report
   mnv3compile quantize small.onnx --calib images/ --preprocess torchvision -o small.int8.onnx
   mnv3compile build --model small --target arm64-android --quant int8
+  mnv3compile tune --model small --quant int8 --time-budget 20m
   mnv3compile run build/small-int8-host chelsea.png
 """)
 @click.version_option(__version__, prog_name="mnv3compile")

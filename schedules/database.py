@@ -71,6 +71,9 @@ def check_database(folder: Path, tuned_for: dict | None = None) -> tuple[Path, P
 def open_database(folder: Path):
     from tvm.s_tir import meta_schedule as ms
 
+    from mnv3compile.schedules.intrinsics import register_all
+
+    register_all()  # loading parses each record's trace, tensorize steps name our intrinsics
     workloads, records = check_database(folder)
     return ms.database.JSONDatabase(path_workload=str(workloads), path_tuning_record=str(records))
 

@@ -185,7 +185,7 @@ class LocalMeasurer:
         library.export_library(str(path))
         try:
             module = tvm.runtime.load_module(str(path))
-            arguments = _random_arguments(scheduled)
+            arguments = random_arguments(scheduled)
             timer = module.time_evaluator("main", tvm.cpu(), number=1, repeat=self.settings.repeat,
                                           min_repeat_ms=self.settings.min_repeat_ms)
             return float(np.median(timer(*arguments).results)) * 1e6
@@ -193,10 +193,11 @@ class LocalMeasurer:
             path.unlink(missing_ok=True)
 
 
-def _random_arguments(func) -> list:
+def random_arguments(func, seed: int = 0) -> list:
+    """Random tensors for a kernel's parameters: int8-range integers, or standard normal floats."""
     import tvm
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     values = []
     for param in func.params:
         shape, dtype = [int(d) for d in param.shape], str(param.dtype)

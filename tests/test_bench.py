@@ -34,3 +34,23 @@ def test_bench_table_and_bad_bundle(cli, tiny_int8_bundle, tmp_path):
     code, _, err = cli("bench", str(tmp_path), "--runs", "10")
     assert (code, err) == (2, f"error: {tmp_path} is not an mnv3compile bundle (no manifest); make one with "
                               "'mnv3compile build'\n")
+
+
+def test_rounds_rotate_so_every_contender_follows_every_other_alike():
+    from mnv3compile.bench import WARMUP_CALLS, measure
+
+    calls = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name, self.times_ms = name, []
+
+        def call(self):
+            calls.append(self.name)
+
+    entries = [Fake("a"), Fake("b"), Fake("c")]
+    measure(entries, runs=30, budget_s=60)
+    timed = calls[3 * WARMUP_CALLS:]  # after the warm-up calls
+    predecessors = {(timed[i - 1], timed[i]) for i in range(1, len(timed))}
+    assert {("c", "a"), ("a", "c"), ("b", "a"), ("a", "b"), ("c", "b"), ("b", "c")} <= predecessors
+    assert [len(e.times_ms) for e in entries] == [30, 30, 30]

@@ -17,6 +17,7 @@ from mnv3compile.schedules.inline import inline_elementwise
 from mnv3compile.schedules.isa import isa_of
 from mnv3compile.schedules.templates import (NoTemplate, SampledKnobs, apply_template, apply_templates,
                                              schedule_kernel)
+from mnv3compile.schedules.tune import random_arguments
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import quantize_node_names, tvm_target
 from mnv3compile.tvm.frontend import import_onnx
@@ -39,15 +40,6 @@ def small_models():
     int8_model = quantize(float_model, load_samples("synthetic:4", spec.input_shape, None)).model
     return {"float32": float_model, "int8": int8_model}
 
-
-def _kernel_inputs(func, seed: int = 0) -> list:
-    rng = np.random.default_rng(seed)
-    values = []
-    for param in func.params:
-        shape, dtype = [int(d) for d in param.shape], str(param.dtype)
-        data = rng.integers(-128, 128, shape) if "int" in dtype else rng.standard_normal(shape)
-        values.append(tvm.runtime.tensor(data.astype(dtype)))
-    return values
 
 
 def _run_kernel(func, target, inputs, llvm_ir: list | None = None) -> np.ndarray:
@@ -75,7 +67,7 @@ def test_every_kernel_of_small_gets_a_template_that_changes_no_result(small_mode
             continue
         kinds.add(re.sub(r"_p\d+x\d+|_n\d+|_c\d+", "", name))
         assert scheduled.script() != func.script(), name  # a template that is reported is applied
-        inputs = _kernel_inputs(func)
+        inputs = random_arguments(func)
         expected, llvm_ir = _run_kernel(func, target, inputs), []
         assert np.array_equal(_run_kernel(scheduled, target, inputs, llvm_ir), expected), (global_var.name_hint, name)
         # The epilogue's round half to even stays a vector op (mnv3compile/tvm/vectorizable.py).
@@ -245,7 +237,7 @@ def test_template_knobs_are_metaschedule_decisions(small_models):
     module = _fused(small_models["float32"], target)
     func = next(f for gv, f in module.functions.items()
                 if isinstance(f, tirx.PrimFunc) and _template_name(f, target).startswith("conv1x1"))
-    inputs = _kernel_inputs(func)
+    inputs = random_arguments(func)
     expected = _run_kernel(func, target, inputs)
     names = set()
     for seed in range(1, 7):

@@ -71,6 +71,22 @@ def test_tune_resume_and_build_finds_the_database(cli, cache, tmp_path):
     assert json.loads((tmp_path / "untuned" / "build_report.json").read_text())["tuning"] is None
 
 
+def test_int8_records_with_tensor_intrinsics_load_in_a_fresh_build(cli, tmp_path):
+    """int8 kernels' records tensorize with our intrinsics (vpdpbusd, vpmaddwd pairs, sdot), which
+    a database can only parse once they are registered."""
+    folder = tmp_path / "db"
+    int8 = [a if a != "none" else "int8" for a in SMALL]
+    tasks = 0
+    while not any('"Tensorize"' in line for line in (_records(folder) if folder.exists() else [])):
+        tasks += 8  # each task's default tile first, in name order: until a tensorized kernel's
+        code, _, err = cli("tune", *int8, "--trials", "8", "--db", str(folder), "--repeat", "1",
+                           "--min-repeat-ms", "1", *(["--resume"] if tasks > 8 else []))
+        assert code == 0 and tasks < 80, err
+    code, stdout, err = cli("build", *int8, "--db", str(folder), "-o", str(tmp_path / "b"))
+    assert code == 0, err
+    assert f"tuning database: tuned schedules for {len(_records(folder))} of " in stdout
+
+
 def test_build_refuses_a_database_tuned_for_another_target(cli, cache, tmp_path):
     code, _, err = cli("tune", *SMALL, "--trials", "1", "--repeat", "1", "--min-repeat-ms", "1")
     assert code == 0, err
