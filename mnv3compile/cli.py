@@ -479,7 +479,7 @@ Examples:
 @click.option("--width", type=float, default=1.0, show_default=True, help="Zoo width multiplier.")
 @click.option("--resolution", type=int, default=224, show_default=True, help="Zoo input size.")
 @click.option("--target", "target_name", default="host", show_default=True,
-              help="Target preset; this release measures on this machine only (host).")
+              help="Target preset: host measures here; any other preset needs --tracker.")
 @click.option("--quant", type=click.Choice(["none", "int8"]), default="int8", show_default=True)
 @click.option("--calib", default=None, metavar="DIR|FILE.npz|synthetic[:N]",
               help="int8 calibration data, as for build (scales do not change the kernels' shapes).")
@@ -494,13 +494,21 @@ Examples:
 @click.option("--db", "database", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Database folder [default: ~/.cache/mnv3compile/tuning/TARGET/MODEL, where build looks].")
 @click.option("--resume", is_flag=True, help="Continue the run in the database folder (skips what it measured).")
+@click.option("--tracker", default=None, metavar="HOST:PORT",
+              help="A TVM RPC tracker whose devices (--key) measure the candidates, cross-compiled here "
+                   "with the target's toolchain. TVM RPC has no authentication: keep trackers and servers "
+                   "on 127.0.0.1 or a network you trust. 'mnv3compile phone start' runs a stand-in one.")
+@click.option("--key", default=None, help="The device key at the tracker [default: the stand-in phone's].")
+@click.option("--device-timeout", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds to wait for a device that went away before ending the run (records kept).")
 @click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True,
               help="Timings per candidate; the median is kept.")
 @click.option("--min-repeat-ms", type=click.IntRange(min=1), default=40, show_default=True,
               help="Each timing calls the kernel as often as fills this many milliseconds.")
 def tune(model: str | None, onnx_path: Path | None, width: float, resolution: int, target_name: str, quant: str,
          calib: str | None, input_shapes: tuple[str, ...], int8_lowering: str, trials: int | None,
-         time_budget: str | None, database: Path | None, resume: bool, repeat: int, min_repeat_ms: int) -> None:
+         time_budget: str | None, database: Path | None, resume: bool, tracker: str | None, key: str | None,
+         device_timeout: float, repeat: int, min_repeat_ms: int) -> None:
     """Tune a model's kernels on this machine into a database that build applies.
 
     Each kernel's template (see 'build') has knobs: the output tile (pixels x vector registers
@@ -519,29 +527,44 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     template (pads, the input's layout change) keep TVM's default schedule.
 
     Timing: TVM's time_evaluator, 1 thread, median of --repeat timings of --min-repeat-ms each,
-    in this process. Measuring on a phone over TVM RPC is not in this release.
+    in this process for --target host; for a phone preset, on a device behind a TVM RPC tracker
+    (--tracker, --key): candidates are cross-compiled here, uploaded and timed there. A device
+    that goes away is waited for (--device-timeout), then the run ends with its records kept.
+    One device at a time in this release.
     """
     from rich.live import Live
 
     from mnv3compile.pipeline import BuildRequest, deployable_model
     from mnv3compile.schedules.database import default_folder, identity, write_identity
     from mnv3compile.schedules.isa import isa_of
-    from mnv3compile.schedules.tune import PROGRESS_FILE, Budget, LocalMeasurer, Measurement, Tuner
+    from mnv3compile.schedules.measure import DeviceLost, LocalMeasurer, Measurement, RpcMeasurer
+    from mnv3compile.schedules.tune import PROGRESS_FILE, Budget, Tuner
     from mnv3compile.targets.presets import preset as target_preset
     from mnv3compile.tuning_report import plot, tasks_table
     from mnv3compile.tvm.build import fused_module, tvm_target
     from mnv3compile import signals
 
     target = target_preset(target_name)
-    if not target.is_host:
-        raise UserError(f"tuning for {target.name} needs its device over TVM RPC, which this release does not do; "
-                        "tune --target host (build --target {0} still uses the templates' default tiles)"
-                        .format(target.name))
+    if target.is_host and tracker is not None:
+        raise UserError("--tracker measures on a device: give its --target (a phone preset); --target host "
+                        "measures here")
+    if not target.is_host and tracker is None:
+        raise UserError(f"tuning for {target.name} measures on the device: give --tracker HOST:PORT (and --key) of "
+                        "a TVM RPC tracker it is registered with ('mnv3compile phone start' runs a stand-in)")
+    if tracker is not None:
+        from mnv3compile.phone import default_tracker, read_state
+
+        if key is None:
+            if read_state() is None:
+                raise UserError("give --key: the device key your phones registered with at the tracker")
+            key = default_tracker()[1]
+        if not tracker.rpartition(":")[2].isdigit():
+            raise UserError(f"--tracker takes HOST:PORT of a TVM RPC tracker, got {tracker!r}")
     seconds = _parse_duration(time_budget) if time_budget is not None else None
     _check_build_inputs(None, calib if quant == "int8" else None, None, None)
     loaded = _load_model(model, onnx_path, width, resolution, None, input_shapes)
-    key = loaded.key(quant, int8_lowering)
-    folder = database or default_folder(target.name, key)
+    model_key = loaded.key(quant, int8_lowering)
+    folder = database or default_folder(target.name, model_key)
     if (folder / PROGRESS_FILE).exists() and not resume:
         raise UserError(f"{folder} already holds a tuning run; add --resume to continue it, or give another --db")
     if folder.exists() and not folder.is_dir():
@@ -557,22 +580,32 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="mnv3compile-tune-") as work:
-        measurer = LocalMeasurer(tvm_tgt, Path(work), Measurement(repeat, min_repeat_ms))
+        settings = Measurement(repeat, min_repeat_ms)
+        if tracker is None:
+            measurer = LocalMeasurer(tvm_tgt, Path(work), settings)
+        else:
+            from mnv3compile.targets.toolchains import toolchain_for
+
+            measurer = RpcMeasurer(tvm_tgt, toolchain_for(target), tracker, key, Path(work), settings,
+                                   device_timeout, log=lambda text: console.print(f"note: {text}"))
         tuner = Tuner(folder, module, tvm_tgt, isa_of(tvm_tgt), measurer)
-        write_identity(folder, identity(target.name, tvm_tgt), key)
+        write_identity(folder, identity(target.name, tvm_tgt), model_key)
         total = sum(len(t.candidates) for t in tuner.tasks)
         done = sum(Tuner.measured(c) for t in tuner.tasks for c in t.candidates)
         console.print(f"tuning {len(tuner.tasks)} tasks ({sum(t.weight for t in tuner.tasks)} kernels), "
                       f"{total} candidates, {done} measured before; database: {folder}", soft_wrap=True)
-        title = f"tune {key} on {target.name}"
+        title = f"tune {model_key} on {target.name}"
         interrupted = None
         with Live(tasks_table(tuner.report(), title, top=15), console=console, refresh_per_second=2,
                   transient=True) as live:
             tuner.on_progress = lambda t: live.update(tasks_table(t.report(), title, top=15))
             try:
                 tuner.run(Budget(trials, seconds))
-            except signals.Interrupted as exc:
+            except (signals.Interrupted, DeviceLost) as exc:
                 interrupted = exc
+            finally:
+                if isinstance(measurer, RpcMeasurer):
+                    measurer.close()
     report = tuner.report()
     import json as json_module
 
@@ -585,6 +618,8 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     if interrupted is not None or remaining:
         again = " ".join(a for a in _INVOCATION if a != "--resume")
         console.print(f"continue with: mnv3compile {again} --resume", soft_wrap=True)
+    if isinstance(interrupted, DeviceLost):
+        raise UserError(f"{interrupted}; every candidate measured before is in {folder}")
     if interrupted is not None:
         raise interrupted
     console.print("build applies it: mnv3compile build " + (f"--db {folder}" if database else

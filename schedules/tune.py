@@ -14,7 +14,8 @@ build's latency, per task and in total); then tasks are taken in order of their 
 total (weight x default latency), largest first, each through all its candidates. A budget
 (``--trials``, ``--time-budget``) that ends the run early has spent its trials where they pay.
 
-Nothing measured is lost: each candidate is written to ``progress.json`` as pending before it is
+Timing is a measurer's (schedules/measure.py: here, or on a device over TVM RPC). Nothing
+measured is lost: each candidate is written to ``progress.json`` as pending before it is
 measured and with its result after, and its record is in the database before the next one starts.
 A resumed run skips what was measured; a candidate left pending (the process died in it) counts as
 failed and is not tried again. Kernels no template covers (pads, the input's transpose) keep
@@ -30,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from itertools import product
 from pathlib import Path
 
-import numpy as np
 
 PROGRESS_FILE = "progress.json"
 PENDING = "the process ended while measuring it"
@@ -159,51 +159,6 @@ def tasks_of(module, isa) -> tuple[list[Task], dict]:
         groups[fingerprint] = task
         funcs[task.name] = workload
     return list(groups.values()), funcs
-
-
-@dataclass
-class Measurement:
-    """How candidates are timed: TVM's time_evaluator, ``repeat`` medians of as many calls as fill
-    ``min_repeat_ms``; the median of the repeats is the candidate's latency."""
-
-    repeat: int = 5
-    min_repeat_ms: int = 40
-
-
-class LocalMeasurer:
-    """Times candidates on this machine, one at a time (tuning is a single-thread measurement)."""
-
-    def __init__(self, target, work: Path, settings: Measurement):
-        self.target, self.work, self.settings, self.count = target, work, settings, 0
-
-    def __call__(self, scheduled) -> float:
-        import tvm
-
-        library = tvm.compile(tvm.IRModule({"main": scheduled}), self.target)
-        self.count += 1
-        path = self.work / f"candidate{self.count}.so"
-        library.export_library(str(path))
-        try:
-            module = tvm.runtime.load_module(str(path))
-            arguments = random_arguments(scheduled)
-            timer = module.time_evaluator("main", tvm.cpu(), number=1, repeat=self.settings.repeat,
-                                          min_repeat_ms=self.settings.min_repeat_ms)
-            return float(np.median(timer(*arguments).results)) * 1e6
-        finally:
-            path.unlink(missing_ok=True)
-
-
-def random_arguments(func, seed: int = 0) -> list:
-    """Random tensors for a kernel's parameters: int8-range integers, or standard normal floats."""
-    import tvm
-
-    rng = np.random.default_rng(seed)
-    values = []
-    for param in func.params:
-        shape, dtype = [int(d) for d in param.shape], str(param.dtype)
-        data = rng.integers(-128, 128, shape) if "int" in dtype else rng.standard_normal(shape)
-        values.append(tvm.runtime.tensor(data.astype(dtype)))
-    return values
 
 
 @dataclass

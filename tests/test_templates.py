@@ -15,9 +15,9 @@ from mnv3compile.quant import quantize
 from mnv3compile.quant.calibration import load_samples
 from mnv3compile.schedules.inline import inline_elementwise
 from mnv3compile.schedules.isa import isa_of
+from mnv3compile.schedules.measure import random_arguments
 from mnv3compile.schedules.templates import (NoTemplate, SampledKnobs, apply_template, apply_templates,
                                              schedule_kernel)
-from mnv3compile.schedules.tune import random_arguments
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import quantize_node_names, tvm_target
 from mnv3compile.tvm.frontend import import_onnx

@@ -101,8 +101,12 @@ def test_build_refuses_a_database_tuned_for_another_target(cli, cache, tmp_path)
 
 @pytest.mark.parametrize("args, message", [
     (("--time-budget", "soon"), "--time-budget soon: expected a duration like 90s, 30m, 2h or 1h30m"),
-    (("--target", "pixel6"), "tuning for pixel6 needs its device over TVM RPC, which this release does not do; "
-                             "tune --target host (build --target pixel6 still uses the templates' default tiles)"),
+    (("--target", "pixel6"), "tuning for pixel6 measures on the device: give --tracker HOST:PORT (and --key) of a "
+                             "TVM RPC tracker it is registered with ('mnv3compile phone start' runs a stand-in)"),
+    (("--tracker", "127.0.0.1:9190"), "--tracker measures on a device: give its --target (a phone preset); "
+                                      "--target host measures here"),
+    (("--target", "arm64-linux", "--tracker", "nowhere", "--key", "k"),
+     "--tracker takes HOST:PORT of a TVM RPC tracker, got 'nowhere'"),
     (("--db", "/dev/null"), "--db /dev/null: exists and is not a folder"),
 ])
 def test_tune_refuses_bad_options_in_one_line(cli, cache, args, message):
@@ -112,8 +116,8 @@ def test_tune_refuses_bad_options_in_one_line(cli, cache, args, message):
 
 INTERRUPTED_CHILD = r"""
 import os, signal, sys, threading
-from mnv3compile.schedules import tune
-original = tune.LocalMeasurer.__call__
+from mnv3compile.schedules import measure as measuring
+original = measuring.LocalMeasurer.__call__
 calls = []
 
 def measure(self, scheduled):
@@ -123,7 +127,7 @@ def measure(self, scheduled):
         import time; time.sleep(1)
     return original(self, scheduled)
 
-tune.LocalMeasurer.__call__ = measure
+measuring.LocalMeasurer.__call__ = measure
 from mnv3compile.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -147,3 +151,27 @@ def test_ctrl_c_keeps_every_measured_record_and_resume_continues(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sum(c["microseconds"] is not None for c in _progress(folder)) == 5 and len(_records(folder)) == 5
+
+
+def test_tune_on_the_stand_in_phone_then_build_and_run_there(stand_in_phone, cli, tmp_path):
+    """RPC: candidates cross-compiled here, timed on the emulated arm64 device through its tracker;
+    build applies the records, and the bundle run on the device matches onnxruntime."""
+    from mnv3compile import phone
+
+    folder = tmp_path / "db"
+    code, stdout, err = cli("tune", *SMALL, "--target", "arm64-linux", "--tracker", stand_in_phone.tracker(),
+                            "--key", stand_in_phone.key, "--trials", "3", "--db", str(folder), "--repeat", "1",
+                            "--min-repeat-ms", "1")
+    assert code == 0, err
+    assert sum(c["microseconds"] is not None for c in _progress(folder)) == 3 and len(_records(folder)) == 3
+    assert json.loads((folder / "mnv3compile_tuning.json").read_text())["target"] == "arm64-linux"
+    out = tmp_path / "bundle"
+    code, stdout, err = cli("build", *SMALL, "--target", "arm64-linux", "--db", str(folder), "-o", str(out))
+    assert code == 0, err
+    assert "tuning database: tuned schedules for 3 of " in stdout
+    manifest = json.loads((out / "mobilenetv3_small_minimal.json").read_text())
+    x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
+    (y,) = phone.run_remote(out / manifest["library"], [x])
+    session = ort.InferenceSession(str(out / manifest["model"]))
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
