@@ -509,7 +509,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
          calib: str | None, input_shapes: tuple[str, ...], int8_lowering: str, trials: int | None,
          time_budget: str | None, database: Path | None, resume: bool, tracker: str | None, key: str | None,
          device_timeout: float, repeat: int, min_repeat_ms: int) -> None:
-    """Tune a model's kernels on this machine into a database that build applies.
+    """Tune a model's kernels, here or on a device over TVM RPC, into a database build applies.
 
     Each kernel's template (see 'build') has knobs: the output tile (pixels x vector registers
     of channels) of convs and dot products, the register count of GEMVs. tune measures every

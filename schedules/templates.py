@@ -19,9 +19,10 @@ arithmetic -- and bit-exactness of the integer kernels -- is the kernel's own. W
 - ``elementwise`` (what is left unfused: the SE scale, pads, lookup tables): one vectorized pass.
 
 Each template's knobs have ISA-specific defaults (``DEFAULT_KNOBS``), which an untuned build uses,
-and choices (``KNOB_CHOICES``) that tuning samples as MetaSchedule decisions (``SampledKnobs``,
-schedules/tune.py); the name of what was applied
-says op, dtype, instruction where it matters, ISA and tile, e.g. ``conv1x1_nhwc_int8_vpmaddwd_avx2_p4x24``.
+and choices (``KNOB_CHOICES``) read as MetaSchedule decisions: fixed to each choice in turn by
+'tune' (``FixedKnobs`` in schedules/tune.py), or sampled at random (``SampledKnobs``) for
+MetaSchedule's own search. The name of what was applied says op, dtype, instruction where it
+matters, ISA and tile, e.g. ``conv1x1_nhwc_int8_vpmaddwd_avx2_p4x24``.
 """
 
 from __future__ import annotations

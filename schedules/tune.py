@@ -234,19 +234,17 @@ class Tuner:
 
     def run(self, budget: Budget) -> None:
         started = time.monotonic()
-        order = [*[(task, task.candidates[:1]) for task in self.tasks]]  # every default first
-        for task, candidates in order:
+        for task in self.tasks:  # the untuned latency first: every task's default tile
             if budget.spent(self.trials, started):
                 return
-            self._measure(task, candidates[0], budget, started)
-        by_share = sorted(self.tasks, key=lambda t: -(t.default_us or 0.0) * t.weight)
-        for task in by_share:
+            self._measure(task, task.candidates[0])
+        for task in sorted(self.tasks, key=lambda t: -(t.default_us or 0.0) * t.weight):  # largest share first
             for candidate in task.candidates[1:]:
                 if budget.spent(self.trials, started):
                     return
-                self._measure(task, candidate, budget, started)
+                self._measure(task, candidate)
 
-    def _measure(self, task: Task, candidate: Candidate, budget: Budget, started: float) -> None:
+    def _measure(self, task: Task, candidate: Candidate) -> None:
         import tvm
         from tvm import s_tir
         from tvm.s_tir import meta_schedule as ms
@@ -264,7 +262,8 @@ class Tuner:
             candidate.microseconds = self.measure(sch.mod["main"])
             candidate.error = ""
         except Exception as exc:  # a candidate that fails to build or run is recorded and skipped
-            candidate.microseconds, candidate.error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+            candidate.microseconds, candidate.error = None, f"{type(exc).__name__}: {first_line}"
         except BaseException:  # Ctrl-C, SIGTERM: not the candidate's fault; a resumed run measures it
             candidate.microseconds, candidate.error = None, ""
             self.save_progress()
