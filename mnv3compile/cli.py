@@ -532,8 +532,11 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     that goes away is waited for (--device-timeout), then the run ends with its records kept.
     One device at a time in this release.
     """
+    import tempfile
+
     from rich.live import Live
 
+    from mnv3compile import signals
     from mnv3compile.pipeline import BuildRequest, deployable_model
     from mnv3compile.schedules.database import default_folder, identity, write_identity
     from mnv3compile.schedules.isa import isa_of
@@ -542,7 +545,6 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     from mnv3compile.targets.presets import preset as target_preset
     from mnv3compile.tuning_report import plot, tasks_table
     from mnv3compile.tvm.build import fused_module, tvm_target
-    from mnv3compile import signals
 
     target = target_preset(target_name)
     if target.is_host and tracker is not None:
@@ -577,8 +579,6 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
         module, more_notes, _, _ = fused_module(deployed, tvm_tgt, int8_lowering)
     for note in loaded.notes + notes + more_notes:
         console.print(f"note: {note}")
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="mnv3compile-tune-") as work:
         settings = Measurement(repeat, min_repeat_ms)
         if tracker is None:
@@ -607,9 +607,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
                 if isinstance(measurer, RpcMeasurer):
                     measurer.close()
     report = tuner.report()
-    import json as json_module
-
-    (folder / "tuning_report.json").write_text(json_module.dumps(report, indent=1) + "\n")
+    (folder / "tuning_report.json").write_text(json.dumps(report, indent=1) + "\n")
     plot(report, folder / "tuning_report.png", title)
     wide_console().print(tasks_table(report, title))
     remaining = total - sum(Tuner.measured(c) for t in tuner.tasks for c in t.candidates)
