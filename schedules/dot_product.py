@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.schedules.isa import Isa
+from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_functions
 
 # ISA -> (instruction, vector lanes of int32 it can use, widest first)
 DOT4_ISAS = {"avx512-vnni": ("vnni", (16, 8)), "neon-dotprod": ("sdot", (4,))}
@@ -83,16 +84,6 @@ def dot4_compute(x, packed, offsets=None, strides=(1, 1)):
     if offsets is None:
         return acc
     return te.compute(acc.shape, lambda *index: acc(*index) + offsets[index[-1]], name="dot4_compensation")
-
-
-def constant_value(expr):
-    from tvm.ir import GenericConst  # TVM 0.27's tensor constant
-
-    return expr.value.numpy() if isinstance(expr, GenericConst) else None
-
-
-def dtype_of(expr) -> str:
-    return str(getattr(expr.ty, "dtype", ""))
 
 
 def _int32_out(attrs) -> bool:
@@ -168,8 +159,4 @@ def to_dot_products(module):
             return self.builder_.call_te(dot4_compute, data, relax.const(pack_weights(weight), "int8"), offsets,
                                          strides=strides, primfunc_name_hint="dot4")
 
-    rewrite = DotProducts(module)
-    for global_var, function in module.functions.items():
-        if isinstance(function, relax.Function):
-            rewrite.builder_.update_func(global_var, rewrite.visit_expr(function))
-    return rewrite.builder_.get()
+    return rewrite_functions(DotProducts(module), module)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.dot_product import constant_value, dtype_of
+from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_functions
 
 # |int8 x int8| <= 128 * 128 = 2^14, and float32 holds every integer up to 2^24.
 MAX_EXACT_TAPS = 2**24 // 2**14
@@ -108,8 +108,4 @@ def to_float_accumulation(module):
                                          strides=tuple(int(s) for s in call.attrs.strides),
                                          primfunc_name_hint="conv_float_acc")
 
-    rewrite = FloatAccumulation(module)
-    for global_var, function in module.functions.items():
-        if isinstance(function, relax.Function):
-            rewrite.builder_.update_func(global_var, rewrite.visit_expr(function))
-    return rewrite.builder_.get()
+    return rewrite_functions(FloatAccumulation(module), module)

@@ -296,8 +296,6 @@ def to_channels_last(module):
                 else self.builder_.emit_output(back)  # the one conversion back, at the exit
             self.set_var_remap(binding.var, nchw)
 
-    rewrite = ChannelsLastRewrite(module)
-    for global_var, function in module.functions.items():
-        if isinstance(function, relax.Function):
-            rewrite.builder_.update_func(global_var, rewrite.visit_expr(function))
-    return relax.transform.DeadCodeElimination()(rewrite.builder_.get())
+    from mnv3compile.schedules.relax_rewrite import rewrite_functions
+
+    return relax.transform.DeadCodeElimination()(rewrite_functions(ChannelsLastRewrite(module), module))
