@@ -89,18 +89,20 @@ def contenders(bundles: list[Path], vs_onnxruntime: bool, threads: int) -> list[
 
 def measure(entries: list[Contender], runs: int, budget_s: float,
             progress: Callable[[int, int], None] = lambda done, total: None) -> None:
-    """Warm each up, then call each once per round, in turn, for ``runs`` rounds or until
-    ``budget_s`` seconds have passed (at least 10 rounds). Each round starts one contender later
-    than the one before, so every contender follows every other equally often: in a fixed order
-    the one called after onnxruntime's int8 model (whose working set evicts the others' from the
-    caches) measured 20% slower, whichever bundle it was."""
+    """Warm each up, then call each once per round, for ``runs`` rounds or until ``budget_s``
+    seconds have passed (at least 10 rounds), each round in a new random order (seeded), so every
+    contender follows every other about equally often. What runs just before a call matters: in a
+    fixed order the one called after onnxruntime's int8 model (whose working set evicts the
+    others' from the caches) measured 20% slower, whichever bundle it was; rotating the order
+    kept each one's predecessor and left the first-named of two bundles 4-15% faster."""
     for entry in entries:
         for _ in range(WARMUP_CALLS):
             entry.call()
+    orders = np.random.default_rng(0)
     start = time.perf_counter()
     for done in range(runs):
-        first = done % len(entries)
-        for entry in entries[first:] + entries[:first]:
+        for index in orders.permutation(len(entries)):
+            entry = entries[index]
             t0 = time.perf_counter()
             entry.call()
             entry.times_ms.append((time.perf_counter() - t0) * 1000)

@@ -1,6 +1,7 @@
 """mnv3compile bench: interleaved latency of bundles and of onnxruntime on their models."""
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -36,7 +37,7 @@ def test_bench_table_and_bad_bundle(cli, tiny_int8_bundle, tmp_path):
                               "'mnv3compile build'\n")
 
 
-def test_rounds_rotate_so_every_contender_follows_every_other_alike():
+def test_rounds_shuffle_so_every_contender_follows_every_other_alike():
     from mnv3compile.bench import WARMUP_CALLS, measure
 
     calls = []
@@ -49,8 +50,12 @@ def test_rounds_rotate_so_every_contender_follows_every_other_alike():
             calls.append(self.name)
 
     entries = [Fake("a"), Fake("b"), Fake("c")]
-    measure(entries, runs=30, budget_s=60)
+    measure(entries, runs=300, budget_s=60)
     timed = calls[3 * WARMUP_CALLS:]  # after the warm-up calls
-    predecessors = {(timed[i - 1], timed[i]) for i in range(1, len(timed))}
-    assert {("c", "a"), ("a", "c"), ("b", "a"), ("a", "b"), ("c", "b"), ("b", "c")} <= predecessors
-    assert [len(e.times_ms) for e in entries] == [30, 30, 30]
+    pairs = Counter((timed[i - 1], timed[i]) for i in range(1, len(timed)) if timed[i - 1] != timed[i])
+    # A rotated (cyclic) order gives each contender always the same predecessor: c before a 299 times
+    # of 300, b before a once. Shuffled rounds split them about evenly (150 each expected).
+    for (before, after), count in pairs.items():
+        assert count >= 100, (before, after, pairs)
+    assert len(pairs) == 6
+    assert [len(e.times_ms) for e in entries] == [300, 300, 300]

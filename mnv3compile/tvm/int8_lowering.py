@@ -352,6 +352,7 @@ class Emitter:
             if bias is not None and np.any(bias):  # in float: acc + bias may not fit int32
                 term = op.add(term, self.const((np.asarray(bias) * steps_per_unit).reshape(channel_shape), "float32"))
             total = term if total is None else op.add(total, term)
+        low, high = -np.inf, np.inf  # what the activation bounds the total to, in output steps
         if isinstance(function, Gated):
             gate = function.gate
             opened = op.add(op.multiply(total, self.const(gate.slope * scale, "float32")),
@@ -360,14 +361,28 @@ class Emitter:
         else:
             if function.offset:
                 total = op.add(total, self.const(function.offset / scale, "float32"))
-            low = -3.0e38 if np.isinf(function.low) else function.low / scale
-            high = 3.0e38 if np.isinf(function.high) else function.high / scale
-            if low > -3.0e38 or high < 3.0e38:
-                total = op.clip(total, low, high)
+            low, high = function.low / scale, function.high / scale
+            total = self.bounded(total, low, high, "float32")
         steps = op.round(total)  # half to even, as onnxruntime and XNNPACK round
         if zero:
             steps = op.add(steps, self.const(zero, "float32"))
-        return self.emit(op.astype(op.clip(steps, -128, 127), "int8"))
+        # Saturate only the sides the activation leaves open: after a ReLU, round(total) + zero
+        # cannot fall below -128 (one vector op less per 16 outputs in epilogue-bound kernels).
+        # Rounding is monotonic, so the activation's bounds (as the float32 the kernel compares
+        # against) bound the rounded steps too.
+        open_low = -128 if np.round(np.float32(low)) + zero < -128 else -np.inf
+        open_high = 127 if np.round(np.float32(high)) + zero > 127 else np.inf
+        return self.emit(op.astype(self.bounded(steps, open_low, open_high, "float32"), "int8"))
+
+    def bounded(self, expr, low: float, high: float, dtype: str):
+        """``expr`` clipped to [low, high], an infinite side left out (one min or max, not both)."""
+        if np.isfinite(low) and np.isfinite(high):
+            return op.clip(expr, low, high)
+        if np.isfinite(low):
+            return op.maximum(expr, self.const(low, dtype))
+        if np.isfinite(high):
+            return op.minimum(expr, self.const(high, dtype))
+        return expr
 
     def table(self, int8, table: np.ndarray):
         """``table[q + 128]`` without an index computation (which FuseOps would leave as a kernel of
