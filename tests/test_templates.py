@@ -204,7 +204,7 @@ def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channel
     x4[..., :channels] = x
     out_h, out_w = (15 - kernel) // stride + 1, (29 - kernel) // stride + 1
     xs = te.placeholder(x4.shape, "int8", "x")
-    packed = te.placeholder(pack_weights(w).shape, "int8", "packed")
+    packed = te.placeholder(pack_weights(w, 16).shape, "int8", "packed")
     offsets = te.placeholder((80,), "int32", "offsets")
     acc = dot4_compute(xs, packed, offsets, (stride, stride))
     out = te.compute(acc.shape, lambda *i: acc(*i) * 3, name="epilogue")  # something to consume the tile
@@ -213,7 +213,7 @@ def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channel
     scheduled, name = apply_template(inline_elementwise(func), isa_of(target))
     assert name.startswith(f"conv{kernel}x{kernel}_nhwc_int8_vpdpbusd_avx512-vnni_p")
     got = _run_kernel(scheduled, target, [tvm.runtime.tensor(a) for a in (
-        x4, pack_weights(w), compensation(w), np.zeros((1, out_h, out_w, 80), np.int32))])
+        x4, pack_weights(w, 16), compensation(w), np.zeros((1, out_h, out_w, 80), np.int32))])
     expected = np.zeros((1, out_h, out_w, 80), np.int64)
     for ry in range(kernel):
         for rx in range(kernel):
