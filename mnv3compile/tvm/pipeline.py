@@ -20,6 +20,7 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
     from mnv3compile.schedules.dot_product import to_dot_products
     from mnv3compile.schedules.inline import inline_module
     from mnv3compile.schedules.layout import to_channels_last
+    from mnv3compile.schedules.packed_gemv import to_packed_gemv
     from mnv3compile.tvm.narrow_multipliers import narrow_multipliers
 
     return [
@@ -37,6 +38,9 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
         # the other int8 window convs (depthwise, a stem without dot product) on float32 FMAs,
         # exactly (schedules/float_accumulation.py).
         *([] if integer_only else [("FloatAccumulation", module_pass("FloatAccumulation", to_float_accumulation))]),
+        # float32 GEMVs (the classifier) on weights packed per output vector, read as sequential
+        # streams (schedules/packed_gemv.py).
+        ("PackedGemv", module_pass("PackedGemv", to_packed_gemv)),
         ("LegalizeOps", relax.transform.LegalizeOps),
         ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern),
         ("FoldConstant (TIR)", relax.transform.FoldConstant),

@@ -1,0 +1,69 @@
+"""float32 GEMVs (the classifier at batch 1) on weights packed ``[N/L, K, L]``.
+
+The gemv template (templates.py) keeps a tile of output vectors in registers and walks the
+reduction: for each input k it reads the tile's weights ``W[k, tile]``. Row-major ``[K, N]``
+puts those L x 4 bytes a whole row (N x 4 bytes) apart, so the classifier's 4 MB (1024 x 1000)
+is read at a 4000-byte stride, which no hardware prefetcher follows when the weights are not in
+cache (every call in a real app, and every call of an interleaved benchmark). Packed, each
+vector of L outputs reads its weights as one sequential stream. The packing is a constant made
+once at build time, like the int8 dot products' (schedules/dot_product.py, which takes int8
+matmuls before this pass sees them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_functions
+
+BLOCK = "matmul_packed"  # a "matmul..." block: the gemv template schedules it
+
+
+def pack_columns(weight: np.ndarray, lanes: int) -> np.ndarray:
+    """(K, N) -> (N/lanes, K, lanes): each vector of ``lanes`` output columns, contiguous over K."""
+    rows, columns = weight.shape
+    return np.ascontiguousarray(weight.reshape(rows, columns // lanes, lanes).transpose(1, 0, 2))
+
+
+def packed_matmul(x, packed):
+    """TE: out[i, f] = sum_k x[i, k] * W[k, f], with W read from its packed form."""
+    from tvm import te
+
+    vectors, depth, lanes = (int(d) for d in packed.shape)
+    k = te.reduce_axis((0, depth), "k")
+    return te.compute((int(x.shape[0]), vectors * lanes),
+                      lambda i, f: te.sum(x[i, k] * packed[f // lanes, k, f % lanes], axis=k), name=BLOCK)
+
+
+def to_packed_gemv(module):
+    """``module`` with every float32 row-times-constant matmul reading packed weights."""
+    import tvm
+    from tvm import relax
+
+    from mnv3compile.schedules.isa import isa_of
+    from mnv3compile.schedules.templates import _fitting_lanes
+
+    target = tvm.target.Target.current(allow_none=True)
+    if target is None:
+        return module
+    vector = isa_of(target).lanes("float32")
+
+    @relax.expr_functor.mutator
+    class PackedGemv(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if getattr(call.op, "name", "") != "relax.matmul" or dtype_of(call) != "float32":
+                return call
+            weight = constant_value(call.args[1])
+            shape = getattr(call.args[0].ty, "shape", None)
+            if weight is None or weight.ndim != 2 or weight.dtype != np.float32 or shape is None:
+                return call
+            if len(shape.values) != 2 or int(shape.values[0]) != 1 or dtype_of(call.args[0]) != "float32":
+                return call  # a GEMM, not the batch-1 GEMV the template covers
+            lanes = _fitting_lanes(weight.shape[1], vector)
+            if lanes < 4:
+                return call
+            packed = relax.const(pack_columns(weight, lanes), "float32")
+            return self.builder_.call_te(packed_matmul, call.args[0], packed, primfunc_name_hint="matmul_packed")
+
+    return rewrite_functions(PackedGemv(module), module)
