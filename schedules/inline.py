@@ -11,6 +11,8 @@ the kernels they cover.
 
 from __future__ import annotations
 
+from mnv3compile.schedules.separable_resize import KEEP
+
 
 def inline_elementwise(func):
     """``func`` (a PrimFunc) with every stage that can be inlined, inlined."""
@@ -29,6 +31,8 @@ def _inline_one(sch) -> bool:
     except Exception:  # a kernel without a root block has nothing to inline
         return False
     for block in blocks:
+        if KEEP in sch.get(block).annotations:  # a stage meant to be in memory (separable_resize.py)
+            continue
         for inline in (sch.compute_inline, sch.reverse_compute_inline):
             try:
                 inline(block)

@@ -21,17 +21,25 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
     from mnv3compile.schedules.inline import inline_module
     from mnv3compile.schedules.layout import to_channels_last
     from mnv3compile.schedules.packed_gemv import to_packed_gemv
+    from mnv3compile.schedules.separable_resize import to_separable_resize
+    from mnv3compile.schedules.vector_channels import to_vector_channels
     from mnv3compile.tvm.narrow_multipliers import narrow_multipliers
 
     return [
         ("FoldBatchnormToConv2D", relax.transform.FoldBatchnormToConv2D),  # if any BN survived our passes
         ("DecomposeOpsForInference", relax.transform.DecomposeOpsForInference),
+        # Bilinear resizes (LR-ASPP) in two passes, rows then columns (schedules/separable_resize.py),
+        # in NCHW: before the layout pass.
+        ("SeparableResize", module_pass("SeparableResize", to_separable_resize)),
         # One layout for the whole network (schedules/layout.py); weights transposed by FoldConstant.
         ("ChannelsLast", module_pass("ChannelsLast", to_channels_last)),
         ("FoldConstant", relax.transform.FoldConstant),  # dequantized weights become constants here
         # Fixed-point multipliers as int32 constants (32 x 32 -> 64 multiplies); after FoldConstant,
         # which would widen them back.
         ("NarrowMultipliers", module_pass("NarrowMultipliers", narrow_multipliers)),
+        # float32 convs of a channel count no vector divides (a segmenter's 19 classes) on zero-padded
+        # output channels, sliced after, so a template takes them (schedules/vector_channels.py).
+        ("VectorChannels", module_pass("VectorChannels", to_vector_channels)),
         # int8 pointwise convs and the classifier on vpdpbusd / sdot, weights packed once
         # (schedules/dot_product.py); a no-op on targets without a 4-deep int8 dot product.
         ("DotProducts", module_pass("DotProducts", to_dot_products)),
