@@ -1,4 +1,5 @@
-"""float32 GEMVs (the classifier at batch 1) on weights packed ``[N/L, K, L]``.
+"""GEMVs (the classifier at batch 1) on weights packed ``[N/L, K, L]``: float32, and int8 into
+int32 where no dot product takes them (AVX2, arm64 without dotprod).
 
 The gemv template (templates.py) keeps a tile of output vectors in registers and walks the
 reduction: for each input k it reads the tile's weights ``W[k, tile]``. Row-major ``[K, N]``
@@ -25,18 +26,19 @@ def pack_columns(weight: np.ndarray, lanes: int) -> np.ndarray:
     return np.ascontiguousarray(weight.reshape(rows, columns // lanes, lanes).transpose(1, 0, 2))
 
 
-def packed_matmul(x, packed):
-    """TE: out[i, f] = sum_k x[i, k] * W[k, f], with W read from its packed form."""
+def packed_matmul(x, packed, out_dtype: str = "float32"):
+    """TE: out[i, f] = sum_k x[i, k] * W[k, f] in ``out_dtype``, with W read from its packed form."""
     from tvm import te
 
     vectors, depth, lanes = (int(d) for d in packed.shape)
     k = te.reduce_axis((0, depth), "k")
-    return te.compute((int(x.shape[0]), vectors * lanes),
-                      lambda i, f: te.sum(x[i, k] * packed[f // lanes, k, f % lanes], axis=k), name=BLOCK)
+    return te.compute((int(x.shape[0]), vectors * lanes), lambda i, f: te.sum(
+        x[i, k].astype(out_dtype) * packed[f // lanes, k, f % lanes].astype(out_dtype), axis=k), name=BLOCK)
 
 
 def to_packed_gemv(module):
-    """``module`` with every float32 row-times-constant matmul reading packed weights."""
+    """``module`` with every float32 (or int8 -> int32) row-times-constant matmul reading packed
+    weights."""
     import tvm
     from tvm import relax
 
@@ -46,24 +48,26 @@ def to_packed_gemv(module):
     target = tvm.target.Target.current(allow_none=True)
     if target is None:
         return module
-    vector = isa_of(target).lanes("float32")
+    isa = isa_of(target)
+    operands = {"float32": np.float32, "int32": np.int8}  # result dtype -> operand dtype
 
     @relax.expr_functor.mutator
     class PackedGemv(relax.PyExprMutator):
         def visit_call_(self, call):
             call = super().visit_call_(call)
-            if getattr(call.op, "name", "") != "relax.matmul" or dtype_of(call) != "float32":
+            result = dtype_of(call)
+            if getattr(call.op, "name", "") != "relax.matmul" or result not in operands:
                 return call
             weight = constant_value(call.args[1])
             shape = getattr(call.args[0].ty, "shape", None)
-            if weight is None or weight.ndim != 2 or weight.dtype != np.float32 or shape is None:
+            if weight is None or weight.ndim != 2 or weight.dtype != operands[result] or shape is None:
                 return call
-            if len(shape.values) != 2 or int(shape.values[0]) != 1 or dtype_of(call.args[0]) != "float32":
+            if len(shape.values) != 2 or int(shape.values[0]) != 1 or dtype_of(call.args[0]) != weight.dtype.name:
                 return call  # a GEMM, not the batch-1 GEMV the template covers
-            lanes = _fitting_lanes(weight.shape[1], vector)
+            lanes = _fitting_lanes(weight.shape[1], isa.lanes(result))
             if lanes < 4:
                 return call
-            packed = relax.const(pack_columns(weight, lanes), "float32")
-            return self.builder_.call_te(packed_matmul, call.args[0], packed, primfunc_name_hint="matmul_packed")
+            packed = relax.const(pack_columns(weight, lanes), weight.dtype.name)
+            return self.builder_.call_te(packed_matmul, call.args[0], packed, result, primfunc_name_hint="matmul_packed")
 
     return rewrite_functions(PackedGemv(module), module)

@@ -23,33 +23,44 @@ def test_packed_columns_hold_each_output_vector_contiguously():
     assert packed.flags["C_CONTIGUOUS"]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
 @pytest.mark.parametrize("depth, outputs", [(576, 1024), (1024, 1000), (96, 40)])
-def test_packed_gemv_equals_the_matmul(depth, outputs):
+def test_packed_gemv_equals_the_matmul(depth, outputs, dtype):
     target = tvm_target(preset("host"))
     lanes = 8 if outputs % 16 else 16
+    result = "int32" if dtype == "int8" else "float32"
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, depth)).astype(np.float32)
-    w = rng.standard_normal((depth, outputs)).astype(np.float32)
-    xs = te.placeholder(x.shape, "float32", "x")
-    ws = te.placeholder((outputs // lanes, depth, lanes), "float32", "w")
-    acc = packed_matmul(xs, ws)
-    out = te.compute(acc.shape, lambda *i: acc(*i) + 1.0, name="bias")  # an epilogue, as in a network
+    if dtype == "int8":  # -128 x -128 included
+        x, w = (rng.integers(-128, 128, shape).astype(np.int8) for shape in ((1, depth), (depth, outputs)))
+        x[0, :8], w[:8] = -128, -128
+    else:
+        x, w = (rng.standard_normal(shape).astype(np.float32) for shape in ((1, depth), (depth, outputs)))
+    xs = te.placeholder(x.shape, dtype, "x")
+    ws = te.placeholder((outputs // lanes, depth, lanes), dtype, "w")
+    acc = packed_matmul(xs, ws, result)
+    out = te.compute(acc.shape, lambda *i: acc(*i) + 1, name="bias")  # an epilogue, as in a network
     scheduled, template = apply_template(te.create_prim_func([xs, ws, out]), isa_of(target))
-    assert template.startswith("gemv_float32_")
+    assert template.startswith(f"gemv_{result if dtype == 'float32' else 'int8'}_")
     library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)
-    got = tvm.runtime.tensor(np.zeros((1, outputs), np.float32))
+    got = tvm.runtime.tensor(np.zeros((1, outputs), result))
     library["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_columns(w, lanes)), got)
-    np.testing.assert_allclose(got.numpy(), x.astype(np.float64) @ w + 1, rtol=1e-4, atol=1e-4)
+    expected = x.astype(np.float64) @ w.astype(np.float64) + 1
+    if dtype == "int8":
+        assert np.array_equal(got.numpy(), expected.astype(np.int64))
+    else:
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def _module(rows: int, dtype: str, constant: bool):
-    w = relax.const(np.ones((64, 32), dtype), dtype)
-    x = relax.Var("x", relax.TensorType((rows, 64), dtype))
-    v = relax.Var("v", relax.TensorType((64, 32), dtype))
+    operand = "int8" if dtype == "int8->int32" else dtype
+    w = relax.const(np.ones((64, 32), operand), operand)
+    x = relax.Var("x", relax.TensorType((rows, 64), operand))
+    v = relax.Var("v", relax.TensorType((64, 32), operand))
     bb = relax.BlockBuilder()
     with bb.function("main", [x] + ([] if constant else [v])):
         with bb.dataflow():
-            out = bb.emit_output(relax.op.matmul(x, w if constant else v))
+            extra = {"out_dtype": "int32"} if dtype == "int8->int32" else {}
+            out = bb.emit_output(relax.op.matmul(x, w if constant else v, **extra))
         bb.emit_func_output(out)
     return bb.get()
 
@@ -58,7 +69,8 @@ def _module(rows: int, dtype: str, constant: bool):
     (1, "float32", True, True),     # the classifier
     (4, "float32", True, False),    # a GEMM: the template covers batch 1 only
     (1, "float32", False, False),   # weights not known at build time
-    (1, "int32", True, False),      # integer matmuls are the dot products' or the int8 templates'
+    (1, "int8->int32", True, True),  # the int8 classifier where no dot product took it (AVX2)
+    (1, "int32", True, False),      # int32 operands: no int8 model has them
 ])
 def test_the_pass_packs_only_batch_one_float_matmuls_with_constant_weights(rows, dtype, constant, packed):
     with tvm_target(preset("host")):
