@@ -377,10 +377,11 @@ def schedule_padding(sch, block, isa: Isa) -> str:
         raise NoTemplate("a guarded load that is not a pad")
     axes = len(sch.get(block).iter_vars)
     layout_change = "_transpose" if _transposes(sch, block) else ""
+    outer = sorted(axis for axis in bounds if axis != axes - 1)
+    if not outer:  # a pad of the innermost axis alone: nothing to partition
+        raise NoTemplate("a guarded load (padding) of the innermost axis only")
     interior = block
-    for axis in sorted(bounds):
-        if axis == axes - 1:
-            continue
+    for axis in outer:
         loop = sch.get_loops(interior)[axis - axes]  # loops above a partition's block are not its own
         low, high = bounds[axis]
         factors = ([low] if low else []) + [high - low] + ([None] if high < int(sch.get(loop).extent) else [])

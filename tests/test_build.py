@@ -170,3 +170,18 @@ def test_build_db_that_is_not_a_database(tmp_path, cli):
     assert (code, err) == (2, f"error: {tmp_path} is not a tuning database (needs database_workload.json and "
                               "database_tuning_record.json)\n")
     assert not (tmp_path / "b").exists()
+
+
+def test_host_cpu_can_be_named_to_build_another_code_path(monkeypatch):
+    """MNV3COMPILE_HOST_CPU=znver3 builds the AVX2 path on an AVX-512 machine (benchmarks/avx2_path.sh)."""
+    from mnv3compile.schedules.isa import isa_of
+    from mnv3compile.targets.presets import preset
+    from mnv3compile.tvm.build import HOST_CPU_VARIABLE, tvm_target
+
+    monkeypatch.setenv(HOST_CPU_VARIABLE, "znver3")
+    target = tvm_target(preset("host"))
+    assert (str(target.attrs["mcpu"]), isa_of(target).name) == ("znver3", "avx2")
+    monkeypatch.delenv(HOST_CPU_VARIABLE)
+    from tvm.target import codegen
+
+    assert str(tvm_target(preset("host")).attrs["mcpu"]) == codegen.llvm_get_system_cpu()

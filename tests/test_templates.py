@@ -273,3 +273,31 @@ def test_elementwise_vectors_stay_within_a_channel_row(dtype, channels):
     got = tvm.runtime.tensor(np.zeros((1, 28, 28, channels), dtype))
     library["main"](*(tvm.runtime.tensor(a) for a in arrays), got)
     assert np.array_equal(got.numpy(), arrays[0] * arrays[1])
+
+
+@pytest.mark.parametrize("pad_hw, template", [((1, 2), "pad_int8_"), ((0, 0), None)], ids=["spatial", "channels-only"])
+def test_padding_template_partitions_padded_rows_and_columns(pad_hw, template):
+    """A pad's border and interior loops are split (the interior then has no guard); the result is
+    the pad's. A pad of the channel axis alone has nothing to split and keeps the default."""
+    target = tvm_target(preset("host"))
+    top, left = pad_hw
+    x = te.placeholder((1, 9, 11, 6), "int8", "x")
+    shape = (1, 9 + 2 * top, 11 + 2 * left, 8)
+
+    def padded(n, h, w, c):
+        inside = tvm.tirx.all(h >= top, h < 9 + top, w >= left, w < 11 + left, c < 6)
+        return tvm.tirx.if_then_else(inside, x[n, h - top, w - left, c], tvm.tirx.const(-7, "int8"))
+
+    out = te.compute(shape, padded, name="PadInput")
+    func = te.create_prim_func([x, out])
+    if template is None:
+        with pytest.raises(NoTemplate, match="innermost axis only"):
+            apply_template(func, isa_of(target))
+        return
+    scheduled, name = apply_template(func, isa_of(target))
+    assert name.startswith(template) and "_partition" in scheduled.script()
+    data = np.random.default_rng(0).integers(-128, 128, (1, 9, 11, 6)).astype(np.int8)
+    expected = np.full(shape, -7, np.int8)
+    expected[:, top:top + 9, left:left + 11, :6] = data
+    assert np.array_equal(_run_kernel(scheduled, target, [tvm.runtime.tensor(data), tvm.runtime.tensor(expected)]),
+                          expected)
