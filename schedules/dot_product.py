@@ -82,11 +82,13 @@ def dot4_compute(x, packed, offsets=None, strides=(1, 1)):
         ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
         shape = (n, (height - kh) // sh + 1, (width - kw) // sw + 1, outputs)
         acc = te.compute(shape, lambda b, y, i, f: te.sum(
-            product(x[b, y * sh + ry, i * sw + rx, group * 4 + lane], packed[ry, rx, f // lanes, group, f % lanes, lane]),
+            product(x[b, y * sh + ry, i * sw + rx, group * 4 + lane],
+                    packed[ry, rx, f // lanes, group, f % lanes, lane]),
             axis=[ry, rx, group, lane]), name=DOT4_BLOCK)
     else:  # matmul of rows: out[i, f]
         acc = te.compute((int(x.shape[0]), outputs), lambda i, f: te.sum(
-            product(x[i, group * 4 + lane], packed[f // lanes, group, f % lanes, lane]), axis=[group, lane]), name=DOT4_BLOCK)
+            product(x[i, group * 4 + lane], packed[f // lanes, group, f % lanes, lane]), axis=[group, lane]),
+            name=DOT4_BLOCK)
     if offsets is None:
         return acc
     return te.compute(acc.shape, lambda *index: acc(*index) + offsets[index[-1]], name="dot4_compensation")
@@ -162,7 +164,8 @@ def to_dot_products(module):
             data = _conv_data(call, self.builder_.emit) if is_conv else call.args[0]
             offsets = relax.const(compensation(weight), "int32") if unsigned_input else None
             strides = tuple(int(s) for s in call.attrs.strides) if is_conv else (1, 1)
-            return self.builder_.call_te(dot4_compute, data, relax.const(pack_weights(weight, dot4_lanes(isa, outputs)), "int8"), offsets,
-                                         strides=strides, primfunc_name_hint="dot4")
+            packed = relax.const(pack_weights(weight, dot4_lanes(isa, outputs)), "int8")
+            return self.builder_.call_te(dot4_compute, data, packed, offsets, strides=strides,
+                                         primfunc_name_hint="dot4")
 
     return rewrite_functions(DotProducts(module), module)

@@ -68,6 +68,7 @@ def to_packed_gemv(module):
             if lanes < 4:
                 return call
             packed = relax.const(pack_columns(weight, lanes), weight.dtype.name)
-            return self.builder_.call_te(packed_matmul, call.args[0], packed, result, primfunc_name_hint="matmul_packed")
+            return self.builder_.call_te(packed_matmul, call.args[0], packed, result,
+                                         primfunc_name_hint="matmul_packed")
 
     return rewrite_functions(PackedGemv(module), module)

@@ -13,8 +13,9 @@ This pass runs on the NCHW Relax module, before the layout pass (schedules/layou
 leaves the resize in NCHW (a transpose of the small input before it; a segmenter's output is NCHW
 anyway). It takes only resizes of a channel count no vector divides (``VECTOR``): with 128
 channels, as in LR-ASPP's inner upsampling, the layout pass's NHWC resize reads whole channel
-vectors per tap and ran 41 us, against 287 us in two NCHW passes. It takes ``linear`` resizes with ``half_pixel``, ``pytorch_half_pixel``, ``align_corners``
-or ``asymmetric`` coordinates and static shapes; others keep TVM's resize2d.
+vectors per tap and ran 41 us, against 287 us in two NCHW passes. It takes ``linear`` resizes
+with ``half_pixel``, ``pytorch_half_pixel``, ``align_corners`` or ``asymmetric`` coordinates and
+static shapes; others keep TVM's resize2d.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def to_separable_resize(module):
                 return call
             if channels % VECTOR == 0:
                 return call
-            return self.builder_.call_te(separable_bilinear, call.args[0], size[0], size[1],
-                                         str(attrs.coordinate_transformation_mode), primfunc_name_hint="resize_bilinear")
+            mode = str(attrs.coordinate_transformation_mode)
+            return self.builder_.call_te(separable_bilinear, call.args[0], size[0], size[1], mode,
+                                         primfunc_name_hint="resize_bilinear")
 
     return rewrite_functions(SeparableResize(module), module)

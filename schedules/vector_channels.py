@@ -51,9 +51,9 @@ def to_vector_channels(module):
                 return call
             channels = weight.shape[-1]
             wide = self.builder_.emit(op.nn.conv2d(
-                call.args[0], relax.const(padded_outputs(weight), str(weight.dtype)), strides=attrs.strides, padding=attrs.padding,
-                dilation=attrs.dilation, groups=1, data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC",
-                out_dtype=attrs.out_dtype))
+                call.args[0], relax.const(padded_outputs(weight), str(weight.dtype)), strides=attrs.strides,
+                padding=attrs.padding, dilation=attrs.dilation, groups=1, data_layout="NHWC", kernel_layout="HWIO",
+                out_layout="NHWC", out_dtype=attrs.out_dtype))
             return op.strided_slice(wide, axes=[3], begin=[0], end=[channels])
 
     return rewrite_functions(VectorChannels(module), module)
