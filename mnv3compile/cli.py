@@ -505,10 +505,13 @@ Examples:
               help="Timings per candidate; the median is kept.")
 @click.option("--min-repeat-ms", type=click.IntRange(min=1), default=40, show_default=True,
               help="Each timing calls the kernel as often as fills this many milliseconds.")
+@click.option("--cooldown", type=click.FloatRange(min=0), default=None,
+              help="Seconds of pause before each candidate, so a phone does not heat up and throttle "
+                   "[default: 1 over RPC, 0 here].")
 def tune(model: str | None, onnx_path: Path | None, width: float, resolution: int, target_name: str, quant: str,
          calib: str | None, input_shapes: tuple[str, ...], int8_lowering: str, trials: int | None,
          time_budget: str | None, database: Path | None, resume: bool, tracker: str | None, key: str | None,
-         device_timeout: float, repeat: int, min_repeat_ms: int) -> None:
+         device_timeout: float, repeat: int, min_repeat_ms: int, cooldown: float | None) -> None:
     """Tune a model's kernels, here or on a device over TVM RPC, into a database build applies.
 
     Each kernel's template (see 'build') has knobs: the output tile (pixels x vector registers
@@ -528,8 +531,9 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
 
     Timing: TVM's time_evaluator, 1 thread, median of --repeat timings of --min-repeat-ms each,
     in this process for --target host; for a phone preset, on a device behind a TVM RPC tracker
-    (--tracker, --key): candidates are cross-compiled here, uploaded and timed there. A device
-    that goes away is waited for (--device-timeout), then the run ends with its records kept.
+    (--tracker, --key): candidates are cross-compiled here, uploaded and timed there, on 1 thread
+    pinned to the device's big cores, after a --cooldown pause each. A device that goes away is
+    waited for (--device-timeout), then the run ends with its records kept.
     One device at a time in this release.
     """
     import tempfile
@@ -580,7 +584,8 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     for note in loaded.notes + notes + more_notes:
         console.print(f"note: {note}")
     with tempfile.TemporaryDirectory(prefix="mnv3compile-tune-") as work:
-        settings = Measurement(repeat, min_repeat_ms)
+        settings = Measurement(repeat, min_repeat_ms, cooldown if cooldown is not None else
+                               (0.0 if tracker is None else 1.0))
         if tracker is None:
             measurer = LocalMeasurer(tvm_tgt, Path(work), settings)
         else:

@@ -28,6 +28,7 @@ class Measurement:
 
     repeat: int = 5
     min_repeat_ms: int = 40
+    cooldown_s: float = 0.0  # a pause before each candidate, so a phone does not heat up and throttle
 
 
 def random_arrays(func, seed: int = 0) -> list[np.ndarray]:
@@ -49,6 +50,8 @@ def random_arguments(func, seed: int = 0) -> list:
 
 
 def _time(module, device, arguments, settings: Measurement) -> float:
+    if settings.cooldown_s:
+        time.sleep(settings.cooldown_s)
     timer = module.time_evaluator("main", device, number=1, repeat=settings.repeat,
                                   min_repeat_ms=settings.min_repeat_ms)
     return float(np.median(timer(*arguments).results)) * 1e6
@@ -101,6 +104,7 @@ class RpcMeasurer:
                 if queue.get("free", 0) < 1:
                     raise ConnectionError(f"no free device with key {self.key!r} registered")
                 self.session = tracker.request(self.key, session_timeout=0, max_retry=1)
+                self._pin()
                 return self.session
             except Exception as exc:
                 if time.monotonic() >= deadline:
@@ -109,6 +113,17 @@ class RpcMeasurer:
                                      f"{self.device_timeout:.0f} s: {first}") from None
                 self.log(f"waiting for a device with key {self.key!r} at {self.tracker} ...")
                 time.sleep(2)
+
+    def _pin(self) -> None:
+        """One thread, on a big core: TVM's runtime.config_threadpool(1 = big cores, 1 thread), as
+        a deployed app runs the model. A runtime that cannot (no big.LITTLE information) keeps its
+        default, which the log says."""
+        try:
+            self.session.get_function("runtime.config_threadpool")(1, 1)
+            self.log(f"device with key {self.key!r}: measuring on 1 thread of its big cores")
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.log(f"device with key {self.key!r}: could not pin to a big core ({first}); default threads")
 
     def close(self) -> None:
         """Give the device back to the tracker (a TVM RPC server serves one session at a time)."""

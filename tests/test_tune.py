@@ -161,8 +161,10 @@ def test_tune_on_the_stand_in_phone_then_build_and_run_there(stand_in_phone, cli
     folder = tmp_path / "db"
     code, stdout, err = cli("tune", *SMALL, "--target", "arm64-linux", "--tracker", stand_in_phone.tracker(),
                             "--key", stand_in_phone.key, "--trials", "3", "--db", str(folder), "--repeat", "1",
-                            "--min-repeat-ms", "1")
+                            "--min-repeat-ms", "1", "--cooldown", "0")
     assert code == 0, err
+    # 1 thread on the big cores, as an app runs; the emulated device has no big.LITTLE to tell
+    assert "measuring on 1 thread of its big cores" in stdout, stdout
     assert sum(c["microseconds"] is not None for c in _progress(folder)) == 3 and len(_records(folder)) == 3
     assert json.loads((folder / "mnv3compile_tuning.json").read_text())["target"] == "arm64-linux"
     out = tmp_path / "bundle"
@@ -175,3 +177,22 @@ def test_tune_on_the_stand_in_phone_then_build_and_run_there(stand_in_phone, cli
     session = ort.InferenceSession(str(out / manifest["model"]))
     expected = session.run(None, {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_each_candidate_waits_the_cooldown_first(monkeypatch, tmp_path):
+    """--cooldown: a pause before every candidate (a phone that heats up throttles and times the
+    later candidates slower)."""
+    from tvm import te
+
+    from mnv3compile.schedules import measure as measuring
+    from mnv3compile.targets.presets import preset
+    from mnv3compile.tvm.build import tvm_target
+
+    pauses = []
+    monkeypatch.setattr(measuring.time, "sleep", pauses.append)
+    x = te.placeholder((64,), "float32", "x")
+    func = te.create_prim_func([x, te.compute((64,), lambda i: x[i] * 2, name="twice")])
+    measurer = measuring.LocalMeasurer(tvm_target(preset("host")), tmp_path, measuring.Measurement(1, 1, 0.25))
+    assert measurer(func.with_attr("global_symbol", "main")) > 0
+    assert measurer(func.with_attr("global_symbol", "main")) > 0
+    assert pauses == [0.25, 0.25]
