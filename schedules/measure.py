@@ -49,6 +49,11 @@ def random_arguments(func, seed: int = 0) -> list:
     return [tvm.runtime.tensor(array) for array in random_arrays(func, seed)]
 
 
+def _first_line(exc: Exception) -> str:
+    """An exception's first line (TVM's RPC errors carry a whole remote traceback), or its type."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _time(module, device, arguments, settings: Measurement) -> float:
     if settings.cooldown_s:
         time.sleep(settings.cooldown_s)
@@ -108,9 +113,8 @@ class RpcMeasurer:
                 return self.session
             except Exception as exc:
                 if time.monotonic() >= deadline:
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                     raise DeviceLost(f"no device with key {self.key!r} at the tracker {self.tracker} for "
-                                     f"{self.device_timeout:.0f} s: {first}") from None
+                                     f"{self.device_timeout:.0f} s: {_first_line(exc)}") from None
                 self.log(f"waiting for a device with key {self.key!r} at {self.tracker} ...")
                 time.sleep(2)
 
@@ -122,8 +126,8 @@ class RpcMeasurer:
             self.session.get_function("runtime.config_threadpool")(1, 1)
             self.log(f"device with key {self.key!r}: measuring on 1 thread of its big cores")
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            self.log(f"device with key {self.key!r}: could not pin to a big core ({first}); default threads")
+            self.log(f"device with key {self.key!r}: could not pin to a big core ({_first_line(exc)}); "
+                     "default threads")
 
     def close(self) -> None:
         """Give the device back to the tracker (a TVM RPC server serves one session at a time)."""

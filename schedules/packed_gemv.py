@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_functions
+from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, rewrite_functions
 
 BLOCK = "matmul_packed"  # a "matmul..." block: the gemv template schedules it
 
@@ -49,18 +49,17 @@ def to_packed_gemv(module):
     if target is None:
         return module
     isa = isa_of(target)
-    operands = {"float32": np.float32, "int32": np.int8}  # result dtype -> operand dtype
 
     @relax.expr_functor.mutator
     class PackedGemv(relax.PyExprMutator):
         def visit_call_(self, call):
             call = super().visit_call_(call)
             result = dtype_of(call)
-            if getattr(call.op, "name", "") != "relax.matmul" or result not in operands:
+            if getattr(call.op, "name", "") != "relax.matmul" or result not in OPERAND_DTYPE:
                 return call
             weight = constant_value(call.args[1])
             shape = getattr(call.args[0].ty, "shape", None)
-            if weight is None or weight.ndim != 2 or weight.dtype != operands[result] or shape is None:
+            if weight is None or weight.ndim != 2 or weight.dtype != OPERAND_DTYPE[result] or shape is None:
                 return call
             if len(shape.values) != 2 or int(shape.values[0]) != 1 or dtype_of(call.args[0]) != weight.dtype.name:
                 return call  # a GEMM, not the batch-1 GEMV the template covers

@@ -1,7 +1,13 @@
-"""What the Relax rewrites in schedules/ (ChannelsLast, DotProducts, FloatAccumulation) share:
-reading a call's operands, and running a mutator over every Relax function of a module."""
+"""What the Relax rewrites in schedules/ (ChannelsLast, DotProducts, FloatAccumulation, VectorChannels,
+PackedGemv) share: reading a call's operands, the operand dtype a result dtype implies, and running
+a mutator over every Relax function of a module."""
 
 from __future__ import annotations
+
+import numpy as np
+
+# The operands' dtype of an op by its result's: float32 ops, and int8 ops accumulating in int32.
+OPERAND_DTYPE = {"float32": np.float32, "int32": np.int8}
 
 
 def constant_value(expr):

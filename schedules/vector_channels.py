@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_functions
+from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, rewrite_functions
 
 VECTOR = 8  # channels are padded to a multiple of this (a ymm of float32, two NEON registers)
 
@@ -39,13 +39,13 @@ def to_vector_channels(module):
     class VectorChannels(relax.PyExprMutator):
         def visit_call_(self, call):
             call = super().visit_call_(call)
-            if getattr(call.op, "name", "") != "relax.nn.conv2d" or dtype_of(call) not in ("float32", "int32"):
+            if getattr(call.op, "name", "") != "relax.nn.conv2d" or dtype_of(call) not in OPERAND_DTYPE:
                 return call
             attrs = call.attrs
             weight = constant_value(call.args[1])
             if weight is None or weight.ndim != 4 or int(attrs.groups) != 1 or weight.shape[-1] % 4 == 0:
                 return call
-            if weight.dtype != {"float32": np.float32, "int32": np.int8}[dtype_of(call)]:
+            if weight.dtype != OPERAND_DTYPE[dtype_of(call)]:
                 return call
             if (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != ("NHWC", "HWIO", "NHWC"):
                 return call

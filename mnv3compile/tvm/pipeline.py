@@ -37,8 +37,8 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
         # Fixed-point multipliers as int32 constants (32 x 32 -> 64 multiplies); after FoldConstant,
         # which would widen them back.
         ("NarrowMultipliers", module_pass("NarrowMultipliers", narrow_multipliers)),
-        # float32 convs of a channel count no vector divides (a segmenter's 19 classes) on zero-padded
-        # output channels, sliced after, so a template takes them (schedules/vector_channels.py).
+        # Convs of a channel count no vector divides (a segmenter's 19 classes) on zero-padded output
+        # channels, sliced after, so a template (or a dot product) takes them (schedules/vector_channels.py).
         ("VectorChannels", module_pass("VectorChannels", to_vector_channels)),
         # int8 pointwise convs and the classifier on vpdpbusd / sdot, weights packed once
         # (schedules/dot_product.py); a no-op on targets without a 4-deep int8 dot product.
@@ -46,8 +46,8 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
         # the other int8 window convs (depthwise, a stem without dot product) on float32 FMAs,
         # exactly (schedules/float_accumulation.py).
         *([] if integer_only else [("FloatAccumulation", module_pass("FloatAccumulation", to_float_accumulation))]),
-        # float32 GEMVs (the classifier) on weights packed per output vector, read as sequential
-        # streams (schedules/packed_gemv.py).
+        # GEMVs (the classifier; int8 ones where no dot product took them) on weights packed per output
+        # vector, read as sequential streams (schedules/packed_gemv.py).
         ("PackedGemv", module_pass("PackedGemv", to_packed_gemv)),
         ("LegalizeOps", relax.transform.LegalizeOps),
         ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern),
