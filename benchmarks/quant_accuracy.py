@@ -4,7 +4,7 @@ Same float model, same calibration and evaluation data, same run. onnxruntime is
 docs recommend for CNNs: QDQ format, signed int8 activations and weights, per-channel weights.
 
     pip install -e ".[bench]"
-    python benchmarks/quant_accuracy.py [--lines 400] [--calib-lines 200] [--method percentile]
+    python benchmarks/quant_accuracy.py [--lines 400] [--calib-lines 200] [--method percentile] [--weight-bits 8,7]
 """
 
 from __future__ import annotations
@@ -71,13 +71,16 @@ def summarize(reference: list[np.ndarray], outputs: list[np.ndarray], samples: l
 
 
 def compare_on(name: str, model: onnx.ModelProto, calib: list[Sample], evaluation: list[Sample],
-               settings: QuantizeSettings, workdir: Path) -> list[tuple]:
+               settings: list[QuantizeSettings], workdir: Path) -> list[tuple]:
     reference = evaluate(model, evaluation)
     rows = [(name, "fp32", {"sqnr": float("inf"), "agree": 1.0,
                             **({"accuracy": np.mean([int(np.argmax(r)) == s.label for r, s in zip(reference, evaluation)])}
                                if evaluation[0].label is not None else {})})]
-    ours = quantize(model, calib, settings)
-    rows.append((name, f"mnv3compile int8 ({settings.method})", summarize(reference, evaluate(ours.model, evaluation), evaluation)))
+    for setting in settings:
+        ours = quantize(model, calib, setting)
+        bits = "" if setting.weight_bits == 8 else f", {setting.weight_bits}-bit weights"
+        rows.append((name, f"mnv3compile int8 ({setting.method}{bits})",
+                     summarize(reference, evaluate(ours.model, evaluation), evaluation)))
     theirs = ort_quantize(model, calib, workdir)
     rows.append((name, "onnxruntime quantize_static int8", summarize(reference, evaluate(theirs, evaluation), evaluation)))
     return rows
@@ -130,8 +133,9 @@ def main() -> None:
     parser.add_argument("--calib-lines", type=int, default=200, help="rendered calibration lines (disjoint)")
     parser.add_argument("--method", default="percentile")
     parser.add_argument("--zoo-samples", type=int, default=32)
+    parser.add_argument("--weight-bits", default="8", help="comma-separated: 8 and/or 7 (one row each)")
     args = parser.parse_args()
-    settings = QuantizeSettings(args.method)
+    settings = [QuantizeSettings(args.method, weight_bits=int(bits)) for bits in args.weight_bits.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

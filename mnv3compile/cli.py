@@ -209,6 +209,14 @@ def optimize(model_path: Path, output: Path, pass_names: str | None, verify: boo
                       f"(max abs {worst.max_abs:.2e}) on '{worst.name}'")
 
 
+WEIGHT_BITS_OPTION = click.option(
+    "--weight-bits", type=click.Choice(["8", "7"]), default="8", show_default=True,
+    callback=lambda ctx, param, value: int(value),
+    help="Range of the int8 weights: 8 (-127..127), or 7 (-63..63, onnxruntime's reduce_range): "
+         "AVX2 without VNNI then multiplies pointwise convs 4 input channels at a time with vpmaddubsw "
+         "(exact only for 7-bit weights) instead of 2 with vpmaddwd; costs some accuracy.")
+
+
 @cli.command(context_settings=CONTEXT, epilog="""\b
 Examples:
   mnv3compile quantize cls.onnx --input-shape x=1,3,48,192 --calib lines/ --preprocess paddle \\
@@ -234,6 +242,7 @@ not a calibration).
 @click.option("--moving-average", type=float, default=None, metavar="MOMENTUM",
               help="Min/max as a moving average over calibration samples (e.g. 0.9) instead of the extremes.")
 @click.option("--symmetric-activations", is_flag=True, help="Zero point 0 for activations too.")
+@WEIGHT_BITS_OPTION
 @click.option("--limit", type=int, default=None, help="Use at most this many calibration samples.")
 @click.option("--eval", "eval_source", default=None, metavar="DIR|FILE.npz|synthetic[:N]",
               help="Evaluation data for the accuracy report [default: the calibration data].")
@@ -243,8 +252,9 @@ not a calibration).
               help="Fix a dynamic input's shape (PaddleOCR's classifier: x=1,3,48,192).")
 @click.option("--top", type=int, default=10, show_default=True, help="How many worst layers to print.")
 def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | None, method: str,
-             percentile: float, moving_average: float | None, symmetric_activations: bool, limit: int | None,
-             eval_source: str | None, plot: Path | None, input_shapes: tuple[str, ...], top: int) -> None:
+             percentile: float, moving_average: float | None, symmetric_activations: bool, weight_bits: int,
+             limit: int | None, eval_source: str | None, plot: Path | None, input_shapes: tuple[str, ...],
+             top: int) -> None:
     """Post-training int8 quantization into a QDQ ONNX model with no float islands.
 
     Signed int8 everywhere; weights symmetric per output channel (depthwise included); int32
@@ -270,7 +280,7 @@ def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | 
     input_shape = _single_input_shape(model)
     spec = preset(preprocess_name) if preprocess_name else None
     samples = load_samples(calib, input_shape, spec, limit)
-    settings = QuantizeSettings(method, percentile, moving_average, symmetric_activations)
+    settings = QuantizeSettings(method, percentile, moving_average, symmetric_activations, weight_bits)
     with _progress() as progress:
         result = run_quantize(model, samples, settings, progress)
         eval_samples = load_samples(eval_source, input_shape, spec) if eval_source else samples
@@ -350,6 +360,7 @@ Examples:
 @click.option("--quant", type=click.Choice(["none", "int8"]), default="int8", show_default=True)
 @click.option("--calib", default=None, metavar="DIR|FILE.npz|synthetic[:N]",
               help="int8 calibration data [default: 16 synthetic inputs, with a warning].")
+@WEIGHT_BITS_OPTION
 @click.option("--preprocess", "preprocess_name", default=None,
               type=click.Choice(["torchvision", "tf", "paddle", "efficientnet-lite"]),
               help="How images become inputs (stored in the manifest for 'run').")
@@ -377,8 +388,9 @@ Examples:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: int, weights: Path | None,
-          target_name: str, quant: str, calib: str | None, preprocess_name: str | None, labels_path: Path | None,
-          input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool, database: Path | None,
+          target_name: str, quant: str, calib: str | None, weight_bits: int, preprocess_name: str | None,
+          labels_path: Path | None, input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool,
+          database: Path | None,
           no_database: bool, output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
@@ -410,7 +422,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     loaded = _load_model(model, onnx_path, width, resolution, weights, input_shapes)
     source_model, name, source, notes = loaded.model, loaded.name, loaded.source, loaded.notes
     if database is None and not no_database:
-        found = default_folder(target.name, loaded.key(quant, int8_lowering))
+        found = default_folder(target.name, loaded.key(quant, int8_lowering, weight_bits))
         if (found / "database_tuning_record.json").is_file():
             _check_build_inputs(None, None, found, None, tuned_for)
             database = found
@@ -418,7 +430,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     labels = labels_path.read_text().splitlines() if labels_path else None
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
     request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
-                           database, int8_lowering, debug, schedule)
+                           database, int8_lowering, debug, schedule, weight_bits)
     with console.status("build") as status:
         result = run_build(request, on_stage=lambda stage: status.update(f"stage: {stage}"))
     for note in notes + result.notes:
@@ -483,6 +495,7 @@ Examples:
 @click.option("--quant", type=click.Choice(["none", "int8"]), default="int8", show_default=True)
 @click.option("--calib", default=None, metavar="DIR|FILE.npz|synthetic[:N]",
               help="int8 calibration data, as for build (scales do not change the kernels' shapes).")
+@WEIGHT_BITS_OPTION
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
               help="Fix a dynamic input's shape, as for build.")
 @click.option("--int8-lowering", "int8_lowering", type=click.Choice(["integer", "fixed-point"]),
@@ -509,8 +522,8 @@ Examples:
               help="Seconds of pause before each candidate, so a phone does not heat up and throttle "
                    "[default: 1 over RPC, 0 here].")
 def tune(model: str | None, onnx_path: Path | None, width: float, resolution: int, target_name: str, quant: str,
-         calib: str | None, input_shapes: tuple[str, ...], int8_lowering: str, trials: int | None,
-         time_budget: str | None, database: Path | None, resume: bool, tracker: str | None, key: str | None,
+         calib: str | None, weight_bits: int, input_shapes: tuple[str, ...], int8_lowering: str,
+         trials: int | None, time_budget: str | None, database: Path | None, resume: bool, tracker: str | None, key: str | None,
          device_timeout: float, repeat: int, min_repeat_ms: int, cooldown: float | None) -> None:
     """Tune a model's kernels, here or on a device over TVM RPC, into a database build applies.
 
@@ -569,7 +582,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     seconds = _parse_duration(time_budget) if time_budget is not None else None
     _check_build_inputs(None, calib if quant == "int8" else None, None, None)
     loaded = _load_model(model, onnx_path, width, resolution, None, input_shapes)
-    model_key = loaded.key(quant, int8_lowering)
+    model_key = loaded.key(quant, int8_lowering, weight_bits)
     folder = database or default_folder(target.name, model_key)
     if (folder / PROGRESS_FILE).exists() and not resume:
         raise UserError(f"{folder} already holds a tuning run; add --resume to continue it, or give another --db")
@@ -578,7 +591,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     tvm_tgt = tvm_target(target)
     notes: list[str] = []
     with console.status("preparing the kernels (optimize, quantize, TVM pipeline)"):
-        request = BuildRequest(target, folder, loaded.name, loaded.model, quant, calib)
+        request = BuildRequest(target, folder, loaded.name, loaded.model, quant, calib, weight_bits=weight_bits)
         _, deployed, _ = deployable_model(request, notes)
         module, more_notes, _, _ = fused_module(deployed, tvm_tgt, int8_lowering)
     for note in loaded.notes + notes + more_notes:

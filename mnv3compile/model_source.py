@@ -18,11 +18,13 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     identity: str = ""  # what decides the kernels' shapes: zoo variant or the ONNX file's digest
 
-    def key(self, quant: str, int8_lowering: str = "integer") -> str:
-        """The tuning database's folder name: kernels differ by model, shape, quantization and
-        lowering (weights only change constants, which tuned schedules do not depend on)."""
+    def key(self, quant: str, int8_lowering: str = "integer", weight_bits: int = 8) -> str:
+        """The tuning database's folder name: kernels differ by model, shape, quantization,
+        lowering and weight range (7-bit weights take other kernels on AVX2); the weights' values
+        only change constants, which tuned schedules do not depend on."""
         lowering = "" if quant != "int8" or int8_lowering == "integer" else f"-{int8_lowering}"
-        return f"{self.identity}-{quant}{lowering}"
+        bits = "" if quant != "int8" or weight_bits == 8 else f"-w{weight_bits}"
+        return f"{self.identity}-{quant}{lowering}{bits}"
 
 
 def load_model(zoo_model: str | None, onnx_path: Path | None, width: float, resolution: int,

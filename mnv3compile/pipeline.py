@@ -39,6 +39,7 @@ class BuildRequest:
     int8_lowering: str = "integer"  # "integer" kernels, or "fake" (dequantize -> float -> quantize)
     debug: bool = False  # keep symbols and debug information in the library
     schedule: str = "templates"  # "templates" (schedules/templates.py) or TVM's "default" schedules
+    weight_bits: int = 8  # int8 weights' range: 8 (-127..127) or 7 (-63..63, for AVX2's vpmaddubsw)
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _preprocess_json(name: str | None) -> dict | None:
 
 
 def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
-    from mnv3compile.quant import quantize
+    from mnv3compile.quant import QuantizeSettings, quantize
     from mnv3compile.quant.calibration import load_samples
     from mnv3compile.quant.preprocess import preset
 
@@ -176,7 +177,7 @@ def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
         notes.append("int8 calibrated on 16 synthetic inputs; give real data with --calib DIR --preprocess P "
                      "for real accuracy")
     spec = preset(request.preprocess) if request.preprocess else None
-    result = quantize(model, load_samples(calib, shape, spec))
+    result = quantize(model, load_samples(calib, shape, spec), QuantizeSettings(weight_bits=request.weight_bits))
     return result.model, json.loads(json.dumps(result.sidecar({"source": calib}), default=_plain))
 
 

@@ -28,11 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnv3compile.schedules.intrinsics import DOT4_INSTRUCTIONS
 from mnv3compile.schedules.isa import Isa
 from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_functions
 
 # ISA -> (instruction, vector lanes of int32 it can use, widest first)
-DOT4_ISAS = {"avx512-vnni": ("vnni", (16, 8)), "neon-dotprod": ("sdot", (4,))}
+DOT4_ISAS = {"avx512-vnni": ("vnni", (16, 8)), "neon-dotprod": ("sdot", (4,)), "avx2": ("pmaddubsw", (8,))}
+# instruction -> the int8 weights it multiplies exactly (AVX2's vpmaddubsw saturates its int16 pair
+# sums beyond them): a conv whose constant weights leave the range is left to the other kernels.
+EXACT_WEIGHTS = {"pmaddubsw": (-64, 63)}
 DOT4_BLOCK = "dot4"  # the name of the kernel's reduction block (templates.py dispatches on it)
 
 
@@ -147,7 +151,9 @@ def to_dot_products(module):
     isa = isa_of(target) if target is not None else None
     if isa is None or isa.name not in DOT4_ISAS:
         return module
-    unsigned_input = DOT4_ISAS[isa.name][0] == "vnni"
+    instruction = DOT4_ISAS[isa.name][0]
+    unsigned_input = DOT4_INSTRUCTIONS[instruction][1] != 0
+    low, high = EXACT_WEIGHTS.get(instruction, (-128, 127))
 
     @relax.expr_functor.mutator
     class DotProducts(relax.PyExprMutator):
@@ -159,7 +165,8 @@ def to_dot_products(module):
                 return call
             is_conv = weight.ndim == 4
             channels, outputs = weight.shape[-2:]
-            if dot4_lanes(isa, outputs) is None or (not is_conv and channels % 4):
+            if dot4_lanes(isa, outputs) is None or (not is_conv and channels % 4) or \
+                    weight.min() < low or weight.max() > high:
                 return call
             data = _conv_data(call, self.builder_.emit) if is_conv else call.args[0]
             offsets = relax.const(compensation(weight), "int32") if unsigned_input else None

@@ -7,10 +7,11 @@ the two inputs are widened and broadcast as one int32, the two weight rows widen
 interleaved, and one ``vpmaddwd`` does 16 multiply-adds. Exact: |int8 x int8| sums of two fit in
 int32, and int8 values never make the -32768 x -32768 case.
 
-``int8_dot4_x{16,8}_vnni`` and ``int8_dot4_x4_sdot``: L int32 accumulators += four int8 inputs
-(adjacent input channels of one pixel) times an L x 4 block of weights packed [output][4 inputs]
-(schedules/dot_product.py), one ``vpdpbusd`` (AVX-512 VNNI, zmm or ymm) or ``sdot`` (arm64
-dotprod). ``vpdpbusd`` multiplies unsigned by signed bytes: the VNNI intrinsics compute
+``int8_dot4_x{16,8}_vnni``, ``int8_dot4_x4_sdot`` and ``int8_dot4_x8_pmaddubsw``: L int32
+accumulators += four int8 inputs (adjacent input channels of one pixel) times an L x 4 block of
+weights packed [output][4 inputs] (schedules/dot_product.py), one ``vpdpbusd`` (AVX-512 VNNI, zmm
+or ymm) or ``sdot`` (arm64 dotprod), or on AVX2 ``vpmaddubsw`` + ``vpmaddwd`` by ones (exact for
+weights in -64..63 only; see ``_dot4_update``). ``vpdpbusd`` multiplies unsigned by signed bytes: the VNNI intrinsics compute
 (x + 128) * w, the x ^ 0x80 of the broadcast input, and say so in their description, so the
 kernel's arithmetic is exactly what runs; the kernel subtracts 128 x sum(w) once per output.
 LLVM 22 declares the VNNI intrinsics on byte vectors (<64 x i8>), not on <16 x i32> as TVM's own
@@ -67,7 +68,24 @@ def dot4_name(lanes: int, instruction: str) -> str:
 DOT4_INSTRUCTIONS = {
     "vnni": ({16: "llvm.x86.avx512.vpdpbusd.512", 8: "llvm.x86.avx512.vpdpbusd.256"}, 128),
     "sdot": ({4: "llvm.aarch64.neon.sdot.v4i32.v16i8"}, 0),
+    "pmaddubsw": ({8: "llvm.x86.avx2.pmadd.ub.sw"}, 128),
 }
+
+
+def _dot4_update(instruction: str, llvm_name: str, lanes: int, acc, inputs, weights):
+    """The accumulator plus one dot4 step, as the instruction computes it. AVX2's ``vpmaddubsw``
+    adds unsigned x signed byte products in pairs into int16 lanes (saturating), and
+    ``vpmaddwd`` by ones adds the pairs into int32 lanes: exact where the weights lie in
+    [-64, 63] (255 x 64 x 2 < 2^15), which the dispatch checks on the constant weights
+    (schedules/dot_product.py)."""
+    from tvm.script import tirx as T
+
+    acc_type = f"int32x{lanes}"
+    if instruction != "pmaddubsw":
+        return T.call_llvm_pure_intrin(acc_type, llvm_name, acc, inputs, weights)
+    pairs = T.call_llvm_pure_intrin(f"int16x{2 * lanes}", llvm_name, inputs, weights)
+    ones = T.broadcast(T.int16(1), 2 * lanes)
+    return acc + T.call_llvm_pure_intrin(acc_type, "llvm.x86.avx2.pmadd.wd", pairs, ones)
 
 
 def _register_int8_dot4(lanes: int, instruction: str) -> None:
@@ -107,8 +125,8 @@ def _register_int8_dot4(lanes: int, instruction: str) -> None:
             T.writes(C[0:lanes])
             inputs = T.reinterpret(T.broadcast(T.bitwise_xor(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"),
                                                              T.int32(flip)), lanes), dtype=byte_type)
-            C[T.ramp(0, 1, lanes)] = T.call_llvm_pure_intrin(acc_type, llvm_name, C.vload([0], acc_type), inputs,
-                                                             B.vload([0, 0], byte_type))
+            C[T.ramp(0, 1, lanes)] = _dot4_update(instruction, llvm_name, lanes, C.vload([0], acc_type), inputs,
+                                                  B.vload([0, 0], byte_type))
 
     # sdot's operands are (accumulator, first bytes, second bytes) as vpdpbusd's: which byte
     # vector is "unsigned" matters only to VNNI, whose first byte operand is the unsigned one.

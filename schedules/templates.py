@@ -234,7 +234,7 @@ def schedule_dot4(sch, block, isa: Isa, knobs: dict) -> str:
     sch.tensorize(fl, intrinsic(dot4_name(lanes, instruction)))
     loops = sch.get_loops(epilogue[0])
     _vector_tile(sch, loops[-1], lanes, loops[-2] if is_conv and pixels > 1 else None)
-    llvm_instruction = {"vnni": "vpdpbusd", "sdot": "sdot"}[instruction]
+    llvm_instruction = {"vnni": "vpdpbusd", "sdot": "sdot", "pmaddubsw": "vpmaddubsw"}[instruction]
     if window:
         sch.unroll(window[-1])
     if is_conv:
@@ -431,11 +431,13 @@ def schedule_elementwise(sch, blocks, isa: Isa) -> str:
 # int8 differs; gemv -> vector registers of outputs. AVX2 has 16 ymm registers: a 7x2 fp32
 # pointwise tile (14 accumulators) spilled and ran 17% slower than 7x1; int8 accumulates with
 # widening multiplies that need no broadcast register per pixel, and 4x3 was 17% faster there;
-# its input channels two at a time through ``vpmaddwd`` ("int8_pairs") a further 7%. "wide_rows":
+# its input channels two at a time through ``vpmaddwd`` ("int8_pairs") a further 7%. AVX2's dot4
+# (vpmaddubsw, 7-bit weights): 1x4 beat 4x2, 4x3, 2x4, 2x3 and 7x1 by 2-8% on Small interleaved
+# (Zen 4 as znver3; one broadcast per four weight vectors, which the loads absorb). "wide_rows":
 # rows whose width has no divisor near the wanted pixels get wider tiles (``_tile``; x86 only).
 DEFAULT_KNOBS = {
-    "avx2": {"pointwise": (7, 1), "pointwise_int8": (4, 3), "int8_pairs": True, "depthwise": (7, 1), "conv": (4, 2),
-             "gemv": 5, "wide_rows": True},
+    "avx2": {"pointwise": (7, 1), "pointwise_int8": (4, 3), "int8_pairs": True, "dot4": (1, 4), "depthwise": (7, 1),
+             "conv": (4, 2), "gemv": 5, "wide_rows": True},
     "avx512": {"pointwise": (7, 2), "pointwise_int8": (4, 3), "dot4": (7, 3), "depthwise": (7, 1), "conv": (4, 2),
                "gemv": 5, "wide_rows": True},
     "neon": {"pointwise": (7, 3), "pointwise_int8": (4, 3), "dot4": (4, 4), "depthwise": (7, 2), "conv": (4, 3),

@@ -132,6 +132,35 @@ def test_methods_and_schemes(settings):
         assert calibrated and all(a["zero_point"] == 0 for a in calibrated)
 
 
+def test_7bit_weights_stay_in_their_range_and_cost_little(cli, tmp_path):
+    """--weight-bits 7 (what AVX2's vpmaddubsw multiplies exactly): every Conv/Gemm weight in
+    -63..63 with each channel's largest magnitude at 63, recorded in the sidecar; the model stays
+    fully integer and its output SQNR within a few dB of 8-bit weights."""
+    src, out = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    cli("export", "--model", "small", "--width", "0.5", "--resolution", "96", "-o", str(src))
+    code, _, err = cli("quantize", str(src), "--calib", "synthetic:4", "--weight-bits", "7", "-o", str(out))
+    assert code == 0, err
+    model = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    heads = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    for node in heads:
+        weight = inits[producer[node.input[1]].input[0]]
+        assert weight.dtype == np.int8 and weight.min() >= -63 and weight.max() <= 63, node.name
+        assert np.abs(weight).max() == 63
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["calibration"]["weight_bits"] == 7 and "7-bit values (-63..63)" in sidecar["calibration"]["weights"]
+    spec = build_spec("small", 0.5, 96)
+    samples = _samples(spec, 4)
+
+    def logits_sqnr(bits: int) -> float:
+        result = quantize(onnx.load(str(src)), samples, QuantizeSettings(weight_bits=bits))
+        return compare(result.float_model, result.model, result.record.dequantized, samples).outputs["logits"]
+
+    sqnr = {bits: logits_sqnr(bits) for bits in (8, 7)}
+    assert sqnr[7] > sqnr[8] - 6.0, sqnr  # one bit less of weights: at most its 6 dB
+
+
 def test_lraspp_is_fully_integer():
     spec = build_spec("lraspp-small", 0.5, 128)
     result = quantize(build_model(spec), _samples(spec, 4))

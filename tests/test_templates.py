@@ -11,7 +11,7 @@ import pytest
 import tvm
 from tvm import relax, te, tirx
 
-from mnv3compile.quant import quantize
+from mnv3compile.quant import QuantizeSettings, quantize
 from mnv3compile.quant.calibration import load_samples
 from mnv3compile.schedules.inline import inline_elementwise
 from mnv3compile.schedules.isa import isa_of
@@ -37,8 +37,10 @@ def _fused(model, target) -> tvm.IRModule:
 def small_models():
     spec = build_spec("small", 0.5, 96)
     float_model = build_model(spec)
-    int8_model = quantize(float_model, load_samples("synthetic:4", spec.input_shape, None)).model
-    return {"float32": float_model, "int8": int8_model}
+    samples = load_samples("synthetic:4", spec.input_shape, None)
+    int8_model = quantize(float_model, samples).model
+    int8_7bit_model = quantize(float_model, samples, QuantizeSettings(weight_bits=7)).model
+    return {"float32": float_model, "int8": int8_model, "int8-w7": int8_7bit_model}
 
 
 
@@ -143,7 +145,8 @@ def _pointwise_assembly(small_models, target, dtype: str = "float32") -> str:
                 scheduled, name = apply_template(func, isa_of(target))
             except NoTemplate:
                 continue
-            if name.startswith("conv1x1") and "_p1x" not in name:
+            output_shape = [int(d) for d in func.params[-1].shape]
+            if name.startswith("conv1x1") and output_shape[1] * output_shape[2] > 1:  # not an SE FC
                 library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)
                 code = library.mod.imports[0] if library.mod.imports else library.mod
                 return code.inspect_source("asm")
@@ -168,6 +171,15 @@ def test_int8_pointwise_template_uses_vpmaddwd_on_avx2(small_models):
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
     assembly = _pointwise_assembly(small_models, target, "int8")
     assert len(re.findall(r"vpmaddwd\s+[^\n]*ymm", assembly)) >= 4
+    assert "vpmaddubsw" not in assembly  # 8-bit weights would saturate its int16 pair sums
+
+
+def test_int8_pointwise_template_uses_vpmaddubsw_on_avx2_for_7bit_weights(small_models):
+    """With weights in -63..63 (--weight-bits 7), AVX2 takes 4 input channels per step: vpmaddubsw
+    (unsigned x signed bytes, pairs summed to int16, exact for such weights) then vpmaddwd by ones."""
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
+    assembly = _pointwise_assembly(small_models, target, "int8-w7")
+    assert len(re.findall(r"vpmaddubsw\s+[^\n]*ymm", assembly)) >= 4
 
 
 @pytest.mark.parametrize("target_spec, pattern", [
@@ -184,36 +196,47 @@ def test_int8_pointwise_template_uses_the_dot_product_instruction(small_models, 
     assert len(re.findall(pattern, assembly)) >= 4
 
 
+# (CPU flag needed to run it, LLVM CPU, lanes, instruction in the template name, weight range)
+DOT4_HOSTS = {
+    "vnni": ("avx512_vnni", "znver4", 16, "vpdpbusd_avx512-vnni", (-128, 127)),
+    "avx2": ("avx2", "znver3", 8, "vpmaddubsw_avx2", (-64, 63)),
+}
+
+
 @pytest.mark.parametrize("kernel, stride, channels", [(1, 1, 32), (3, 2, 3)], ids=["pointwise", "stem"])
-def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channels):
-    """The packed kernel (with VNNI's +128 and its compensation) computes the conv exactly, for
-    every int8 value including -128, pointwise and the stem's 3x3 stride 2 over 3 channels
-    (padded to 4, the 4th weighing 0); run here when this CPU has VNNI."""
+@pytest.mark.parametrize("host", DOT4_HOSTS)
+def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channels, host):
+    """The packed kernel (with the +128 that makes the input unsigned, and its compensation)
+    computes the conv exactly, for every int8 input including -128 and every weight the
+    instruction takes (VNNI all of int8; AVX2's vpmaddubsw -64..63, where its int16 pair sums
+    peak at 255 x -64 x 2), pointwise and the stem's 3x3 stride 2 over 3 channels (padded to 4,
+    the 4th weighing 0); run where this CPU has the instruction."""
     from mnv3compile.schedules.dot_product import compensation, dot4_compute, pack_weights
 
-    if "avx512_vnni" not in _cpu_flags():
-        pytest.skip("this CPU has no AVX-512 VNNI to run vpdpbusd (its assembly is checked above)")
+    flag, mcpu, lanes, instruction, (low, high) = DOT4_HOSTS[host]
+    if flag not in _cpu_flags():
+        pytest.skip(f"this CPU has no {flag} to run {instruction} (its assembly is checked above)")
     from tvm import te
 
     rng = np.random.default_rng(0)
     x = rng.integers(-128, 128, (1, 15, 29, channels)).astype(np.int8)
-    x[0, :, 0] = -128
-    w = rng.integers(-128, 128, (kernel, kernel, channels, 80)).astype(np.int8)
-    w[..., :16] = -128
+    x[0, :, 0], x[0, :, 1] = 127, -128
+    w = rng.integers(low, high + 1, (kernel, kernel, channels, 80)).astype(np.int8)
+    w[..., :16], w[..., 16:24] = low, high
     x4 = np.zeros((*x.shape[:3], -(-channels // 4) * 4), np.int8)  # what the pass's pad does
     x4[..., :channels] = x
     out_h, out_w = (15 - kernel) // stride + 1, (29 - kernel) // stride + 1
     xs = te.placeholder(x4.shape, "int8", "x")
-    packed = te.placeholder(pack_weights(w, 16).shape, "int8", "packed")
+    packed = te.placeholder(pack_weights(w, lanes).shape, "int8", "packed")
     offsets = te.placeholder((80,), "int32", "offsets")
     acc = dot4_compute(xs, packed, offsets, (stride, stride))
     out = te.compute(acc.shape, lambda *i: acc(*i) * 3, name="epilogue")  # something to consume the tile
-    target = tvm_target(preset("host"))
+    target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu})
     func = te.create_prim_func([xs, packed, offsets, out])
     scheduled, name = apply_template(inline_elementwise(func), isa_of(target))
-    assert name.startswith(f"conv{kernel}x{kernel}_nhwc_int8_vpdpbusd_avx512-vnni_p")
+    assert name.startswith(f"conv{kernel}x{kernel}_nhwc_int8_{instruction}_p")
     got = _run_kernel(scheduled, target, [tvm.runtime.tensor(a) for a in (
-        x4, pack_weights(w, 16), compensation(w), np.zeros((1, out_h, out_w, 80), np.int32))])
+        x4, pack_weights(w, lanes), compensation(w), np.zeros((1, out_h, out_w, 80), np.int32))])
     expected = np.zeros((1, out_h, out_w, 80), np.int64)
     for ry in range(kernel):
         for rx in range(kernel):

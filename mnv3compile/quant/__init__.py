@@ -26,9 +26,11 @@ class QuantizeSettings:
     percentile: float = 99.99
     moving_average: float | None = None
     symmetric_activations: bool = False
+    weight_bits: int = 8  # 7: weights in -63..63 (AVX2's vpmaddubsw multiplies them exactly)
 
     def to_json(self) -> dict:
-        return {**asdict(self), "weights": "int8 symmetric per output channel (depthwise included)",
+        values = "" if self.weight_bits == 8 else f", {self.weight_bits}-bit values (-63..63)"
+        return {**asdict(self), "weights": f"int8 symmetric per output channel (depthwise included){values}",
                 "activations": "int8 per tensor, " + ("symmetric" if self.symmetric_activations else "asymmetric"),
                 "bias": "int32, scale = input scale * weight scale"}
 
@@ -57,7 +59,7 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
     observed = inputs + [g.output.name for g in groups if g.range_rule == CALIBRATED]
     ranges = collect_ranges(canonical, observed, samples, settings.method, settings.percentile,
                             settings.moving_average, progress)
-    record = quantize_graph(ir_model, groups, ranges, settings.symmetric_activations)
+    record = quantize_graph(ir_model, groups, ranges, settings.symmetric_activations, settings.weight_bits)
     ir_passes.RemoveUnusedNodesPass()(ir_model)  # the float weights the int8 ones replaced
     quantized = ir.to_proto(ir_model)
     onnx.checker.check_model(quantized)

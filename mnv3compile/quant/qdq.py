@@ -15,7 +15,7 @@ import onnx_ir as ir
 from mnv3compile.passes.matcher import add_initializer, constant_array
 from mnv3compile.quant.plan import SAME_AS_INPUT, UNIT_INTERVAL, WEIGHT_INPUTS, Group, data_inputs
 from mnv3compile.quant.qparams import (UNIT_INTERVAL as UNIT_INTERVAL_QPARAMS, QParams, activation_qparams,
-                                       quantize_bias, quantize_weight, weight_scales)
+                                       quantize_bias, quantize_weight, weight_qmax, weight_scales)
 
 
 @dataclass
@@ -72,15 +72,15 @@ def _weight_axis(node: ir.Node) -> int:
     return WEIGHT_INPUTS[node.op_type][1]
 
 
-def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record: QuantRecord) -> None:
-    """Per-channel int8 weight and int32 bias of a Conv, Gemm or MatMul."""
+def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record: QuantRecord, qmax: int) -> None:
+    """Per-channel int8 weight (in -qmax..qmax) and int32 bias of a Conv, Gemm or MatMul."""
     weight_value = node.inputs[1]
     weight = constant_array(weight_value)
     if weight is None:
         return  # runtime weights: quantized as activations by their producer's group
     axis = _weight_axis(node)
-    scales = weight_scales(weight.astype(np.float32), axis)
-    q = quantize_weight(weight, scales, axis)
+    scales = weight_scales(weight.astype(np.float32), axis, qmax)
+    q = quantize_weight(weight, scales, axis, qmax)
     name = weight_value.name or f"{node.name}.weight"
     node.replace_input_with(1, _dequantize_constant(graph, node, q, scales, np.zeros(scales.shape, np.int8),
                                                     name, axis))
@@ -107,8 +107,9 @@ def _quantize_constant_input(graph: ir.Graph, node: ir.Node, index: int, record:
 
 
 def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple[float, float]],
-                   symmetric: bool = False) -> QuantRecord:
-    """Rewrite ``model`` in place into QDQ form. ``ranges`` maps calibrated tensor names to (lo, hi)."""
+                   symmetric: bool = False, weight_bits: int = 8) -> QuantRecord:
+    """Rewrite ``model`` in place into QDQ form. ``ranges`` maps calibrated tensor names to (lo, hi).
+    Conv/Gemm/MatMul weights use ``weight_bits`` (8, or 7: stored as int8 in -63..63)."""
     graph = model.graph
     record = QuantRecord()
     qparams: dict[str, QParams] = {}
@@ -128,7 +129,7 @@ def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple
             if source not in qparams:
                 producer = next(g for g in groups if g.output.name == source)
                 qparams[source] = _output_qparams(producer, ranges, qparams, symmetric)
-            _quantize_weights(graph, head, qparams[source], record)
+            _quantize_weights(graph, head, qparams[source], record, weight_qmax(weight_bits))
         if len(group.nodes) == 1:  # a chain's own constants (the 3, 0, 6, 1/6 of h-sigmoid) define it
             node = group.head
             for index, value in data_inputs(node):

@@ -8,6 +8,7 @@ import numpy as np
 
 QMIN, QMAX = -128, 127
 WEIGHT_QMAX = 127  # weights use -127..127 so that the symmetric range is exact
+
 # h-sigmoid, sigmoid and softmax outputs lie in [0, 1]: a fixed scale of 1/256 with zero point -128
 # covers [0, 255/256] and turns the later multiply into a shift (TFLite's choice for logistic).
 UNIT_INTERVAL_SCALE, UNIT_INTERVAL_ZERO_POINT = 1.0 / 256.0, -128
@@ -36,17 +37,24 @@ def activation_qparams(low: float, high: float, symmetric: bool = False) -> QPar
 UNIT_INTERVAL = QParams(UNIT_INTERVAL_SCALE, UNIT_INTERVAL_ZERO_POINT)
 
 
-def weight_scales(weight: np.ndarray, axis: int) -> np.ndarray:
-    """Symmetric per-channel scales along ``axis`` (zero point 0)."""
+def weight_qmax(bits: int) -> int:
+    """The largest weight magnitude for ``bits``: 127, or 63 for 7 (-63..63, which AVX2's
+    vpmaddubsw multiplies exactly; onnxruntime's reduce_range)."""
+    return 2 ** (bits - 1) - 1
+
+
+def weight_scales(weight: np.ndarray, axis: int, qmax: int = WEIGHT_QMAX) -> np.ndarray:
+    """Symmetric per-channel scales along ``axis`` (zero point 0), mapping each channel's largest
+    magnitude to ``qmax``."""
     reduce_axes = tuple(i for i in range(weight.ndim) if i != axis)
     absmax = np.abs(weight).max(axis=reduce_axes) if reduce_axes else np.abs(weight)
-    return (np.maximum(absmax, 1e-8) / WEIGHT_QMAX).astype(np.float32)
+    return (np.maximum(absmax, 1e-8) / qmax).astype(np.float32)
 
 
-def quantize_weight(weight: np.ndarray, scales: np.ndarray, axis: int) -> np.ndarray:
+def quantize_weight(weight: np.ndarray, scales: np.ndarray, axis: int, qmax: int = WEIGHT_QMAX) -> np.ndarray:
     shape = [1] * weight.ndim
     shape[axis] = -1
-    return np.clip(np.round(weight / scales.reshape(shape)), -WEIGHT_QMAX, WEIGHT_QMAX).astype(np.int8)
+    return np.clip(np.round(weight / scales.reshape(shape)), -qmax, qmax).astype(np.int8)
 
 
 def quantize_bias(bias: np.ndarray, input_scale: float, weight_scales_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -152,6 +152,12 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     if schedule == "templates":  # kernels a database tuned keep their tuned schedule
         module, report = apply_templates(module, isa_of(tvm_tgt), skip=tuned)
         templates = report.to_json()
+        pairs = sum("_vpmaddwd_" in a.template for a in report.applied)
+        if pairs:
+            notes = [*notes, f"{pairs} int8 pointwise convs multiply 2 input channels per vpmaddwd: this CPU "
+                             "(AVX2) has no int8 dot product, and their weights use 8 bits; with "
+                             "--weight-bits 7 they take 4 per vpmaddubsw (Small: 1.5x faster on Zen 4 as "
+                             "znver3), at some accuracy (README, 'AVX2')"]
     executable = tvm.compile(module, tvm_tgt)
     executable.export_library(str(output), fcompile=toolchain.fcompile(strip=not debug))
     return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning=tuning, int8=int8, templates=templates,
