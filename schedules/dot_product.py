@@ -1,5 +1,7 @@
 """Int8 pointwise convs and matmuls on 4-deep dot-product instructions: x86 AVX-512 VNNI
-``vpdpbusd`` and arm64 ``sdot``.
+``vpdpbusd`` and arm64 ``sdot``; and their stand-ins where the ISA has none: AVX2's ``vpmaddubsw``
+(4 deep too, for weights in -64..63) and, on arm64 without dotprod, ``smlal`` by element (8 input
+channels per step, weights packed ``[F/8, C/8, 8 inputs, 8 outputs]``; XNNPACK's mlal-lane kernels).
 
 Both instructions multiply 4 adjacent bytes of one operand by 4 of the other and add the four
 products into one int32 lane. In NHWC the 4 adjacent int8s of a pixel are 4 input channels;
@@ -28,12 +30,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.intrinsics import DOT4_INSTRUCTIONS
+from mnv3compile.schedules.intrinsics import DOT4_INSTRUCTIONS, SMLAL_DEPTH, depth
 from mnv3compile.schedules.isa import Isa
 from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_functions
 
 # ISA -> (instruction, vector lanes of int32 it can use, widest first)
-DOT4_ISAS = {"avx512-vnni": ("vnni", (16, 8)), "neon-dotprod": ("sdot", (4,)), "avx2": ("pmaddubsw", (8,))}
+DOT4_ISAS = {"avx512-vnni": ("vnni", (16, 8)), "neon-dotprod": ("sdot", (4,)), "avx2": ("pmaddubsw", (8,)),
+             "neon": ("smlal", (8,))}
 # instruction -> the int8 weights it multiplies exactly (AVX2's vpmaddubsw saturates its int16 pair
 # sums beyond them): a conv whose constant weights leave the range is left to the other kernels.
 EXACT_WEIGHTS = {"pmaddubsw": (-64, 63)}
@@ -47,17 +50,25 @@ def dot4_lanes(isa: Isa, outputs: int) -> int | None:
     return next((lanes for lanes in DOT4_ISAS[isa.name][1] if outputs % lanes == 0), None)
 
 
-def pack_weights(weight: np.ndarray, lanes: int) -> np.ndarray:
-    """(..., C, F) int8 (a matrix, or HWIO) -> (..., F/lanes, ceil(C/4), lanes, 4): for each vector
-    of ``lanes`` output channels and each 4 input channels, each output channel's 4 weights;
-    missing input channels weigh 0."""
+def pack_weights(weight: np.ndarray, lanes: int, instruction: str = "vnni") -> np.ndarray:
+    """(..., C, F) int8 (a matrix, or HWIO) -> for each vector of ``lanes`` output channels and each
+    group of D input channels (D = the instruction's depth), the group's weights as one block:
+    (..., F/lanes, ceil(C/D), lanes, D) for the dot products, whose lane reads its D weights at once;
+    (..., F/lanes, C/8, 8, lanes) for smlal, which reads the lanes' weights of one input channel at
+    once. Missing input channels weigh 0."""
     *window, channels, outputs = weight.shape
-    groups = -(-channels // 4)
-    padded = np.zeros((*window, groups * 4, outputs), np.int8)
+    step = depth(instruction)
+    groups = -(-channels // step)
+    padded = np.zeros((*window, groups * step, outputs), np.int8)
     padded[..., :channels, :] = weight
-    blocked = padded.reshape(*window, groups, 4, outputs // lanes, lanes)
-    order = (*range(len(window)), len(window) + 2, len(window), len(window) + 3, len(window) + 1)
-    return np.ascontiguousarray(blocked.transpose(order))
+    blocked = padded.reshape(*window, groups, step, outputs // lanes, lanes)
+    base = len(window)
+    inner = (base + 3, base + 1) if inputs_innermost(instruction) else (base + 1, base + 3)
+    return np.ascontiguousarray(blocked.transpose((*range(base), base + 2, base, *inner)))
+
+
+def inputs_innermost(instruction: str) -> bool:
+    return instruction != "smlal"
 
 
 def compensation(weight: np.ndarray) -> np.ndarray:
@@ -65,16 +76,22 @@ def compensation(weight: np.ndarray) -> np.ndarray:
     return (-128 * weight.astype(np.int64).reshape(-1, weight.shape[-1]).sum(axis=0)).astype(np.int32)
 
 
-def dot4_compute(x, packed, offsets=None, strides=(1, 1)):
+def dot4_compute(x, packed, offsets=None, strides=(1, 1), instruction: str = "vnni"):
     """TE: out[..., f] = sum (x (+128)) * w (+ offsets[f]) over the input channels, split into the
-    4-channel groups the instruction consumes, and for a conv (NHWC input, packed HWIO weight)
-    over its window too."""
+    groups the instruction consumes (4 channels, 8 for smlal), and for a conv (NHWC input, packed
+    HWIO weight) over its window too."""
     from tvm import te
 
-    *window, vectors, groups, lanes, _ = (int(d) for d in packed.shape)
+    *window, vectors, groups, lanes, step = (int(d) for d in packed.shape)
+    if not inputs_innermost(instruction):
+        lanes, step = step, lanes
     outputs = vectors * lanes
     group = te.reduce_axis((0, groups), "group")
-    lane = te.reduce_axis((0, 4), "lane")
+    lane = te.reduce_axis((0, step), "lane")
+
+    def weight(*index):  # index: (..., vector, group, output lane, input lane)
+        *outer, out_lane, in_lane = index
+        return packed[(*outer, out_lane, in_lane) if inputs_innermost(instruction) else (*outer, in_lane, out_lane)]
 
     def product(value, weight):
         value = value.astype("int32") + 128 if offsets is not None else value.astype("int32")
@@ -86,12 +103,12 @@ def dot4_compute(x, packed, offsets=None, strides=(1, 1)):
         ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
         shape = (n, (height - kh) // sh + 1, (width - kw) // sw + 1, outputs)
         acc = te.compute(shape, lambda b, y, i, f: te.sum(
-            product(x[b, y * sh + ry, i * sw + rx, group * 4 + lane],
-                    packed[ry, rx, f // lanes, group, f % lanes, lane]),
+            product(x[b, y * sh + ry, i * sw + rx, group * step + lane],
+                    weight(ry, rx, f // lanes, group, f % lanes, lane)),
             axis=[ry, rx, group, lane]), name=DOT4_BLOCK)
     else:  # matmul of rows: out[i, f]
         acc = te.compute((int(x.shape[0]), outputs), lambda i, f: te.sum(
-            product(x[i, group * 4 + lane], packed[f // lanes, group, f % lanes, lane]), axis=[group, lane]),
+            product(x[i, group * step + lane], weight(f // lanes, group, f % lanes, lane)), axis=[group, lane]),
             name=DOT4_BLOCK)
     if offsets is None:
         return acc
@@ -152,7 +169,7 @@ def to_dot_products(module):
     if isa is None or isa.name not in DOT4_ISAS:
         return module
     instruction = DOT4_ISAS[isa.name][0]
-    unsigned_input = DOT4_INSTRUCTIONS[instruction][1] != 0
+    unsigned_input = instruction in DOT4_INSTRUCTIONS and DOT4_INSTRUCTIONS[instruction][1] != 0
     low, high = EXACT_WEIGHTS.get(instruction, (-128, 127))
 
     @relax.expr_functor.mutator
@@ -168,11 +185,13 @@ def to_dot_products(module):
             if dot4_lanes(isa, outputs) is None or (not is_conv and channels % 4) or \
                     weight.min() < low or weight.max() > high:
                 return call
+            if instruction == "smlal" and (weight.shape[:-2] not in ((), (1, 1)) or channels % SMLAL_DEPTH):
+                return call  # smlal: pointwise and matmuls over whole groups of 8 channels only
             data = _conv_data(call, self.builder_.emit) if is_conv else call.args[0]
             offsets = relax.const(compensation(weight), "int32") if unsigned_input else None
             strides = tuple(int(s) for s in call.attrs.strides) if is_conv else (1, 1)
-            packed = relax.const(pack_weights(weight, dot4_lanes(isa, outputs)), "int8")
+            packed = relax.const(pack_weights(weight, dot4_lanes(isa, outputs), instruction), "int8")
             return self.builder_.call_te(dot4_compute, data, packed, offsets, strides=strides,
-                                         primfunc_name_hint="dot4")
+                                         instruction=instruction, primfunc_name_hint="dot4")
 
     return rewrite_functions(DotProducts(module), module)

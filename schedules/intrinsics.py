@@ -61,7 +61,65 @@ def _register_int8_pairs_avx2() -> None:
 
 
 def dot4_name(lanes: int, instruction: str) -> str:
-    return f"mnv3compile_int8_dot4_x{lanes}_{instruction}"
+    return f"mnv3compile_int8_dot{depth(instruction)}_x{lanes}_{instruction}"
+
+
+# NEON without dotprod (Cortex-A53/A55, Pixel 2's A73): 8 input channels per step, XNNPACK's
+# "mlal lane" way: the 8 int8 inputs widened to int16 once, then per input channel k one
+# ``smlal``/``smlal2`` by element (lane k of the inputs) into each half of 8 int32 accumulators,
+# the weights (8 output channels of input channel k, int8) widened by one ``sxtl``.
+SMLAL_DEPTH = 8
+
+
+def depth(instruction: str) -> int:
+    """Input channels one step of the instruction consumes (its weights' innermost group)."""
+    return SMLAL_DEPTH if instruction == "smlal" else 4
+
+
+def _smlal_by_lane(inputs_buffer, weights_buffer, acc_buffer):
+    """acc (int32x8) + sum over k of inputs[k] * weights[k, 0:8], as NEON's smull by element."""
+    from tvm import tirx
+
+    inputs = tirx.Cast("int16x8", inputs_buffer.vload([0], "int8x8"))
+    halves = [acc_buffer.vload([0], "int32x4"), acc_buffer.vload([4], "int32x4")]
+    for k in range(SMLAL_DEPTH):
+        weights = tirx.Cast("int16x8", weights_buffer.vload([k, 0], "int8x8"))
+        lane = tirx.Shuffle([inputs], [k] * 4)
+        for half in range(2):
+            part = tirx.Shuffle([weights], list(range(4 * half, 4 * half + 4)))
+            halves[half] = halves[half] + tirx.call_llvm_pure_intrin(
+                "int32x4", "llvm.aarch64.neon.smull.v4i32", part, lane)
+    return tirx.Shuffle(halves, list(range(8)))
+
+
+def _register_int8_smlal() -> None:
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (8,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (8, 8), "int8", offset_factor=1)
+        C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:8], B[0:8, 0:8])
+            T.writes(C[0:8])
+            for i, k in T.grid(8, 8):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vk, vi])
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (8,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (8, 8), "int8", offset_factor=1)
+        C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:8], B[0:8, 0:8])
+            T.writes(C[0:8])
+            C[T.ramp(0, 1, 8)] = _smlal_by_lane(A, B, C)
+
+    TensorIntrin.register(dot4_name(8, "smlal"), desc, impl, override=True)
 
 
 # instruction -> (LLVM intrinsic per lanes, input offset that makes the input operand unsigned)
@@ -137,7 +195,7 @@ _REGISTERED: set[str] = set()
 
 
 def _registrations() -> dict:
-    registrations = {INT8_PAIRS_X8_AVX2: _register_int8_pairs_avx2}
+    registrations = {INT8_PAIRS_X8_AVX2: _register_int8_pairs_avx2, dot4_name(8, "smlal"): _register_int8_smlal}
     for instruction, (llvm_names, _) in DOT4_INSTRUCTIONS.items():
         for lanes in llvm_names:
             registrations[dot4_name(lanes, instruction)] = (

@@ -40,6 +40,28 @@ def test_isa_without_an_int8_dot_product_keeps_the_conv():
     assert not _takes_dot4(np.ones((1, 1, 16, 16), np.int8), "x86-64")  # SSE only
 
 
+def _takes_smlal(weight: np.ndarray) -> bool:
+    with tvm.target.Target({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53",
+                            "mattr": ["+neon"]}):
+        return "dot4" in to_dot_products(_int8_conv(weight)).script()
+
+
+def test_arm64_without_dotprod_takes_pointwise_convs_over_whole_groups_of_8_channels():
+    """smlal consumes 8 input channels per step: pointwise convs over 8k channels only (the stem's
+    3x3 over 3 channels and odd channel counts keep the conv template)."""
+    assert _takes_smlal(np.ones((1, 1, 16, 16), np.int8))
+    assert _takes_smlal(np.full((1, 1, 24, 8), -128, np.int8))  # every int8 weight: smull is exact
+    assert not _takes_smlal(np.ones((1, 1, 12, 16), np.int8))
+    assert not _takes_smlal(np.ones((3, 3, 8, 16), np.int8))
+
+
+def test_pack_weights_for_smlal_puts_one_input_channels_outputs_together():
+    weight = (np.arange(16 * 16).reshape(1, 1, 16, 16) % 128).astype(np.int8)
+    packed = pack_weights(weight, 8, "smlal")  # (1, 1, F/8, C/8, 8 inputs, 8 outputs)
+    assert packed.shape == (1, 1, 2, 2, 8, 8)
+    assert np.array_equal(packed[0, 0, 1, 1, 3], weight[0, 0, 8 + 3, 8:16])
+
+
 def test_pack_weights_groups_four_inputs_per_output_lane():
     weight = (np.arange(5 * 16).reshape(1, 1, 5, 16) % 128).astype(np.int8)
     packed = pack_weights(weight, 8)  # (1, 1, F/8, ceil(5/4), 8, 4)

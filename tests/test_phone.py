@@ -31,8 +31,8 @@ def test_small_arm64_linux_over_rpc_matches_onnxruntime(stand_in_phone, tmp_path
 def test_int8_arm64_linux_over_rpc_equals_the_host_bit_for_bit(stand_in_phone, tmp_path, target):
     """Integer kernels compute the same integers on every ISA: the arm64 bundle's output equals the
     host's compiled from the same QDQ model exactly, and both agree with onnxruntime on top-1.
-    arm64-linux (Cortex-A53) has no dot product; rpi5 (Cortex-A76) runs its pointwise convs on
-    sdot (qemu's default CPU has dotprod)."""
+    arm64-linux (Cortex-A53) has no dot product and runs its pointwise convs on smlal by element;
+    rpi5 (Cortex-A76) runs them on sdot (qemu's default CPU has dotprod)."""
     import tvm
     from tvm import relax
 

@@ -186,11 +186,14 @@ def test_int8_pointwise_template_uses_vpmaddubsw_on_avx2_for_7bit_weights(small_
     ({"mtriple": "x86_64-linux-gnu", "mcpu": "cascadelake"}, r"vpdpbusd\s+[^\n]*[yz]mm"),     # AVX-512 VNNI
     ({"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon", "+dotprod"]},
      r"sdot\s+v\d+\.4s"),                                                                       # arm64 dotprod
-], ids=["vnni", "sdot"])
+    ({"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53", "mattr": ["+neon"]},
+     r"smlal2?\s+v\d+\.4s, v\d+\.[48]h, v\d+\.h\[\d\]"),                                        # by element
+], ids=["vnni", "sdot", "smlal"])
 def test_int8_pointwise_template_uses_the_dot_product_instruction(small_models, target_spec, pattern):
     """Where the ISA has a 4-deep int8 dot product, pointwise convs are dot4 kernels on packed
-    weights (schedules/dot_product.py). Compile-only; exactness is the every-kernel tests' (on a
-    VNNI host) and the stand-in phone's (sdot, test_phone.py)."""
+    weights (schedules/dot_product.py); arm64 without one (Cortex-A53) runs them 8 input channels
+    at a time on smlal by element. Compile-only; exactness is the every-kernel tests' (on a VNNI
+    host) and the stand-in phone's (sdot and smlal, test_phone.py)."""
     target = tvm.target.Target({"kind": "llvm", **target_spec})
     assembly = _pointwise_assembly(small_models, target, "int8")
     assert len(re.findall(pattern, assembly)) >= 4
