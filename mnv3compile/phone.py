@@ -136,17 +136,25 @@ def _state_file() -> Path:
     return home() / "state.json"
 
 
-def read_state() -> PhoneState | None:
+def _stored_state() -> PhoneState | None:
     path = _state_file()
-    if not path.exists():
-        return None
-    state = PhoneState(**json.loads(path.read_text()))
-    if not (_alive(state.tracker_pid) and _alive(state.server_pid)):
+    return PhoneState(**json.loads(path.read_text())) if path.exists() else None
+
+
+def read_state() -> PhoneState | None:
+    """The stand-in phone's state when its tracker and its device both run, else None."""
+    state = _stored_state()
+    if state is None or not (_alive(state.tracker_pid) and _alive(state.server_pid)):
         return None
     return state
 
 
 def _alive(pid: int) -> bool:
+    try:  # a child of this process that died stays a zombie, which kill(0) still finds: reap it
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not our child (started by another mnv3compile process)
+        pass
     try:
         os.kill(pid, 0)
     except OSError:
@@ -161,7 +169,8 @@ def _wait_for_server(state: PhoneState, timeout: float) -> None:
     while time.time() < deadline:
         try:
             summary = rpc.connect_tracker("127.0.0.1", state.tracker_port).summary()
-            if any(state.key in str(entry) for entry in summary.get("server_info", [])):
+            # free, not only listed: a device that just died may still be listed for a moment
+            if summary.get("queue_info", {}).get(state.key, {}).get("free", 0) >= 1:
                 return
         except Exception:  # tracker not up yet
             pass
@@ -171,19 +180,26 @@ def _wait_for_server(state: PhoneState, timeout: float) -> None:
 
 
 def start(timeout: float = 120.0) -> PhoneState:
-    """Start tracker and emulated server (or return the running ones)."""
+    """Start tracker and emulated server (or return the running ones). When only the device died
+    (a crash, or a test that kills it), a new device registers with the running tracker, whose
+    address clients already have."""
     running = read_state()
     if running is not None:
         return running
     root = ensure_sysroot()
     ensure_binfmt()
-    port = _free_port_block()
     logs = home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    tracker = subprocess.Popen(
-        [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
-         "--port-end", str(port + 4)], stdout=open(logs / "tracker.log", "w"), stderr=subprocess.STDOUT,
-        start_new_session=True)
+    previous = _stored_state()
+    if previous is not None and _alive(previous.tracker_pid):
+        tracker_pid, port = previous.tracker_pid, previous.tracker_port
+    else:
+        stop()  # whatever is left of an earlier phone
+        port = _free_port_block()
+        tracker_pid = subprocess.Popen(
+            [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
+             "--port-end", str(port + 4)], stdout=open(logs / "tracker.log", "w"), stderr=subprocess.STDOUT,
+            start_new_session=True).pid
     version = (root / ".complete").read_text().strip()
     env = {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(root), "PYTHONPATH": str(root / "opt/site"),
            "TVM_USE_RUNTIME_LIB": "1", "HOME": str(home())}
@@ -191,8 +207,8 @@ def start(timeout: float = 120.0) -> PhoneState:
         [str(root / f"usr/bin/python{version}"), "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}",
          "--key", DEVICE_KEY, "--host", "127.0.0.1", "--port", str(port + 5), "--port-end", str(port + 9),
          "--load-library", str(root / "opt/site/tvm/lib/libtvm_runtime_extra.so")],
-        env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
-    state = PhoneState(tracker.pid, server.pid, port)
+        env=env, stdout=open(logs / "server.log", "a"), stderr=subprocess.STDOUT, start_new_session=True)
+    state = PhoneState(tracker_pid, server.pid, port)
     _state_file().write_text(json.dumps(asdict(state)))
     _wait_for_server(state, timeout)
     return state

@@ -179,6 +179,53 @@ def test_tune_on_the_stand_in_phone_then_build_and_run_there(stand_in_phone, cli
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
 
+def _measured(folder) -> int:
+    try:
+        return sum(c["microseconds"] is not None for c in _progress(folder))
+    except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or being replaced
+        return 0
+
+
+def test_a_phone_that_dies_mid_tune_keeps_its_records_and_resume_completes(stand_in_phone, tmp_path):
+    """The device's RPC server is killed (SIGKILL, as a phone that crashes or drops off the network)
+    after two candidates: the run waits --device-timeout for it, ends in one line, and the database
+    holds exactly the candidates measured before; a new device behind the same tracker, then
+    --resume, completes the budget."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mnv3compile import phone
+
+    folder, budget = tmp_path / "db", 6
+    args = ["tune", *SMALL, "--target", "arm64-linux", "--tracker", stand_in_phone.tracker(), "--key",
+            stand_in_phone.key, "--db", str(folder), "--repeat", "1", "--min-repeat-ms", "1", "--cooldown", "0",
+            "--device-timeout", "5"]
+    child = subprocess.Popen([sys.executable, "-m", "mnv3compile.cli", *args, "--trials", str(budget)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while _measured(folder) < 2:
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.2)
+    os.killpg(phone.read_state().server_pid, signal.SIGKILL)
+    stdout, stderr = child.communicate(timeout=600)
+    assert child.returncode == 2, stderr[-3000:]
+    last = stderr.splitlines()[-1]
+    assert last.startswith(f"error: no device with key '{stand_in_phone.key}' at the tracker "
+                           f"{stand_in_phone.tracker()} for 5 s") and last.endswith(
+        f"every candidate measured before is in {folder}"), last
+    assert "lost the device" in stdout
+    before = _measured(folder)
+    assert 2 <= before < budget and len(_records(folder)) == before
+    assert phone.start().tracker() == stand_in_phone.tracker()  # a new device, the same tracker
+    result = subprocess.run([sys.executable, "-m", "mnv3compile.cli", *args, "--resume", "--trials",
+                             str(budget - before)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _measured(folder) == budget and len(_records(folder)) == budget
+
+
 def test_each_candidate_waits_the_cooldown_first(monkeypatch, tmp_path):
     """--cooldown: a pause before every candidate (a phone that heats up throttles and times the
     later candidates slower)."""
