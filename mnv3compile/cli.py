@@ -512,6 +512,9 @@ Examples:
                    "with the target's toolchain. TVM RPC has no authentication: keep trackers and servers "
                    "on 127.0.0.1 or a network you trust. 'mnv3compile phone start' runs a stand-in one.")
 @click.option("--key", default=None, help="The device key at the tracker [default: the stand-in phone's].")
+@click.option("--devices", type=click.IntRange(min=1), default=None,
+              help="Use at most this many of the devices registered under --key [default: every one free "
+                   "when the run starts]; each measures the next candidate when it is free.")
 @click.option("--device-timeout", type=click.FloatRange(min=1), default=120, show_default=True,
               help="Seconds to wait for a device that went away before ending the run (records kept).")
 @click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True,
@@ -523,8 +526,9 @@ Examples:
                    "[default: 1 over RPC, 0 here].")
 def tune(model: str | None, onnx_path: Path | None, width: float, resolution: int, target_name: str, quant: str,
          calib: str | None, weight_bits: int, input_shapes: tuple[str, ...], int8_lowering: str,
-         trials: int | None, time_budget: str | None, database: Path | None, resume: bool, tracker: str | None, key: str | None,
-         device_timeout: float, repeat: int, min_repeat_ms: int, cooldown: float | None) -> None:
+         trials: int | None, time_budget: str | None, database: Path | None, resume: bool, tracker: str | None,
+         key: str | None, devices: int | None, device_timeout: float, repeat: int, min_repeat_ms: int,
+         cooldown: float | None) -> None:
     """Tune a model's kernels, here or on a device over TVM RPC, into a database build applies.
 
     Each kernel's template (see 'build') has knobs: the output tile (pixels x vector registers
@@ -546,8 +550,10 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     in this process for --target host; for a phone preset, on a device behind a TVM RPC tracker
     (--tracker, --key): candidates are cross-compiled here, uploaded and timed there, on 1 thread
     pinned to the device's big cores, after a --cooldown pause each. A device that goes away is
-    waited for (--device-timeout), then the run ends with its records kept.
-    One device at a time in this release.
+    waited for (--device-timeout); with several devices under the key (a farm behind one tracker,
+    or 'mnv3compile phone start --devices 2'), each takes the next candidate when it is free, and
+    one that goes away leaves its candidate to the others; with none left the run ends with its
+    records kept.
     """
     import tempfile
 
@@ -557,7 +563,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     from mnv3compile.pipeline import BuildRequest, deployable_model
     from mnv3compile.schedules.database import default_folder, identity, write_identity
     from mnv3compile.schedules.isa import isa_of
-    from mnv3compile.schedules.measure import DeviceLost, LocalMeasurer, Measurement, RpcMeasurer
+    from mnv3compile.schedules.measure import DeviceLost, LocalMeasurer, Measurement, RpcMeasurer, free_devices
     from mnv3compile.schedules.tune import PROGRESS_FILE, Budget, Tuner
     from mnv3compile.targets.presets import preset as target_preset
     from mnv3compile.tuning_report import plot, tasks_table
@@ -604,8 +610,13 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
         else:
             from mnv3compile.targets.toolchains import toolchain_for
 
-            measurer = RpcMeasurer(tvm_tgt, toolchain_for(target), tracker, key, Path(work), settings,
-                                   device_timeout, log=lambda text: console.print(f"note: {text}"))
+            count = max(1, min(devices or 10**6, free_devices(tracker, key)))
+            measurer = [RpcMeasurer(tvm_tgt, toolchain_for(target), tracker, key, Path(work) / f"device{i}", settings,
+                                    device_timeout, log=lambda text: console.print(f"note: {text}"),
+                                    name=f"device {i}") for i in range(1, count + 1)]
+            if count > 1:
+                console.print(f"note: {count} devices with key {key!r} at {tracker}: each measures the next "
+                              "candidate when it is free")
         tuner = Tuner(folder, module, tvm_tgt, isa_of(tvm_tgt), measurer)
         write_identity(folder, identity(target.name, tvm_tgt), model_key)
         total = sum(len(t.candidates) for t in tuner.tasks)
@@ -622,13 +633,16 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
             except (signals.Interrupted, DeviceLost) as exc:
                 interrupted = exc
             finally:
-                if isinstance(measurer, RpcMeasurer):
-                    measurer.close()
+                for each in measurer if isinstance(measurer, list) else []:
+                    each.close()
     report = tuner.report()
     (folder / "tuning_report.json").write_text(json.dumps(report, indent=1) + "\n")
     plot(report, folder / "tuning_report.png", title)
     wide_console().print(tasks_table(report, title))
     remaining = total - sum(Tuner.measured(c) for t in tuner.tasks for c in t.candidates)
+    if tracker is not None and tuner.per_device:
+        console.print("timed per device: " + ", ".join(f"{name} {count}" for name, count in
+                                                        sorted(tuner.per_device.items())))
     console.print(f"database: {folder} ({report['trials_this_run']} candidates measured in this run, "
                   f"{remaining} left; report: tuning_report.json, tuning_report.png)", soft_wrap=True)
     if interrupted is not None or remaining:
@@ -880,15 +894,19 @@ def phone() -> None:
 @phone.command("start", epilog="""\b
 Examples:
   mnv3compile phone start && mnv3compile run build/small-arm x.npy --rpc
+  mnv3compile phone start --devices 2     (two devices under one key: 'tune' measures on both)
 """)
-def phone_start() -> None:
-    """Start the tracker and the emulated RPC server (reuses running ones)."""
+@click.option("--devices", type=click.IntRange(min=1, max=5), default=1, show_default=True,
+              help="Emulated devices behind the tracker, all under one key (adds to running ones).")
+def phone_start(devices: int) -> None:
+    """Start the tracker and the emulated RPC servers (reuses running ones; replaces dead ones)."""
     from mnv3compile import phone as stand_in
 
     with console.status("starting the stand-in phone"):
-        state = stand_in.start()
-    console.print(f"stand-in phone up: tracker {state.tracker()}, key {state.key!r} "
-                  f"(pids {state.tracker_pid}, {state.server_pid})")
+        state = stand_in.start(devices=devices)
+    pids = ", ".join(str(pid) for pid in [state.tracker_pid, *state.server_pids])
+    console.print(f"stand-in phone up: tracker {state.tracker()}, key {state.key!r}, "
+                  f"{len(state.server_pids)} device{'s' if len(state.server_pids) > 1 else ''} (pids {pids})")
 
 
 @phone.command("status", epilog="""\b

@@ -35,10 +35,13 @@ def home() -> Path:
     return cache_root() / "phone"
 
 
+MAX_DEVICES = 5  # the servers' port range below: port + 5 .. port + 9
+
+
 @dataclass
 class PhoneState:
     tracker_pid: int
-    server_pid: int
+    server_pids: list[int]  # one emulated device each, all under ``key``
     tracker_port: int
     key: str = DEVICE_KEY
     host: str = "127.0.0.1"
@@ -138,13 +141,18 @@ def _state_file() -> Path:
 
 def _stored_state() -> PhoneState | None:
     path = _state_file()
-    return PhoneState(**json.loads(path.read_text())) if path.exists() else None
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    if "server_pid" in saved:  # written by an earlier release: one device
+        saved["server_pids"] = [saved.pop("server_pid")]
+    return PhoneState(**saved)
 
 
 def read_state() -> PhoneState | None:
-    """The stand-in phone's state when its tracker and its device both run, else None."""
+    """The stand-in phone's state when its tracker and all its devices run, else None."""
     state = _stored_state()
-    if state is None or not (_alive(state.tracker_pid) and _alive(state.server_pid)):
+    if state is None or not (_alive(state.tracker_pid) and all(_alive(pid) for pid in state.server_pids)):
         return None
     return state
 
@@ -170,7 +178,7 @@ def _wait_for_server(state: PhoneState, timeout: float) -> None:
         try:
             summary = rpc.connect_tracker("127.0.0.1", state.tracker_port).summary()
             # free, not only listed: a device that just died may still be listed for a moment
-            if summary.get("queue_info", {}).get(state.key, {}).get("free", 0) >= 1:
+            if summary.get("queue_info", {}).get(state.key, {}).get("free", 0) >= len(state.server_pids):
                 return
         except Exception:  # tracker not up yet
             pass
@@ -179,20 +187,24 @@ def _wait_for_server(state: PhoneState, timeout: float) -> None:
     raise UserError(f"the stand-in phone did not register with its tracker within {timeout:.0f} s")
 
 
-def start(timeout: float = 120.0) -> PhoneState:
-    """Start tracker and emulated server (or return the running ones). When only the device died
-    (a crash, or a test that kills it), a new device registers with the running tracker, whose
-    address clients already have."""
+def start(timeout: float = 120.0, devices: int = 1) -> PhoneState:
+    """Start the tracker and ``devices`` emulated RPC servers under one key (or return the running
+    ones, adding devices up to ``devices``). Devices that died (a crash, or a test that kills
+    one) are replaced behind the running tracker, whose address clients already have."""
+    if not 1 <= devices <= MAX_DEVICES:
+        raise UserError(f"--devices {devices}: the stand-in phone runs 1 to {MAX_DEVICES} devices")
     running = read_state()
-    if running is not None:
+    if running is not None and len(running.server_pids) >= devices:
         return running
     root = ensure_sysroot()
     ensure_binfmt()
     logs = home() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     previous = _stored_state()
+    alive: list[int] = []
     if previous is not None and _alive(previous.tracker_pid):
         tracker_pid, port = previous.tracker_pid, previous.tracker_port
+        alive = [pid for pid in previous.server_pids if _alive(pid)]
     else:
         stop()  # whatever is left of an earlier phone
         port = _free_port_block()
@@ -203,12 +215,14 @@ def start(timeout: float = 120.0) -> PhoneState:
     version = (root / ".complete").read_text().strip()
     env = {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(root), "PYTHONPATH": str(root / "opt/site"),
            "TVM_USE_RUNTIME_LIB": "1", "HOME": str(home())}
-    server = subprocess.Popen(
-        [str(root / f"usr/bin/python{version}"), "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}",
-         "--key", DEVICE_KEY, "--host", "127.0.0.1", "--port", str(port + 5), "--port-end", str(port + 9),
-         "--load-library", str(root / "opt/site/tvm/lib/libtvm_runtime_extra.so")],
-        env=env, stdout=open(logs / "server.log", "a"), stderr=subprocess.STDOUT, start_new_session=True)
-    state = PhoneState(tracker_pid, server.pid, port)
+    for _ in range(devices - len(alive)):  # each server takes a free port of the range
+        alive.append(subprocess.Popen(
+            [str(root / f"usr/bin/python{version}"), "-m", "tvm.exec.rpc_server", "--tracker",
+             f"127.0.0.1:{port}", "--key", DEVICE_KEY, "--host", "127.0.0.1", "--port", str(port + 5),
+             "--port-end", str(port + 5 + MAX_DEVICES - 1),
+             "--load-library", str(root / "opt/site/tvm/lib/libtvm_runtime_extra.so")],
+            env=env, stdout=open(logs / "server.log", "a"), stderr=subprocess.STDOUT, start_new_session=True).pid)
+    state = PhoneState(tracker_pid, alive, port)
     _state_file().write_text(json.dumps(asdict(state)))
     _wait_for_server(state, timeout)
     return state
@@ -216,24 +230,24 @@ def start(timeout: float = 120.0) -> PhoneState:
 
 def stop() -> bool:
     """Stop the processes this module started (their whole process groups), by PID."""
-    path = _state_file()
-    if not path.exists():
+    state = _stored_state()
+    if state is None:
         return False
-    state = PhoneState(**json.loads(path.read_text()))
-    for pid in (state.server_pid, state.tracker_pid):  # workers die with their group
+    pids = [*state.server_pids, state.tracker_pid]
+    for pid in pids:  # workers die with their group
         try:
             os.killpg(pid, signal.SIGTERM)
         except OSError:
             pass
     deadline = time.time() + 10
-    while time.time() < deadline and (_alive(state.server_pid) or _alive(state.tracker_pid)):
+    while time.time() < deadline and any(_alive(pid) for pid in pids):
         time.sleep(0.2)
-    for pid in (state.server_pid, state.tracker_pid):
+    for pid in pids:
         try:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
-    path.unlink(missing_ok=True)
+    _state_file().unlink(missing_ok=True)
     return True
 
 

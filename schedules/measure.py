@@ -81,6 +81,19 @@ class LocalMeasurer:
             path.unlink(missing_ok=True)
 
 
+def free_devices(tracker: str, key: str) -> int:
+    """How many devices registered under ``key`` at ``tracker`` are free now (0 if it cannot say)."""
+    from tvm import rpc
+
+    host, _, port = tracker.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
+        summary = rpc.connect_tracker(host or "127.0.0.1", int(port)).summary()
+    except Exception:  # RpcMeasurer waits for it and says so
+        return 0
+    return int(summary.get("queue_info", {}).get(key, {}).get("free", 0))
+
+
 class RpcMeasurer:
     """Cross-compiles each candidate here (the target's toolchain) and times it on a device the
     tracker hands out under ``key``. A session that breaks is requested again for up to
@@ -88,12 +101,13 @@ class RpcMeasurer:
     candidate measured again; then ``DeviceLost``."""
 
     def __init__(self, target, toolchain, tracker: str, key: str, work: Path, settings: Measurement,
-                 device_timeout: float = 120.0, log=lambda text: None):
+                 device_timeout: float = 120.0, log=lambda text: None, name: str = "device"):
         self.target, self.toolchain, self.work, self.settings = target, toolchain, work, settings
         host, _, port = tracker.rpartition(":")
         self.host, self.port, self.key, self.tracker = host or "127.0.0.1", int(port), key, tracker
-        self.device_timeout, self.log = device_timeout, log
+        self.device_timeout, self.log, self.name = device_timeout, log, name
         self.session, self.count = None, 0
+        work.mkdir(parents=True, exist_ok=True)
 
     def _connect(self):
         from tvm import rpc
@@ -124,9 +138,9 @@ class RpcMeasurer:
         default, which the log says."""
         try:
             self.session.get_function("runtime.config_threadpool")(1, 1)
-            self.log(f"device with key {self.key!r}: measuring on 1 thread of its big cores")
+            self.log(f"{self.name} (key {self.key!r}): measuring on 1 thread of its big cores")
         except Exception as exc:
-            self.log(f"device with key {self.key!r}: could not pin to a big core ({_first_line(exc)}); "
+            self.log(f"{self.name} (key {self.key!r}): could not pin to a big core ({_first_line(exc)}); "
                      "default threads")
 
     def close(self) -> None:
@@ -165,7 +179,7 @@ class RpcMeasurer:
                     if self._alive():
                         raise  # the device is there: the candidate itself failed
                     self.session = None
-                    self.log(f"lost the device (key {self.key!r}); requesting it again")
+                    self.log(f"lost {self.name} (key {self.key!r}); requesting a device again")
                     if attempt == 2:
                         raise DeviceLost(f"the device with key {self.key!r} went away twice while measuring "
                                          "one candidate") from None

@@ -14,8 +14,10 @@ build's latency, per task and in total); then tasks are taken in order of their 
 total (weight x default latency), largest first, each through all its candidates. A budget
 (``--trials``, ``--time-budget``) that ends the run early has spent its trials where they pay.
 
-Timing is a measurer's (schedules/measure.py: here, or on a device over TVM RPC). Nothing
-measured is lost: each candidate is written to ``progress.json`` as pending before it is
+Timing is a measurer's (schedules/measure.py: here, or on a device over TVM RPC). With several
+measurers (devices under one tracker key) each takes the next candidate as soon as it is free, in
+the same order; results are recorded here, one at a time; a device that is lost is dropped and its
+candidate goes to the others. Nothing measured is lost: each candidate is written to ``progress.json`` as pending before it is
 measured and with its result after, and its record is in the database before the next one starts.
 A resumed run skips what was measured; a candidate left pending (the process died in it) counts as
 failed and is not tried again. Kernels no template covers (pads, the input's transpose) keep
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import product
@@ -175,14 +178,15 @@ class Tuner:
     """Measures tasks' candidates into ``folder`` (a MetaSchedule JSON database plus
     ``progress.json``), resuming what is there."""
 
-    def __init__(self, folder: Path, module, target, isa, measure: Callable[[object], float],
+    def __init__(self, folder: Path, module, target, isa, measure: Callable[[object], float] | list,
                  on_progress: Callable[["Tuner"], None] = lambda tuner: None):
         from tvm.s_tir import meta_schedule as ms
 
         from mnv3compile.schedules.intrinsics import register_all
 
         register_all()  # the templates' tensor intrinsics, by name, for the traces
-        self.folder, self.target, self.isa, self.measure, self.on_progress = folder, target, isa, measure, on_progress
+        self.folder, self.target, self.isa, self.on_progress = folder, target, isa, on_progress
+        self.measurers = list(measure) if isinstance(measure, (list, tuple)) else [measure]
         folder.mkdir(parents=True, exist_ok=True)
         self.tasks, self.funcs = tasks_of(module, isa)
         self._load_progress()
@@ -190,6 +194,7 @@ class Tuner:
             path_workload=str(folder / "database_workload.json"),
             path_tuning_record=str(folder / "database_tuning_record.json"), allow_missing=True)
         self.trials = 0  # measured in this run
+        self.per_device: Counter = Counter()  # measurer name -> candidates it measured in this run
 
     # -- progress on disk ------------------------------------------------------------------
     def _load_progress(self) -> None:
@@ -234,44 +239,100 @@ class Tuner:
 
     def run(self, budget: Budget) -> None:
         started = time.monotonic()
-        for task in self.tasks:  # the untuned latency first: every task's default tile
-            if budget.spent(self.trials, started):
-                return
-            self._measure(task, task.candidates[0])
-        for task in sorted(self.tasks, key=lambda t: -(t.default_us or 0.0) * t.weight):  # largest share first
-            for candidate in task.candidates[1:]:
-                if budget.spent(self.trials, started):
-                    return
-                self._measure(task, candidate)
+        # the untuned latency first: every task's default tile
+        if not self._measure_all([(task, task.candidates[0]) for task in self.tasks], budget, started):
+            return
+        ordered = sorted(self.tasks, key=lambda t: -(t.default_us or 0.0) * t.weight)  # largest share first
+        self._measure_all([(task, c) for task in ordered for c in task.candidates[1:]], budget, started)
 
-    def _measure(self, task: Task, candidate: Candidate) -> None:
-        import tvm
+    def _measure_all(self, queue: list, budget: Budget, started: float) -> bool:
+        """Measure ``queue``'s (task, candidate) pairs in order, each measurer taking the next one
+        when it is free; False when the budget ended it first. One measurer measures in this
+        thread (a Ctrl-C interrupts it at once); several, each in a thread of its own."""
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        from mnv3compile.schedules.measure import DeviceLost
+
+        queue = [item for item in queue if not self.measured(item[1])]
+        free, running, ended = list(range(len(self.measurers))), {}, False
+        parallel = len(self.measurers) > 1
+        with ThreadPoolExecutor(max_workers=len(self.measurers)) as pool:
+            submit = pool.submit if parallel else _run_here
+            try:
+                while True:
+                    while queue and free and not ended:
+                        if budget.spent(self.trials + len(running), started):
+                            ended = True
+                            break
+                        task, candidate = queue.pop(0)
+                        sch = self._prepare(task, candidate)
+                        if sch is not None:
+                            device = free.pop(0)
+                            running[submit(self.measurers[device], sch.mod["main"])] = (task, candidate, sch, device)
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        task, candidate, sch, device = running[future]
+                        try:
+                            result = future.result()
+                        except DeviceLost:  # the measurer waited for it in vain: the others take over
+                            del running[future]
+                            candidate.microseconds, candidate.error = None, ""
+                            queue.insert(0, (task, candidate))
+                            if not free and not running:
+                                self.save_progress()
+                                raise
+                            continue
+                        except Exception as exc:  # the candidate failed to build or run: recorded, skipped
+                            result = exc
+                        del running[future]
+                        self._record(task, candidate, sch, result, self._name(device))
+                        free.append(device)
+            except BaseException:  # Ctrl-C, SIGTERM, no device left: a resumed run measures these
+                for _, candidate, _, _ in running.values():
+                    candidate.microseconds, candidate.error = None, ""
+                self.save_progress()
+                raise
+        return not ended
+
+    def _name(self, device: int) -> str:
+        return getattr(self.measurers[device], "name", f"measurer {device + 1}")
+
+    def _prepare(self, task: Task, candidate: Candidate):
+        """The candidate's schedule, with the candidate saved as pending; None (recorded as failed)
+        when the template refuses its knobs."""
         from tvm import s_tir
-        from tvm.s_tir import meta_schedule as ms
 
         from mnv3compile.schedules.templates import schedule_kernel
 
-        if self.measured(candidate):
-            return
-        func = self.funcs[task.name]
         candidate.error = PENDING  # until it ends otherwise: a resumed run counts it failed
         self.save_progress()
         try:
-            sch = s_tir.Schedule(func)
+            sch = s_tir.Schedule(self.funcs[task.name])
             candidate.template = schedule_kernel(sch, self.isa, FixedKnobs(sch, self.isa, candidate.knobs))
-            candidate.microseconds = self.measure(sch.mod["main"])
-            candidate.error = ""
-        except Exception as exc:  # a candidate that fails to build or run is recorded and skipped
-            first_line = (str(exc).strip().splitlines() or [""])[0][:200]
-            candidate.microseconds, candidate.error = None, f"{type(exc).__name__}: {first_line}"
-        except BaseException:  # Ctrl-C, SIGTERM: not the candidate's fault; a resumed run measures it
-            candidate.microseconds, candidate.error = None, ""
-            self.save_progress()
-            raise
+        except Exception as exc:
+            self._record(task, candidate, None, exc, "")
+            return None
+        return sch
+
+    def _record(self, task: Task, candidate: Candidate, sch, result, device: str) -> None:
+        """A candidate's result (microseconds, or the exception that failed it) into the progress
+        file and, when timed, the database."""
+        import tvm
+        from tvm.s_tir import meta_schedule as ms
+
+        if isinstance(result, Exception):
+            first_line = (str(result).strip().splitlines() or [""])[0][:200]
+            candidate.microseconds, candidate.error = None, f"{type(result).__name__}: {first_line}"
+        else:
+            candidate.microseconds, candidate.error = result, ""
+            self.per_device[device] += 1
         self.trials += 1
         if candidate is task.candidates[0]:
             task.default_us = candidate.microseconds
         if candidate.microseconds is not None:
+            func = self.funcs[task.name]
             workload = self.database.commit_workload(tvm.IRModule({"main": func}))
             self.database.commit_tuning_record(ms.database.TuningRecord(
                 sch.trace, workload, [candidate.microseconds * 1e-6], self.target,
@@ -291,3 +352,15 @@ class Tuner:
                          "best_template": best.template if best else None})
         return {"tasks": rows, "trials_this_run": self.trials,
                 "total_default_us": self.estimated_us(False), "total_tuned_us": self.estimated_us(True)}
+
+
+def _run_here(measure, scheduled):
+    """``measure(scheduled)`` in this thread, as a finished Future (what a pool would give)."""
+    from concurrent.futures import Future
+
+    future = Future()
+    try:
+        future.set_result(measure(scheduled))
+    except BaseException as exc:  # re-raised by result(), where the tuner handles it
+        future.set_exception(exc)
+    return future

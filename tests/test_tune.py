@@ -179,6 +179,26 @@ def test_tune_on_the_stand_in_phone_then_build_and_run_there(stand_in_phone, cli
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_two_devices_under_one_key_measure_in_parallel(stand_in_phone, cli, tmp_path):
+    """A second emulated device behind the same tracker: tune finds both, each takes candidates as
+    it gets free, and every candidate is recorded once."""
+    import re
+
+    from mnv3compile import phone
+
+    state = phone.start(devices=2)
+    assert state.tracker() == stand_in_phone.tracker() and len(state.server_pids) == 2
+    folder = tmp_path / "db"
+    code, stdout, err = cli("tune", *SMALL, "--target", "arm64-linux", "--tracker", state.tracker(), "--key",
+                            state.key, "--trials", "6", "--db", str(folder), "--repeat", "1", "--min-repeat-ms", "1",
+                            "--cooldown", "0")
+    assert code == 0, err
+    assert f"2 devices with key {state.key!r} at {state.tracker()}" in stdout, stdout
+    counts = re.search(r"timed per device: device 1 (\d+), device 2 (\d+)", stdout)
+    assert counts and int(counts[1]) >= 1 and int(counts[2]) >= 1, stdout
+    assert int(counts[1]) + int(counts[2]) == 6 == _measured(folder) == len(_records(folder))
+
+
 def _measured(folder) -> int:
     try:
         return sum(c["microseconds"] is not None for c in _progress(folder))
@@ -187,7 +207,7 @@ def _measured(folder) -> int:
 
 
 def test_a_phone_that_dies_mid_tune_keeps_its_records_and_resume_completes(stand_in_phone, tmp_path):
-    """The device's RPC server is killed (SIGKILL, as a phone that crashes or drops off the network)
+    """The devices' RPC servers are killed (SIGKILL, as a phone that crashes or drops off the network)
     after two candidates: the run waits --device-timeout for it, ends in one line, and the database
     holds exactly the candidates measured before; a new device behind the same tracker, then
     --resume, completes the budget."""
@@ -209,14 +229,15 @@ def test_a_phone_that_dies_mid_tune_keeps_its_records_and_resume_completes(stand
     while _measured(folder) < 2:
         assert child.poll() is None and time.monotonic() < deadline, child.communicate()
         time.sleep(0.2)
-    os.killpg(phone.read_state().server_pid, signal.SIGKILL)
+    for server in phone.read_state().server_pids:  # every device under the key
+        os.killpg(server, signal.SIGKILL)
     stdout, stderr = child.communicate(timeout=600)
     assert child.returncode == 2, stderr[-3000:]
     last = stderr.splitlines()[-1]
     assert last.startswith(f"error: no device with key '{stand_in_phone.key}' at the tracker "
                            f"{stand_in_phone.tracker()} for 5 s") and last.endswith(
         f"every candidate measured before is in {folder}"), last
-    assert "lost the device" in stdout
+    assert "lost device 1 (key 'mnv3-phone'); requesting a device again" in stdout
     before = _measured(folder)
     assert 2 <= before < budget and len(_records(folder)) == before
     assert phone.start().tracker() == stand_in_phone.tracker()  # a new device, the same tracker
