@@ -467,6 +467,14 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
         console.print(f"run it on the target device ({target.name}): see README, 'Deploy'")
 
 
+def _warn_if_remote(tracker: str | None) -> None:
+    from mnv3compile.phone import unauthenticated_warning
+
+    warning = unauthenticated_warning(tracker) if tracker is not None else None
+    if warning is not None:
+        print(warning, file=sys.stderr)
+
+
 def _parse_duration(text: str) -> float:
     """'90s', '30m', '2h', '1h30m' or plain seconds -> seconds."""
     import re
@@ -585,6 +593,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
             key = default_tracker()[1]
         if not tracker.rpartition(":")[2].isdigit():
             raise UserError(f"--tracker takes HOST:PORT of a TVM RPC tracker, got {tracker!r}")
+        _warn_if_remote(tracker)
     seconds = _parse_duration(time_budget) if time_budget is not None else None
     _check_build_inputs(None, calib if quant == "int8" else None, None, None)
     loaded = _load_model(model, onnx_path, width, resolution, None, input_shapes)
@@ -799,6 +808,7 @@ def run(bundle: Path, input_path: Path, top: int, rpc_tracker: str | None, key: 
         from mnv3compile.phone import run_remote
 
         tracker = None if rpc_tracker == "phone" else rpc_tracker
+        _warn_if_remote(tracker)
         (output,) = run_remote(runner.library_path, [x], tracker, key)
     else:
         output = runner(x)

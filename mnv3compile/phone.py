@@ -251,6 +251,23 @@ def stop() -> bool:
     return True
 
 
+def unauthenticated_warning(tracker: str) -> str | None:
+    """The warning for a TVM RPC tracker that is not on this machine (TVM RPC has no authentication:
+    whoever reaches a tracker or server can run code on its devices), or None for a loopback one."""
+    import ipaddress
+    import socket
+
+    host = tracker.rpartition(":")[0] or "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(socket.gethostbyname(host.strip("[]"))).is_loopback
+    except (OSError, ValueError):
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: TVM RPC has no authentication: anyone who can reach {host} can run code on its "
+            "devices; keep the tracker and the phones on a network you trust")
+
+
 def default_tracker() -> tuple[str, str]:
     """(host:port, key) of the running stand-in phone."""
     state = read_state()

@@ -64,3 +64,28 @@ def test_unreachable_tracker_is_one_line(tmp_path, cli):
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 96, 96), np.float32))
     code, _, err = cli("run", str(result.bundle), str(tmp_path / "x.npy"), "--rpc", "127.0.0.1:9", "--key", "k")
     assert (code, err) == (2, "error: cannot reach the TVM RPC tracker at 127.0.0.1:9: Connection refused\n")
+
+
+def test_the_stand_in_phone_listens_on_loopback_only(stand_in_phone):
+    """TVM RPC has no authentication: the tracker and the emulated devices bind 127.0.0.1."""
+    import psutil
+
+    state = phone.read_state()
+    listening = {c.pid: c.laddr.ip for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    for pid in (state.tracker_pid, *state.server_pids):  # each listens in a worker process it started
+        tree = {pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))}
+        addresses = {listening[p] for p in tree if p in listening}
+        assert addresses == {"127.0.0.1"}, (pid, addresses)
+
+
+def test_a_tracker_off_this_machine_gets_the_no_authentication_warning(cli):
+    assert phone.unauthenticated_warning("127.0.0.1:9190") is None
+    assert phone.unauthenticated_warning("localhost:9190") is None
+    warning = ("warning: TVM RPC has no authentication: anyone who can reach 192.0.2.1 can run code on its "
+               "devices; keep the tracker and the phones on a network you trust")
+    assert phone.unauthenticated_warning("192.0.2.1:9190") == warning
+    code, _, err = cli("tune", "--model", "small-minimal", "--width", "0.35", "--resolution", "96", "--quant",
+                       "none", "--target", "arm64-linux", "--tracker", "192.0.2.1:9", "--key", "k",
+                       "--device-timeout", "1")
+    assert code == 2 and err.splitlines()[0] == warning, err
+
