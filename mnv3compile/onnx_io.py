@@ -29,10 +29,49 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     check_structure(model, path)
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0]
+        if all(node.domain in ("", "ai.onnx") for node in model.graph.node):  # others: no schema to check
+            # types against each op's constraints (a uint8 Conv input), shapes that cannot meet
+            onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, UnicodeDecodeError, ValueError) as exc:
+        first = "a name or string is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else \
+            str(exc).strip().splitlines()[0]
         raise UserError(f"{path} is not a valid ONNX model: {first}") from exc
+    check_initializers(model, path)
+    check_input_sizes(model, path)
     return model
+
+
+MAX_INPUT_ELEMENTS = 2**31 - 1  # TVM indexes tensors with int32 by default; no real image comes near
+
+
+def check_initializers(model: onnx.ModelProto, path: str | Path) -> None:
+    """Each initializer's data must fill its shape (a wrong dtype or a cut tensor does not)."""
+    from onnx import numpy_helper
+
+    for tensor in model.graph.initializer:
+        try:
+            numpy_helper.to_array(tensor)
+        except Exception as exc:
+            raise UserError(f"{path}: initializer {tensor.name!r} ({onnx.TensorProto.DataType.Name(tensor.data_type)} "
+                            f"{tuple(tensor.dims)}) does not hold its data: {str(exc).splitlines()[0]}") from exc
+
+
+def check_input_sizes(model: onnx.ModelProto, path: str | Path) -> None:
+    """Fixed input dimensions must be positive and the tensor of a sane size."""
+    initializers = {i.name for i in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        shape = tuple(d if d is not None else "?" for d in dims)
+        if any(d is not None and d <= 0 for d in dims):
+            raise UserError(f"{path}: input {value.name!r} has shape {shape}: a dimension of 0")
+        elements = 1
+        for d in dims:
+            elements *= d or 1
+        if elements > MAX_INPUT_ELEMENTS:
+            raise UserError(f"{path}: input {value.name!r} has shape {shape}: {elements} elements, more than "
+                            f"{MAX_INPUT_ELEMENTS}")
 
 
 def _node_label(node: onnx.NodeProto) -> str:
@@ -53,7 +92,7 @@ def check_structure(model: onnx.ModelProto, path: str | Path) -> None:
         if node.domain in ("", "ai.onnx") and opset is not None:
             try:
                 schema = onnx.defs.get_schema(node.op_type, opset, "")
-            except onnx.defs.SchemaError:
+            except (onnx.defs.SchemaError, TypeError):  # TypeError: an op type that is not text
                 continue  # unknown ops are for the checker (or a later stage) to name
             count = len(node.input)
             if not schema.min_input <= count <= schema.max_input:

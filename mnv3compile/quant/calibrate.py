@@ -8,8 +8,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from mnv3compile.errors import UserError
 from mnv3compile.quant.calibration import Sample
-from mnv3compile.quant.observers import RangeObserver
+from mnv3compile.quant.observers import NoFiniteValues, RangeObserver
 
 Progress = Callable[[str, int], Callable[[], None]]  # (description, total) -> advance()
 
@@ -25,7 +26,11 @@ def session_with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> ort.In
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.log_severity_level = 3
-    return ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # what ONNX's checker lets through and onnxruntime refuses
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UserError(f"onnxruntime cannot run the model to calibrate it: {first}") from exc
 
 
 def collect_ranges(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sample], method: str,
@@ -39,14 +44,25 @@ def collect_ranges(model: onnx.ModelProto, names: Sequence[str], samples: Sequen
     for stage in passes:
         advance = progress(f"calibration: {stage}", len(samples)) if progress else (lambda: None)
         for sample in samples:
-            outputs = dict(zip(names, session.run(list(names), {input_name: sample.tensor})))
+            try:
+                outputs = dict(zip(names, session.run(list(names), {input_name: sample.tensor})))
+            except Exception as exc:  # shapes the checker cannot see (a conv's channels), found when run
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                raise UserError(f"onnxruntime failed running the model on a calibration sample: {first}") from exc
             for name, values in outputs.items():
                 if stage == "ranges":
                     observers[name].observe_range(values)
                 else:
                     observers[name].observe_histogram(values)
             advance()
-    return {name: observer.range() for name, observer in observers.items()}
+    ranges = {}
+    for name, observer in observers.items():
+        try:
+            ranges[name] = observer.range()
+        except NoFiniteValues:
+            raise UserError(f"tensor {name!r} is NaN or infinite on every calibration sample: check the model's "
+                            "weights (or the calibration data)") from None
+    return ranges
 
 
 def collect_outputs(session: ort.InferenceSession, names: Sequence[str], sample: Sample) -> dict[str, np.ndarray]:

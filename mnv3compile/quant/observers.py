@@ -14,6 +14,10 @@ METHODS = ("minmax", "percentile", "entropy")
 HISTOGRAM_BINS = 2048
 
 
+class NoFiniteValues(ValueError):
+    """Every value a tensor took on the calibration data was NaN or infinite (or there was none)."""
+
+
 @dataclass
 class RangeObserver:
     """Collects what the chosen method needs about one tensor and returns its (low, high) range."""
@@ -31,6 +35,9 @@ class RangeObserver:
         return self.method in ("percentile", "entropy")
 
     def observe_range(self, values: np.ndarray) -> None:
+        values = values[np.isfinite(values)]  # a NaN or inf would poison the range (broken weights)
+        if values.size == 0:
+            return
         low, high = float(values.min()), float(values.max())
         if self.moving_average is not None and np.isfinite(self.low):
             m = self.moving_average
@@ -39,6 +46,8 @@ class RangeObserver:
             self.low, self.high = min(self.low, low), max(self.high, high)
 
     def observe_histogram(self, values: np.ndarray) -> None:
+        if not np.isfinite(self.low):  # no finite value in the range pass: range() says so
+            return
         if self.histogram is None:
             if self.method == "entropy":  # a histogram of |x|, as the KL threshold search expects
                 low, high = 0.0, max(abs(self.low), abs(self.high), 1e-12)
@@ -46,14 +55,15 @@ class RangeObserver:
                 low, high = self.low, self.low + max(self.high - self.low, 1e-12)
             self.edges = np.linspace(low, high, HISTOGRAM_BINS + 1)
             self.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
+        values = values[np.isfinite(values)]
         if self.method == "entropy":
             values = np.abs(values)
         counts, _ = np.histogram(np.clip(values, self.edges[0], self.edges[-1]), bins=self.edges)
         self.histogram += counts
 
     def range(self) -> tuple[float, float]:
-        if not np.isfinite(self.low):
-            raise ValueError("observer saw no data")
+        if not (np.isfinite(self.low) and np.isfinite(self.high)):
+            raise NoFiniteValues("observer saw no finite value")
         if self.method == "minmax" or self.histogram is None:
             return self.low, self.high
         if self.method == "percentile":

@@ -27,6 +27,18 @@ def import_onnx(model: onnx.ModelProto):
     """The Relax module of ``model`` with static input shapes; returns (module, notes)."""
     from tvm.relax.frontend.onnx import from_onnx
 
+    import re
+
+    from mnv3compile import signals
+
     fixed, notes = with_static_inputs(model)
     check_supported(fixed)
-    return from_onnx(fixed), notes
+    try:
+        return from_onnx(fixed), notes
+    except Exception as exc:  # shapes ONNX's checker lets through and TVM's ops refuse (a bias of 4 for 8 channels)
+        signals.check()  # a signal that arrived inside the importer ends the command as that signal
+        text = str(exc).strip()
+        op = re.search(r"Error converting operator (\w+)", text)
+        where = f" (converting a {op.group(1)} node)" if op else ""
+        first = (text.splitlines() or [type(exc).__name__])[0][:300]
+        raise UserError(f"TVM cannot import this model{where}: {first}") from exc
