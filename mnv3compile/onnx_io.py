@@ -57,15 +57,15 @@ def check_initializers(model: onnx.ModelProto, path: str | Path) -> None:
 
 
 def check_input_sizes(model: onnx.ModelProto, path: str | Path) -> None:
-    """Fixed input dimensions must be positive and the tensor of a sane size."""
+    """An input of fixed dimensions must be of a sane size (dimensions <= 0 are dynamic, as
+    exporters write them: ``analysis.with_static_inputs`` fixes them)."""
     initializers = {i.name for i in model.graph.initializer}
     for value in model.graph.input:
         if value.name in initializers:
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in value.type.tensor_type.shape.dim]
         shape = tuple(d if d is not None else "?" for d in dims)
-        if any(d is not None and d <= 0 for d in dims):
-            raise UserError(f"{path}: input {value.name!r} has shape {shape}: a dimension of 0")
         elements = 1
         for d in dims:
             elements *= d or 1

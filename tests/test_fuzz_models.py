@@ -23,13 +23,10 @@ def _save(model, path):
     return str(path)
 
 
-def test_a_zero_or_huge_input_dimension_is_one_line(cli, tmp_path):
+def test_a_huge_input_is_one_line(cli, tmp_path):
     from model_fuzz import valid_model
 
     model = valid_model()
-    model.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 0
-    path = _save(model, tmp_path / "zero.onnx")
-    assert cli("inspect", path)[::2] == (2, f"error: {path}: input 'input' has shape (1, 3, 0, 32): a dimension of 0\n")
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 2**40
     path = _save(model, tmp_path / "huge.onnx")
     code, _, err = cli("optimize", path, "-o", str(tmp_path / "out.onnx"))
