@@ -35,7 +35,7 @@ Examples:
   mnv3compile quantize small.onnx --calib images/ --preprocess torchvision -o small.int8.onnx
   mnv3compile build --model small --target arm64-android --quant int8
   mnv3compile tune --model small --quant int8 --time-budget 20m
-  mnv3compile run build/small-int8-host chelsea.png
+  mnv3compile run build/small-int8-host examples/sample.png
 """)
 @click.version_option(__version__, prog_name="mnv3compile")
 def cli() -> None:
@@ -784,7 +784,7 @@ def profile(bundle: Path, runs: int, top: int, png_path: Path | None, as_json: b
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
 Examples:
-  mnv3compile run build/large-int8-host chelsea.png
+  mnv3compile run build/small-int8-host examples/sample.png  (a bundle built with --preprocess)
   mnv3compile run build/small-none-host input.npy --top 3
 """)
 @click.argument("bundle", type=click.Path(path_type=Path))

@@ -183,7 +183,6 @@ def _wait_for_server(state: PhoneState, timeout: float) -> None:
         except Exception:  # tracker not up yet
             pass
         time.sleep(1)
-    stop()
     raise UserError(f"the stand-in phone did not register with its tracker within {timeout:.0f} s")
 
 
@@ -202,38 +201,48 @@ def start(timeout: float = 120.0, devices: int = 1) -> PhoneState:
     logs.mkdir(parents=True, exist_ok=True)
     previous = _stored_state()
     alive: list[int] = []
-    if previous is not None and _alive(previous.tracker_pid):
-        tracker_pid, port = previous.tracker_pid, previous.tracker_port
-        alive = [pid for pid in previous.server_pids if _alive(pid)]
-    else:
-        stop()  # whatever is left of an earlier phone
-        port = _free_port_block()
-        tracker_pid = subprocess.Popen(
-            [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
-             "--port-end", str(port + 4)], stdout=open(logs / "tracker.log", "w"), stderr=subprocess.STDOUT,
-            start_new_session=True).pid
-    version = (root / ".complete").read_text().strip()
-    env = {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(root), "PYTHONPATH": str(root / "opt/site"),
-           "TVM_USE_RUNTIME_LIB": "1", "HOME": str(home())}
-    for _ in range(devices - len(alive)):  # each server takes a free port of the range
-        alive.append(subprocess.Popen(
-            [str(root / f"usr/bin/python{version}"), "-m", "tvm.exec.rpc_server", "--tracker",
-             f"127.0.0.1:{port}", "--key", DEVICE_KEY, "--host", "127.0.0.1", "--port", str(port + 5),
-             "--port-end", str(port + 5 + MAX_DEVICES - 1),
-             "--load-library", str(root / "opt/site/tvm/lib/libtvm_runtime_extra.so")],
-            env=env, stdout=open(logs / "server.log", "a"), stderr=subprocess.STDOUT, start_new_session=True).pid)
-    state = PhoneState(tracker_pid, alive, port)
-    _state_file().write_text(json.dumps(asdict(state)))
-    _wait_for_server(state, timeout)
+    started: list[int] = []  # by this call: stopped again if it does not finish (Ctrl-C, a timeout)
+    try:
+        if previous is not None and _alive(previous.tracker_pid):
+            tracker_pid, port = previous.tracker_pid, previous.tracker_port
+            alive = [pid for pid in previous.server_pids if _alive(pid)]
+        else:
+            stop()  # whatever is left of an earlier phone
+            previous = None
+            port = _free_port_block()
+            tracker_pid = subprocess.Popen(
+                [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
+                 "--port-end", str(port + 4)], stdout=open(logs / "tracker.log", "w"), stderr=subprocess.STDOUT,
+                start_new_session=True).pid
+            started.append(tracker_pid)
+        version = (root / ".complete").read_text().strip()
+        env = {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(root), "PYTHONPATH": str(root / "opt/site"),
+               "TVM_USE_RUNTIME_LIB": "1", "HOME": str(home())}
+        for _ in range(devices - len(alive)):  # each server takes a free port of the range
+            started.append(subprocess.Popen(
+                [str(root / f"usr/bin/python{version}"), "-m", "tvm.exec.rpc_server", "--tracker",
+                 f"127.0.0.1:{port}", "--key", DEVICE_KEY, "--host", "127.0.0.1", "--port", str(port + 5),
+                 "--port-end", str(port + 5 + MAX_DEVICES - 1),
+                 "--load-library", str(root / "opt/site/tvm/lib/libtvm_runtime_extra.so")],
+                env=env, stdout=open(logs / "server.log", "a"), stderr=subprocess.STDOUT,
+                start_new_session=True).pid)
+            alive.append(started[-1])
+        state = PhoneState(tracker_pid, alive, port)
+        _state_file().write_text(json.dumps(asdict(state)))
+        _wait_for_server(state, timeout)
+    except BaseException:
+        _kill_groups(started)
+        if previous is None:
+            _state_file().unlink(missing_ok=True)
+        else:  # the tracker and devices that ran before this call
+            kept = PhoneState(previous.tracker_pid, [p for p in alive if p not in started], previous.tracker_port)
+            _state_file().write_text(json.dumps(asdict(kept)))
+        raise
     return state
 
 
-def stop() -> bool:
-    """Stop the processes this module started (their whole process groups), by PID."""
-    state = _stored_state()
-    if state is None:
-        return False
-    pids = [*state.server_pids, state.tracker_pid]
+def _kill_groups(pids: list[int]) -> None:
+    """SIGTERM each process group, SIGKILL what is left after 10 s."""
     for pid in pids:  # workers die with their group
         try:
             os.killpg(pid, signal.SIGTERM)
@@ -247,6 +256,14 @@ def stop() -> bool:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def stop() -> bool:
+    """Stop the processes this module started (their whole process groups), by PID."""
+    state = _stored_state()
+    if state is None:
+        return False
+    _kill_groups([*state.server_pids, state.tracker_pid])
     _state_file().unlink(missing_ok=True)
     return True
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
@@ -239,3 +240,17 @@ def test_run_over_rpc_refuses_a_bundle_the_device_cannot_load(cli, tmp_path, pre
         "outputs": [], "target": {"preset": preset_name}}))
     code, _, err = cli("run", str(bundle), str(tmp_path / "x.npy"), "--rpc")
     assert (code, err) == (2, f"error: {message.format(b=bundle)}\n")
+
+
+def test_the_readme_run_example_works_on_the_shipped_image(cli, tmp_path):
+    """README's 'run' example: a bundle built with --preprocess, run on examples/sample.png (a scene
+    drawn for the repository), prints the top-5 classes."""
+    image = Path(__file__).resolve().parents[1] / "examples" / "sample.png"
+    bundle = tmp_path / "small-int8-host"
+    code, _, err = cli("build", "--model", "small-minimal", "--width", "0.35", "--resolution", "96",
+                       "--preprocess", "torchvision", "-o", str(bundle))
+    assert code == 0, err
+    code, stdout, err = cli("run", str(bundle), str(image))
+    assert code == 0, err
+    ranks = [line for line in stdout.splitlines() if line[:2] in ("1.", "2.", "3.", "4.", "5.")]
+    assert len(ranks) == 5 and all(" class " in line for line in ranks), stdout

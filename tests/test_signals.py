@@ -58,3 +58,39 @@ def test_a_signal_at_any_stage_of_build_ends_cleanly(tmp_path, point, signum):
     lines = [line for line in result.stderr.splitlines() if "Warning: BlockBuilder destroyed" not in line]
     assert lines == [f"error: aborted ({name})"], result.stderr[-3000:]
     assert list(tmp_path.iterdir()) == []  # no bundle, no hidden .bundle.* folder
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_phone_start_stops_what_it_started(tmp_path, signum):
+    """'phone start' interrupted while its device boots under qemu: one line, exit 130/143, and the
+    tracker and device it started are stopped, its state file gone (a cache of its own, sharing the
+    real sysroot, so the session's stand-in phone is left alone)."""
+    import json
+    import os
+    import shutil
+    import time
+
+    import psutil
+
+    from mnv3compile import phone
+
+    if not shutil.which("qemu-aarch64"):
+        pytest.skip("qemu-user is not installed (apt-get install qemu-user binfmt-support)")
+    root = phone.ensure_sysroot()
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "sysroot").symlink_to(root)
+    state_file = tmp_path / "phone" / "state.json"
+    child = subprocess.Popen([sys.executable, "-m", "mnv3compile.cli", "phone", "start"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "MNV3COMPILE_CACHE": str(tmp_path)})
+    deadline = time.monotonic() + 120
+    while not state_file.exists():  # the processes are started; the device is booting
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.1)
+    state = json.loads(state_file.read_text())
+    child.send_signal(signum)
+    _, stderr = child.communicate(timeout=60)
+    name = signal.Signals(signum).name
+    assert (child.returncode, stderr.splitlines()[-1]) == (128 + signum, f"error: aborted ({name})"), stderr
+    assert "Traceback" not in stderr and not state_file.exists()
+    for pid in (state["tracker_pid"], *state["server_pids"]):
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, pid

@@ -116,6 +116,7 @@ def test_tune_refuses_bad_options_in_one_line(cli, cache, args, message):
 
 INTERRUPTED_CHILD = r"""
 import os, signal, sys, threading
+signum = int(sys.argv.pop(1))
 from mnv3compile.schedules import measure as measuring
 original = measuring.LocalMeasurer.__call__
 calls = []
@@ -123,7 +124,7 @@ calls = []
 def measure(self, scheduled):
     calls.append(1)
     if len(calls) == 3:  # Ctrl-C while the third candidate is measured
-        threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
         import time; time.sleep(1)
     return original(self, scheduled)
 
@@ -133,16 +134,18 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_ctrl_c_keeps_every_measured_record_and_resume_continues(tmp_path):
+@pytest.mark.parametrize("signum", [2, 15], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_keeps_every_measured_record_and_resume_continues(tmp_path, signum):
+    import signal
     import subprocess
     import sys
 
     folder = tmp_path / "db"
     args = ["tune", *SMALL, "--db", str(folder), "--repeat", "1", "--min-repeat-ms", "1"]
-    result = subprocess.run([sys.executable, "-c", INTERRUPTED_CHILD, *args], capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 130, result.stderr[-3000:]
-    assert result.stderr.splitlines()[-1] == "error: aborted (SIGINT)"
+    result = subprocess.run([sys.executable, "-c", INTERRUPTED_CHILD, str(signum), *args], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 128 + signum, result.stderr[-3000:]
+    assert result.stderr.splitlines()[-1] == f"error: aborted ({signal.Signals(signum).name})"
     assert f"continue with: mnv3compile {' '.join(args)} --resume" in result.stdout
     candidates = _progress(folder)
     assert sum(c["microseconds"] is not None for c in candidates) == 2 and len(_records(folder)) == 2
