@@ -23,43 +23,6 @@ from __future__ import annotations
 INT8_PAIRS_X8_AVX2 = "mnv3compile_int8_pairs_x8_avx2"
 
 
-def _register_int8_pairs_avx2() -> None:
-    from tvm.s_tir import TensorIntrin
-    from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        row = T.int64()
-        A = T.match_buffer(a, (2,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (2, 8), "int8", offset_factor=1, strides=[row, 1])
-        C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[0:8], A[0:2], B[0:2, 0:8])
-            T.writes(C[0:8])
-            for i, k in T.grid(8, 2):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vk, vi])
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        row = T.int64()
-        A = T.match_buffer(a, (2,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (2, 8), "int8", offset_factor=1, strides=[row, 1])
-        C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[0:8], A[0:2], B[0:2, 0:8])
-            T.writes(C[0:8])
-            inputs = T.reinterpret(T.broadcast(T.reinterpret(T.Cast("int16x2", A.vload([0], "int8x2")), dtype="int32"), 8),
-                                   dtype="int16x16")
-            weights = T.Shuffle([T.Cast("int16x8", B.vload([0, 0], "int8x8")), T.Cast("int16x8", B.vload([1, 0], "int8x8"))],
-                                [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15])
-            C[T.ramp(0, 1, 8)] = C.vload([0], "int32x8") + T.call_llvm_pure_intrin(
-                "int32x8", "llvm.x86.avx2.pmadd.wd", inputs, weights)
-
-    TensorIntrin.register(INT8_PAIRS_X8_AVX2, desc, impl, override=True)
-
-
 def dot4_name(lanes: int, instruction: str) -> str:
     return f"mnv3compile_int8_dot{depth(instruction)}_x{lanes}_{instruction}"
 
@@ -92,34 +55,52 @@ def _smlal_by_lane(inputs_buffer, weights_buffer, acc_buffer):
     return tirx.Shuffle(halves, list(range(8)))
 
 
-def _register_int8_smlal() -> None:
+def _pairs_by_vpmaddwd(inputs_buffer, weights_buffer, acc_buffer):
+    """acc (int32x8) + inputs[0] * weights[0, :] + inputs[1] * weights[1, :], as one vpmaddwd: the two
+    inputs widened and broadcast as one int32, the two weight rows widened and interleaved."""
+    from tvm.script import tirx as T
+
+    pair = T.reinterpret(T.Cast("int16x2", inputs_buffer.vload([0], "int8x2")), dtype="int32")
+    inputs = T.reinterpret(T.broadcast(pair, 8), dtype="int16x16")
+    rows = [T.Cast("int16x8", weights_buffer.vload([k, 0], "int8x8")) for k in range(2)]
+    weights = T.Shuffle(rows, [lane for i in range(8) for lane in (i, 8 + i)])
+    return acc_buffer.vload([0], "int32x8") + T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd",
+                                                                       inputs, weights)
+
+
+def _register_input_rows(name: str, steps: int, update) -> None:
+    """An intrinsic adding ``steps`` int8 inputs (adjacent input channels of one pixel) times a
+    (steps, 8) int8 weight block whose rows are input channels (any row stride: an HWIO weight, or
+    packed) into 8 int32 accumulators, computed as ``update(inputs, weights, accumulators)``."""
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (8,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (8, 8), "int8", offset_factor=1)
+        row = T.int64()
+        A = T.match_buffer(a, (steps,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (steps, 8), "int8", offset_factor=1, strides=[row, 1])
         C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
         with T.sblock("root"):
-            T.reads(C[0:8], A[0:8], B[0:8, 0:8])
+            T.reads(C[0:8], A[0:steps], B[0:steps, 0:8])
             T.writes(C[0:8])
-            for i, k in T.grid(8, 8):
+            for i, k in T.grid(8, steps):
                 with T.sblock("update"):
                     vi, vk = T.axis.remap("SR", [i, k])
                     C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vk, vi])
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (8,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (8, 8), "int8", offset_factor=1)
+        row = T.int64()
+        A = T.match_buffer(a, (steps,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (steps, 8), "int8", offset_factor=1, strides=[row, 1])
         C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
         with T.sblock("root"):
-            T.reads(C[0:8], A[0:8], B[0:8, 0:8])
+            T.reads(C[0:8], A[0:steps], B[0:steps, 0:8])
             T.writes(C[0:8])
-            C[T.ramp(0, 1, 8)] = _smlal_by_lane(A, B, C)
+            C[T.ramp(0, 1, 8)] = update(A, B, C)
 
-    TensorIntrin.register(dot4_name(8, "smlal"), desc, impl, override=True)
+    TensorIntrin.register(name, desc, impl, override=True)
 
 
 # instruction -> (LLVM intrinsic per lanes, input offset that makes the input operand unsigned)
@@ -195,7 +176,9 @@ _REGISTERED: set[str] = set()
 
 
 def _registrations() -> dict:
-    registrations = {INT8_PAIRS_X8_AVX2: _register_int8_pairs_avx2, dot4_name(8, "smlal"): _register_int8_smlal}
+    registrations = {
+        INT8_PAIRS_X8_AVX2: lambda: _register_input_rows(INT8_PAIRS_X8_AVX2, 2, _pairs_by_vpmaddwd),
+        dot4_name(8, "smlal"): lambda: _register_input_rows(dot4_name(8, "smlal"), SMLAL_DEPTH, _smlal_by_lane)}
     for instruction, (llvm_names, _) in DOT4_INSTRUCTIONS.items():
         for lanes in llvm_names:
             registrations[dot4_name(lanes, instruction)] = (

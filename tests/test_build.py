@@ -185,3 +185,33 @@ def test_host_cpu_can_be_named_to_build_another_code_path(monkeypatch):
     from tvm.target import codegen
 
     assert str(tvm_target(preset("host")).attrs["mcpu"]) == codegen.llvm_get_system_cpu()
+
+
+@pytest.mark.parametrize("weight_bits", [8, 7])
+def test_the_avx2_path_computes_the_same_integers_as_this_cpus(monkeypatch, tmp_path, weight_bits):
+    """int8 bundles for AVX2 (znver3: vpmaddwd pairs for 8-bit weights, vpmaddubsw dot products for
+    7-bit ones) and for this CPU (VNNI here) give the same outputs bit for bit: integer kernels
+    compute the same integers on every ISA. Run where this CPU has AVX2 (every x86-64 machine here)."""
+    import numpy as np
+
+    from mnv3compile.pipeline import BuildRequest, build
+    from mnv3compile.runner import BundleRunner
+    from mnv3compile.targets.presets import preset
+    from mnv3compile.tvm.build import HOST_CPU_VARIABLE
+    from mnv3compile.zoo import build_model, build_spec
+
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this CPU has no AVX2 to run the znver3 build")
+    spec = build_spec("small", 0.5, 96)
+    outputs = []
+    for cpu in ("znver3", ""):
+        monkeypatch.setenv(HOST_CPU_VARIABLE, cpu)
+        result = build(BuildRequest(preset("host"), tmp_path / (cpu or "native"), "m", build_model(spec), "int8",
+                                    weight_bits=weight_bits))
+        templates = json.loads((result.bundle / "build_report.json").read_text())["templates"]["templates"]
+        if cpu:
+            technique = "vpmaddubsw" if weight_bits == 7 else "vpmaddwd"
+            assert any(f"_{technique}_avx2_" in name for name in templates.values()), templates
+        x = np.random.default_rng(0).standard_normal(spec.input_shape).astype(np.float32)
+        outputs.append(BundleRunner(result.bundle)(x))
+    assert np.array_equal(*outputs)
