@@ -650,8 +650,8 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     wide_console().print(tasks_table(report, title))
     remaining = total - sum(Tuner.measured(c) for t in tuner.tasks for c in t.candidates)
     if tracker is not None and tuner.per_device:
-        console.print("timed per device: " + ", ".join(f"{name} {count}" for name, count in
-                                                        sorted(tuner.per_device.items())))
+        console.print("timed per device: " + ", ".join(f"{each.name} {tuner.per_device[each.name]}"
+                                                        for each in measurer))
     console.print(f"database: {folder} ({report['trials_this_run']} candidates measured in this run, "
                   f"{remaining} left; report: tuning_report.json, tuning_report.png)", soft_wrap=True)
     if interrupted is not None or remaining:

@@ -17,8 +17,9 @@ total (weight x default latency), largest first, each through all its candidates
 Timing is a measurer's (schedules/measure.py: here, or on a device over TVM RPC). With several
 measurers (devices under one tracker key) each takes the next candidate as soon as it is free, in
 the same order; results are recorded here, one at a time; a device that is lost is dropped and its
-candidate goes to the others. Nothing measured is lost: each candidate is written to ``progress.json`` as pending before it is
-measured and with its result after, and its record is in the database before the next one starts.
+candidate goes to the others. Nothing measured is lost: each candidate is written to
+``progress.json`` as pending before it is measured and with its result after, and its record is in
+the database before the next one is handed out.
 A resumed run skips what was measured; a candidate left pending (the process died in it) counts as
 failed and is not tried again. Kernels no template covers (pads, the input's transpose) keep
 TVM's default schedule and are not tuned.

@@ -3,6 +3,8 @@ their node, dynamic input dimensions fixed to 1 (with a note)."""
 
 from __future__ import annotations
 
+import re
+
 import onnx
 
 from mnv3compile.analysis import with_static_inputs
@@ -26,8 +28,6 @@ def check_supported(model: onnx.ModelProto) -> None:
 def import_onnx(model: onnx.ModelProto):
     """The Relax module of ``model`` with static input shapes; returns (module, notes)."""
     from tvm.relax.frontend.onnx import from_onnx
-
-    import re
 
     from mnv3compile import signals
 
