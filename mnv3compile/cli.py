@@ -802,7 +802,7 @@ def run(bundle: Path, input_path: Path, top: int, rpc_tracker: str | None, key: 
 
     runner = BundleRunner(bundle, remote=rpc_tracker is not None)
     if rpc_tracker is not None:
-        _check_device(bundle, runner.manifest["target"]["preset"], stand_in=rpc_tracker == "phone")
+        _check_device(bundle, runner.manifest["target"]["preset"], stand_in=rpc_tracker == "phone", key=key)
     x = runner.load_input(input_path)
     if rpc_tracker is not None:
         from mnv3compile.phone import run_remote
@@ -823,12 +823,15 @@ def run(bundle: Path, input_path: Path, top: int, rpc_tracker: str | None, key: 
         console.print(f"{rank}. class {index}{label}: {scores[index]:.4f}")
 
 
-def _check_device(bundle: Path, preset_name: str, stand_in: bool) -> None:
+def _check_device(bundle: Path, preset_name: str, stand_in: bool, key: str | None = None) -> None:
     """A bundle sent over RPC must be able to load there: refuse the mismatches TVM would report as
-    a 30-line RPCError (a host library on a device, bionic on the glibc stand-in phone)."""
-    from mnv3compile.targets.presets import preset as target_preset
+    a 30-line RPCError (a host library on a device, bionic on the glibc stand-in phone), and, when
+    the device key is a preset's name (the README's convention, --key pixel6), a library for
+    another C library or for instructions that device lacks (dotprod on a Pixel 2: SIGILL)."""
+    from mnv3compile.targets.presets import PRESETS, preset as target_preset
 
-    toolchain = target_preset(preset_name).toolchain
+    built_for = target_preset(preset_name)
+    toolchain = built_for.toolchain
     if toolchain == "host":
         raise UserError(f"{bundle} was built for this machine ('{preset_name}'), not for a device: run it without "
                         "--rpc, or build it with --target arm64-linux (the stand-in phone) or a phone preset")
@@ -836,6 +839,15 @@ def _check_device(bundle: Path, preset_name: str, stand_in: bool) -> None:
         raise UserError(f"{bundle} is an Android library ('{preset_name}', bionic libc) and the stand-in phone is "
                         "arm64 Linux (glibc): build with --target arm64-linux to run it there, or give --rpc "
                         "HOST:PORT --key KEY of a tracker with a real Android device")
+    device = next((p for p in PRESETS if p.name == key), None)
+    if device is None or device.is_host or device.name == built_for.name:
+        return
+    missing = [feature for feature in built_for.mattr if feature not in device.mattr]
+    if (device.toolchain == "android") != (toolchain == "android") or missing:
+        why = f"it needs {' '.join(missing)}" if missing else \
+            f"it links {'bionic' if toolchain == 'android' else 'glibc'}, the device has the other libc"
+        raise UserError(f"{bundle} was built for {preset_name} and the devices under key {key!r} are "
+                        f"{device.description}: {why}; build with --target {device.name}")
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b

@@ -242,6 +242,25 @@ def test_run_over_rpc_refuses_a_bundle_the_device_cannot_load(cli, tmp_path, pre
     assert (code, err) == (2, f"error: {message.format(b=bundle)}\n")
 
 
+@pytest.mark.parametrize("preset_name, key, why", [
+    ("pixel6", "pixel2", "Pixel 2: Snapdragon 835, Cortex-A73 big cores, no dotprod: it needs +dotprod; "
+                         "build with --target pixel2"),
+    ("arm64-linux", "pixel6", "Pixel 6: Tensor G1, Cortex-X1, dotprod: it links glibc, the device has the other "
+                              "libc; build with --target pixel6"),
+], ids=["dotprod-on-pixel2", "glibc-on-android"])
+def test_run_over_rpc_refuses_a_bundle_the_keys_devices_cannot_run(cli, tmp_path, preset_name, key, why):
+    """A key named after a preset says what the devices are: a Pixel 6 library would die of SIGILL
+    on a Pixel 2 (no sdot); refused before connecting."""
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "m.json").write_text(json.dumps({
+        "mnv3compile_bundle": 1, "library": "libm.so", "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 3, 8, 8]}],
+        "outputs": [], "target": {"preset": preset_name}}))
+    code, _, err = cli("run", str(bundle), str(tmp_path / "x.npy"), "--rpc", "127.0.0.1:9", "--key", key)
+    assert (code, err) == (2, f"error: {bundle} was built for {preset_name} and the devices under key {key!r} are "
+                              f"{why}\n")
+
+
 def test_the_readme_run_example_works_on_the_shipped_image(cli, tmp_path):
     """README's 'run' example: a bundle built with --preprocess, run on examples/sample.png (a scene
     drawn for the repository), prints the top-5 classes."""
