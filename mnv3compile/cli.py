@@ -615,18 +615,18 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
         settings = Measurement(repeat, min_repeat_ms, cooldown if cooldown is not None else
                                (0.0 if tracker is None else 1.0))
         if tracker is None:
-            measurer = LocalMeasurer(tvm_tgt, Path(work), settings)
+            measurers = [LocalMeasurer(tvm_tgt, Path(work), settings)]
         else:
             from mnv3compile.targets.toolchains import toolchain_for
 
             count = max(1, min(devices or 10**6, free_devices(tracker, key)))
-            measurer = [RpcMeasurer(tvm_tgt, toolchain_for(target), tracker, key, Path(work) / f"device{i}", settings,
+            measurers = [RpcMeasurer(tvm_tgt, toolchain_for(target), tracker, key, Path(work) / f"device{i}", settings,
                                     device_timeout, log=lambda text: console.print(f"note: {text}"),
                                     name=f"device {i}") for i in range(1, count + 1)]
             if count > 1:
                 console.print(f"note: {count} devices with key {key!r} at {tracker}: each measures the next "
                               "candidate when it is free")
-        tuner = Tuner(folder, module, tvm_tgt, isa_of(tvm_tgt), measurer)
+        tuner = Tuner(folder, module, tvm_tgt, isa_of(tvm_tgt), measurers)
         write_identity(folder, identity(target.name, tvm_tgt), model_key)
         total = sum(len(t.candidates) for t in tuner.tasks)
         done = sum(Tuner.measured(c) for t in tuner.tasks for c in t.candidates)
@@ -642,16 +642,17 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
             except (signals.Interrupted, DeviceLost) as exc:
                 interrupted = exc
             finally:
-                for each in measurer if isinstance(measurer, list) else []:
-                    each.close()
+                for measurer in measurers:
+                    if isinstance(measurer, RpcMeasurer):
+                        measurer.close()
     report = tuner.report()
     (folder / "tuning_report.json").write_text(json.dumps(report, indent=1) + "\n")
     plot(report, folder / "tuning_report.png", title)
     wide_console().print(tasks_table(report, title))
     remaining = total - sum(Tuner.measured(c) for t in tuner.tasks for c in t.candidates)
     if tracker is not None and tuner.per_device:
-        console.print("timed per device: " + ", ".join(f"{each.name} {tuner.per_device[each.name]}"
-                                                        for each in measurer))
+        console.print("timed per device: " + ", ".join(f"{measurer.name} {tuner.per_device[measurer.name]}"
+                                                        for measurer in measurers))
     console.print(f"database: {folder} ({report['trials_this_run']} candidates measured in this run, "
                   f"{remaining} left; report: tuning_report.json, tuning_report.png)", soft_wrap=True)
     if interrupted is not None or remaining:

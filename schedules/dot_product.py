@@ -32,7 +32,7 @@ import numpy as np
 
 from mnv3compile.schedules.intrinsics import DOT4_INSTRUCTIONS, SMLAL_DEPTH, depth
 from mnv3compile.schedules.isa import Isa
-from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_functions
+from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_calls
 
 # ISA -> (instruction, vector lanes of int32 it can use, widest first)
 DOT4_ISAS = {"avx512-vnni": ("vnni", (16, 8)), "neon-dotprod": ("sdot", (4,)), "avx2": ("pmaddubsw", (8,)),
@@ -172,26 +172,22 @@ def to_dot_products(module):
     unsigned_input = instruction in DOT4_INSTRUCTIONS and DOT4_INSTRUCTIONS[instruction][1] != 0
     low, high = EXACT_WEIGHTS.get(instruction, (-128, 127))
 
-    @relax.expr_functor.mutator
-    class DotProducts(relax.PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            weight_of = WEIGHT_OF.get(getattr(call.op, "name", ""))
-            weight = weight_of(call) if weight_of else None
-            if weight is None or dtype_of(call.args[0]) != "int8" or weight.dtype != np.int8:
-                return call
-            is_conv = weight.ndim == 4
-            channels, outputs = weight.shape[-2:]
-            if dot4_lanes(isa, outputs) is None or (not is_conv and channels % 4) or \
-                    weight.min() < low or weight.max() > high:
-                return call
-            if instruction == "smlal" and (weight.shape[:-2] not in ((), (1, 1)) or channels % SMLAL_DEPTH):
-                return call  # smlal: pointwise and matmuls over whole groups of 8 channels only
-            data = _conv_data(call, self.builder_.emit) if is_conv else call.args[0]
-            offsets = relax.const(compensation(weight), "int32") if unsigned_input else None
-            strides = tuple(int(s) for s in call.attrs.strides) if is_conv else (1, 1)
-            packed = relax.const(pack_weights(weight, dot4_lanes(isa, outputs), instruction), "int8")
-            return self.builder_.call_te(dot4_compute, data, packed, offsets, strides=strides,
-                                         instruction=instruction, primfunc_name_hint="dot4")
+    def dot_product(call, builder):
+        weight = WEIGHT_OF[call.op.name](call)
+        if weight is None or dtype_of(call.args[0]) != "int8" or weight.dtype != np.int8:
+            return None
+        is_conv = weight.ndim == 4
+        channels, outputs = weight.shape[-2:]
+        if dot4_lanes(isa, outputs) is None or (not is_conv and channels % 4) or \
+                weight.min() < low or weight.max() > high:
+            return None
+        if instruction == "smlal" and (weight.shape[:-2] not in ((), (1, 1)) or channels % SMLAL_DEPTH):
+            return None  # smlal: pointwise and matmuls over whole groups of 8 channels only
+        data = _conv_data(call, builder.emit) if is_conv else call.args[0]
+        offsets = relax.const(compensation(weight), "int32") if unsigned_input else None
+        strides = tuple(int(s) for s in call.attrs.strides) if is_conv else (1, 1)
+        packed = relax.const(pack_weights(weight, dot4_lanes(isa, outputs), instruction), "int8")
+        return builder.call_te(dot4_compute, data, packed, offsets, strides=strides, instruction=instruction,
+                               primfunc_name_hint="dot4")
 
-    return rewrite_functions(DotProducts(module), module)
+    return rewrite_calls(module, tuple(WEIGHT_OF), dot_product)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_functions
+from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_calls
 
 # |int8 x int8| <= 128 * 128 = 2^14, and float32 holds every integer up to 2^24.
 MAX_EXACT_TAPS = 2**24 // 2**14
@@ -91,21 +91,15 @@ def to_float_accumulation(module):
     target = tvm.target.Target.current(allow_none=True)
     depthwise_too = target is not None and isa_of(target).name.startswith(X86_ISAS)
 
-    @relax.expr_functor.mutator
-    class FloatAccumulation(relax.PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if getattr(call.op, "name", "") != "relax.nn.conv2d":
-                return call
-            weight = taken_weight(call, depthwise_too)
-            if weight is None:
-                return call
-            data = call.args[0]
-            top, left, bottom, right = (int(p) for p in call.attrs.padding)
-            if top or left or bottom or right:  # conv2d pads with 0, as the lowering asked
-                data = self.builder_.emit(op.nn.pad(data, [0, 0, top, bottom, left, right, 0, 0], pad_value=0.0))
-            return self.builder_.call_te(float_accumulated_conv, data, relax.const(weight.astype(np.float32)),
-                                         strides=tuple(int(s) for s in call.attrs.strides),
-                                         primfunc_name_hint="conv_float_acc")
+    def float_accumulation(call, builder):
+        weight = taken_weight(call, depthwise_too)
+        if weight is None:
+            return None
+        data = call.args[0]
+        top, left, bottom, right = (int(p) for p in call.attrs.padding)
+        if top or left or bottom or right:  # conv2d pads with 0, as the lowering asked
+            data = builder.emit(op.nn.pad(data, [0, 0, top, bottom, left, right, 0, 0], pad_value=0.0))
+        return builder.call_te(float_accumulated_conv, data, relax.const(weight.astype(np.float32)),
+                               strides=tuple(int(s) for s in call.attrs.strides), primfunc_name_hint="conv_float_acc")
 
-    return rewrite_functions(FloatAccumulation(module), module)
+    return rewrite_calls(module, ("relax.nn.conv2d",), float_accumulation)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, rewrite_functions
+from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, rewrite_calls
 
 BLOCK = "matmul_packed"  # a "matmul..." block: the gemv template schedules it
 
@@ -50,24 +50,20 @@ def to_packed_gemv(module):
         return module
     isa = isa_of(target)
 
-    @relax.expr_functor.mutator
-    class PackedGemv(relax.PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            result = dtype_of(call)
-            if getattr(call.op, "name", "") != "relax.matmul" or result not in OPERAND_DTYPE:
-                return call
-            weight = constant_value(call.args[1])
-            shape = getattr(call.args[0].ty, "shape", None)
-            if weight is None or weight.ndim != 2 or weight.dtype != OPERAND_DTYPE[result] or shape is None:
-                return call
-            if len(shape.values) != 2 or int(shape.values[0]) != 1 or dtype_of(call.args[0]) != weight.dtype.name:
-                return call  # a GEMM, not the batch-1 GEMV the template covers
-            lanes = _fitting_lanes(weight.shape[1], isa.lanes(result))
-            if lanes < 4:
-                return call
-            packed = relax.const(pack_columns(weight, lanes), weight.dtype.name)
-            return self.builder_.call_te(packed_matmul, call.args[0], packed, result,
-                                         primfunc_name_hint="matmul_packed")
+    def packed_gemv(call, builder):
+        result = dtype_of(call)
+        if result not in OPERAND_DTYPE:
+            return None
+        weight = constant_value(call.args[1])
+        shape = getattr(call.args[0].ty, "shape", None)
+        if weight is None or weight.ndim != 2 or weight.dtype != OPERAND_DTYPE[result] or shape is None:
+            return None
+        if len(shape.values) != 2 or int(shape.values[0]) != 1 or dtype_of(call.args[0]) != weight.dtype.name:
+            return None  # a GEMM, not the batch-1 GEMV the template covers
+        lanes = _fitting_lanes(weight.shape[1], isa.lanes(result))
+        if lanes < 4:
+            return None
+        packed = relax.const(pack_columns(weight, lanes), weight.dtype.name)
+        return builder.call_te(packed_matmul, call.args[0], packed, result, primfunc_name_hint="matmul_packed")
 
-    return rewrite_functions(PackedGemv(module), module)
+    return rewrite_calls(module, ("relax.matmul",), packed_gemv)

@@ -1,6 +1,7 @@
 """What the Relax rewrites in schedules/ (ChannelsLast, DotProducts, FloatAccumulation, VectorChannels,
-PackedGemv) share: reading a call's operands, the operand dtype a result dtype implies, and running
-a mutator over every Relax function of a module."""
+PackedGemv, SeparableResize) share: reading a call's operands, the operand dtype a result dtype
+implies, running a mutator over every Relax function of a module, and replacing the calls of
+given ops."""
 
 from __future__ import annotations
 
@@ -29,3 +30,21 @@ def rewrite_functions(rewrite, module):
         if isinstance(function, relax.Function):
             rewrite.builder_.update_func(global_var, rewrite.visit_expr(function))
     return rewrite.builder_.get()
+
+
+def rewrite_calls(module, ops: tuple[str, ...], rewrite):
+    """``module`` with each call of an op named in ``ops`` (visited after its arguments) replaced by
+    ``rewrite(call, builder)``, or kept where that returns None; ``builder`` emits what the
+    replacement needs before it (``emit``, ``call_te``)."""
+    from tvm import relax
+
+    @relax.expr_functor.mutator
+    class CallRewrite(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if getattr(call.op, "name", None) not in ops:
+                return call
+            replacement = rewrite(call, self.builder_)
+            return call if replacement is None else replacement
+
+    return rewrite_functions(CallRewrite(module), module)

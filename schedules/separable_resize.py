@@ -20,7 +20,7 @@ static shapes; others keep TVM's resize2d.
 
 from __future__ import annotations
 
-from mnv3compile.schedules.relax_rewrite import rewrite_functions
+from mnv3compile.schedules.relax_rewrite import rewrite_calls
 
 VECTOR = 8  # NHWC resizes of a multiple of this many channels vectorize over channels already
 KEEP = "mnv3compile.materialize"  # block annotation: inline.py leaves such a stage in memory
@@ -87,29 +87,23 @@ def _static_size(call):
 
 def to_separable_resize(module):
     """``module`` with every bilinear NCHW float32 resize2d it supports computed in two passes."""
-    from tvm import relax
 
-    @relax.expr_functor.mutator
-    class SeparableResize(relax.PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if getattr(call.op, "name", "") != "relax.image.resize2d":
-                return call
-            attrs = call.attrs
-            shape = getattr(call.args[0].ty, "shape", None)
-            size = _static_size(call)
-            if (str(attrs.layout), str(attrs.method)) != ("NCHW", "linear") or size is None or shape is None \
-                    or str(attrs.coordinate_transformation_mode) not in MODES \
-                    or str(call.args[0].ty.dtype) != "float32" or str(call.ty.dtype) != "float32":
-                return call
-            try:
-                channels = [int(d) for d in shape.values][1]
-            except TypeError:  # a symbolic input shape
-                return call
-            if channels % VECTOR == 0:
-                return call
-            mode = str(attrs.coordinate_transformation_mode)
-            return self.builder_.call_te(separable_bilinear, call.args[0], size[0], size[1], mode,
-                                         primfunc_name_hint="resize_bilinear")
+    def separable_resize(call, builder):
+        attrs = call.attrs
+        shape = getattr(call.args[0].ty, "shape", None)
+        size = _static_size(call)
+        if (str(attrs.layout), str(attrs.method)) != ("NCHW", "linear") or size is None or shape is None \
+                or str(attrs.coordinate_transformation_mode) not in MODES \
+                or str(call.args[0].ty.dtype) != "float32" or str(call.ty.dtype) != "float32":
+            return None
+        try:
+            channels = [int(d) for d in shape.values][1]
+        except TypeError:  # a symbolic input shape
+            return None
+        if channels % VECTOR == 0:
+            return None
+        mode = str(attrs.coordinate_transformation_mode)
+        return builder.call_te(separable_bilinear, call.args[0], size[0], size[1], mode,
+                               primfunc_name_hint="resize_bilinear")
 
-    return rewrite_functions(SeparableResize(module), module)
+    return rewrite_calls(module, ("relax.image.resize2d",), separable_resize)

@@ -179,7 +179,7 @@ class Tuner:
     """Measures tasks' candidates into ``folder`` (a MetaSchedule JSON database plus
     ``progress.json``), resuming what is there."""
 
-    def __init__(self, folder: Path, module, target, isa, measure: Callable[[object], float] | list,
+    def __init__(self, folder: Path, module, target, isa, measurers: list[Callable[[object], float]],
                  on_progress: Callable[["Tuner"], None] = lambda tuner: None):
         from tvm.s_tir import meta_schedule as ms
 
@@ -187,7 +187,7 @@ class Tuner:
 
         register_all()  # the templates' tensor intrinsics, by name, for the traces
         self.folder, self.target, self.isa, self.on_progress = folder, target, isa, on_progress
-        self.measurers = list(measure) if isinstance(measure, (list, tuple)) else [measure]
+        self.measurers = measurers  # one per device; each measures one candidate at a time
         folder.mkdir(parents=True, exist_ok=True)
         self.tasks, self.funcs = tasks_of(module, isa)
         self._load_progress()

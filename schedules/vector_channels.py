@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, rewrite_functions
+from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, rewrite_calls
 
 VECTOR = 8  # channels are padded to a multiple of this (a ymm of float32, two NEON registers)
 
@@ -35,25 +35,22 @@ def to_vector_channels(module):
     from tvm import relax
     from tvm.relax import op
 
-    @relax.expr_functor.mutator
-    class VectorChannels(relax.PyExprMutator):
-        def visit_call_(self, call):
-            call = super().visit_call_(call)
-            if getattr(call.op, "name", "") != "relax.nn.conv2d" or dtype_of(call) not in OPERAND_DTYPE:
-                return call
-            attrs = call.attrs
-            weight = constant_value(call.args[1])
-            if weight is None or weight.ndim != 4 or int(attrs.groups) != 1 or weight.shape[-1] % 4 == 0:
-                return call
-            if weight.dtype != OPERAND_DTYPE[dtype_of(call)]:
-                return call
-            if (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != ("NHWC", "HWIO", "NHWC"):
-                return call
-            channels = weight.shape[-1]
-            wide = self.builder_.emit(op.nn.conv2d(
-                call.args[0], relax.const(padded_outputs(weight), str(weight.dtype)), strides=attrs.strides,
-                padding=attrs.padding, dilation=attrs.dilation, groups=1, data_layout="NHWC", kernel_layout="HWIO",
-                out_layout="NHWC", out_dtype=attrs.out_dtype))
-            return op.strided_slice(wide, axes=[3], begin=[0], end=[channels])
+    def vector_channels(call, builder):
+        if dtype_of(call) not in OPERAND_DTYPE:
+            return None
+        attrs = call.attrs
+        weight = constant_value(call.args[1])
+        if weight is None or weight.ndim != 4 or int(attrs.groups) != 1 or weight.shape[-1] % 4 == 0:
+            return None
+        if weight.dtype != OPERAND_DTYPE[dtype_of(call)]:
+            return None
+        if (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != ("NHWC", "HWIO", "NHWC"):
+            return None
+        channels = weight.shape[-1]
+        wide = builder.emit(op.nn.conv2d(
+            call.args[0], relax.const(padded_outputs(weight), str(weight.dtype)), strides=attrs.strides,
+            padding=attrs.padding, dilation=attrs.dilation, groups=1, data_layout="NHWC", kernel_layout="HWIO",
+            out_layout="NHWC", out_dtype=attrs.out_dtype))
+        return op.strided_slice(wide, axes=[3], begin=[0], end=[channels])
 
-    return rewrite_functions(VectorChannels(module), module)
+    return rewrite_calls(module, ("relax.nn.conv2d",), vector_channels)
