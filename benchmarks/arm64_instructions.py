@@ -4,7 +4,7 @@ Emulated time says nothing about a phone; executed instructions are deterministi
 work a kernel does (not its memory stalls or how well it dual-issues: a proxy, not a latency).
 For each configuration this builds a bundle (unstripped, so kernels keep their symbols), runs
 runtime/tests/api_test.c's `bench` mode (the C runtime, cross-compiled) under qemu-aarch64 with
-the TCG plugin benchmarks/qemu/count_insns.c, which counts instructions between two marker
+the TCG plugin schedules/qemu/count_insns.c, which counts instructions between two marker
 syscalls around the timed loop, and splits the count by kernel (symbol ranges of the library;
 what runs outside it is the TVM runtime and libc: VM calls, allocation).
 
@@ -31,6 +31,7 @@ import numpy as np
 
 from mnv3compile.deploy_check import build_runtime
 from mnv3compile.phone import home
+from mnv3compile.schedules.instructions import counted, helpers_folder, plugin
 from mnv3compile.pipeline import BuildRequest, build
 from mnv3compile.targets.presets import preset
 from mnv3compile.zoo import build_model, build_spec
@@ -45,32 +46,6 @@ CONFIGS = [  # (model, quant, target preset, schedule)
     ("small", "none", "rpi5", "templates"),
     ("small", "int8", "rpi5", "templates"),
 ]
-
-
-def plugin(cache: Path) -> Path:
-    """count_insns.so, built against the plugin header of QEMU's Debian source (downloaded once)."""
-    header_dir = cache / "include"
-    if not (header_dir / "qemu-plugin.h").exists():
-        work = cache / "apt"
-        for sub in ("lists/partial", "cache/archives/partial", "src"):
-            (work / sub).mkdir(parents=True, exist_ok=True)
-        (work / "sources.list").write_text("deb-src http://deb.debian.org/debian bookworm main\n")
-        (work / "status").touch()
-        apt = ["apt-get", "-q", "-o", f"Dir::Etc::SourceList={work / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
-               "-o", f"Dir::State::Lists={work / 'lists'}", "-o", f"Dir::State::status={work / 'status'}",
-               "-o", f"Dir::Cache={work / 'cache'}"]
-        subprocess.run([*apt, "update"], check=True, capture_output=True)
-        subprocess.run([*apt, "source", "--download-only", "qemu"], check=True, capture_output=True, cwd=work / "src")
-        tarball = next((work / "src").glob("qemu_*.orig.tar.xz"))
-        subprocess.run(["tar", "-xJf", str(tarball), "-C", str(work / "src"), "--wildcards", "*/include/qemu/qemu-plugin.h"],
-                       check=True)
-        header_dir.mkdir(parents=True, exist_ok=True)
-        (header_dir / "qemu-plugin.h").write_bytes(next((work / "src").glob("qemu-*/include/qemu/qemu-plugin.h")).read_bytes())
-    library = cache / "count_insns.so"
-    source = HERE / "qemu" / "count_insns.c"
-    if not library.exists() or library.stat().st_mtime < source.stat().st_mtime:
-        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", f"-I{header_dir}", str(source), "-o", str(library)], check=True)
-    return library
 
 
 def kernel_ranges(library: Path) -> tuple[list[int], list[tuple[int, str]]]:
@@ -131,7 +106,7 @@ def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scr
     result = subprocess.run(command, capture_output=True, text=True, env=runtime.environment())
     if result.returncode != 0:
         raise SystemExit(f"bench failed: {result.stdout}{result.stderr}")
-    total = int(re.search(r"mnv3-insns (\d+) marks 2", result.stdout + result.stderr).group(1))
+    total = counted(result.stdout + result.stderr)
     base = int(re.search(r"base 0x([0-9a-f]+)", result.stdout).group(1), 16)
     library = bundle / manifest["library"]
     starts, ends = kernel_ranges(library)
@@ -171,9 +146,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=12, help="kernels listed per configuration")
     parser.add_argument("--only", default="", help="run the configurations whose name contains this, e.g. int8")
     args = parser.parse_args()
-    cache = home().parent / "qemu-plugin"
-    cache.mkdir(parents=True, exist_ok=True)
-    counter = plugin(cache)
+    counter = plugin(helpers_folder())
     runtime = build_runtime("arm64", home().parent / "runtime-build" / "arm64")
     results = []
     for model_name, quant, target, schedule in CONFIGS:

@@ -492,6 +492,7 @@ Examples:
   mnv3compile tune --model small --quant int8 --resume            (continue where it stopped)
   mnv3compile tune --onnx cls.onnx --input-shape x=1,3,48,192 --quant none --trials 200 --db tuned/cls
   mnv3compile build --model small --quant int8                    (finds the database by itself)
+  mnv3compile tune --model small --target pixel6 --measure instructions   (no phone: arm64 under qemu)
 """)
 @click.option("--model", type=click.Choice(MODEL_NAMES), default=None,
               help="A zoo model [default: large, unless --onnx is given].")
@@ -499,7 +500,14 @@ Examples:
 @click.option("--width", type=float, default=1.0, show_default=True, help="Zoo width multiplier.")
 @click.option("--resolution", type=int, default=224, show_default=True, help="Zoo input size.")
 @click.option("--target", "target_name", default="host", show_default=True,
-              help="Target preset: host measures here; any other preset needs --tracker.")
+              help="Target preset: host measures here; any other preset needs --tracker, or --measure "
+                   "instructions for an arm64 one.")
+@click.option("--measure", type=click.Choice(["time", "instructions"]), default="time", show_default=True,
+              help="time: the kernel's latency (here, or on the --tracker's devices). instructions (arm64 "
+                   "targets, no phone): the arm64 instructions one call executes under qemu-aarch64, counted "
+                   "by a TCG plugin; deterministic. It sees all the work a schedule does (loop overhead, "
+                   "spills, scalar code) but not cache misses, latencies or how many instructions a core "
+                   "issues per cycle: a proxy that ranks schedules, not a latency.")
 @click.option("--quant", type=click.Choice(["none", "int8"]), default="int8", show_default=True)
 @click.option("--calib", default=None, metavar="DIR|FILE.npz|synthetic[:N]",
               help="int8 calibration data, as for build (scales do not change the kernels' shapes).")
@@ -532,7 +540,8 @@ Examples:
 @click.option("--cooldown", type=click.FloatRange(min=0), default=None,
               help="Seconds of pause before each candidate, so a phone does not heat up and throttle "
                    "[default: 1 over RPC, 0 here].")
-def tune(model: str | None, onnx_path: Path | None, width: float, resolution: int, target_name: str, quant: str,
+def tune(model: str | None, onnx_path: Path | None, width: float, resolution: int, target_name: str, measure: str,
+         quant: str,
          calib: str | None, weight_bits: int, input_shapes: tuple[str, ...], int8_lowering: str,
          trials: int | None, time_budget: str | None, database: Path | None, resume: bool, tracker: str | None,
          key: str | None, devices: int | None, device_timeout: float, repeat: int, min_repeat_ms: int,
@@ -569,7 +578,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
 
     from mnv3compile import signals
     from mnv3compile.pipeline import BuildRequest, deployable_model
-    from mnv3compile.schedules.database import default_folder, identity, write_identity
+    from mnv3compile.schedules.database import check_measure, default_folder, identity, write_identity
     from mnv3compile.schedules.isa import isa_of
     from mnv3compile.schedules.measure import DeviceLost, LocalMeasurer, Measurement, RpcMeasurer, free_devices
     from mnv3compile.schedules.tune import PROGRESS_FILE, Budget, Tuner
@@ -578,12 +587,20 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     from mnv3compile.tvm.build import fused_module, tvm_target
 
     target = target_preset(target_name)
-    if target.is_host and tracker is not None:
+    if measure == "instructions":
+        if target.is_host:
+            raise UserError("--measure instructions counts arm64 instructions under qemu: give an arm64 --target "
+                            "(arm64-android, pixel6, rpi5, ...); --target host measures time here")
+        if tracker is not None:
+            raise UserError("--measure instructions runs the candidates under qemu here; leave out --tracker "
+                            "(or measure time on the tracker's devices without --measure)")
+    elif target.is_host and tracker is not None:
         raise UserError("--tracker measures on a device: give its --target (a phone preset); --target host "
                         "measures here")
-    if not target.is_host and tracker is None:
+    if not target.is_host and tracker is None and measure == "time":
         raise UserError(f"tuning for {target.name} measures on the device: give --tracker HOST:PORT (and --key) of "
-                        "a TVM RPC tracker it is registered with ('mnv3compile phone start' runs a stand-in)")
+                        "a TVM RPC tracker it is registered with ('mnv3compile phone start' runs a stand-in), "
+                        "or --measure instructions to count instructions under qemu here")
     if tracker is not None:
         from mnv3compile.phone import default_tracker, read_state
 
@@ -601,6 +618,8 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     folder = database or default_folder(target.name, model_key)
     if (folder / PROGRESS_FILE).exists() and not resume:
         raise UserError(f"{folder} already holds a tuning run; add --resume to continue it, or give another --db")
+    if resume:
+        check_measure(folder, measure)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--db {folder}: exists and is not a folder")
     tvm_tgt = tvm_target(target)
@@ -614,7 +633,12 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     with tempfile.TemporaryDirectory(prefix="mnv3compile-tune-") as work:
         settings = Measurement(repeat, min_repeat_ms, cooldown if cooldown is not None else
                                (0.0 if tracker is None else 1.0))
-        if tracker is None:
+        if measure == "instructions":
+            from mnv3compile.schedules.instructions import InstructionMeasurer
+
+            with console.status("preparing the qemu instruction counter (built once)"):
+                measurers = [InstructionMeasurer(tvm_tgt, Path(work))]
+        elif tracker is None:
             measurers = [LocalMeasurer(tvm_tgt, Path(work), settings)]
         else:
             from mnv3compile.targets.toolchains import toolchain_for
@@ -627,7 +651,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
                 console.print(f"note: {count} devices with key {key!r} at {tracker}: each measures the next "
                               "candidate when it is free")
         tuner = Tuner(folder, module, tvm_tgt, isa_of(tvm_tgt), measurers)
-        write_identity(folder, identity(target.name, tvm_tgt), model_key)
+        write_identity(folder, {**identity(target.name, tvm_tgt), "measure": measure}, model_key)
         total = sum(len(t.candidates) for t in tuner.tasks)
         done = sum(Tuner.measured(c) for t in tuner.tasks for c in t.candidates)
         console.print(f"tuning {len(tuner.tasks)} tasks ({sum(t.weight for t in tuner.tasks)} kernels), "

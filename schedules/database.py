@@ -48,6 +48,17 @@ def write_identity(folder: Path, tuned_for: dict, model_key: str) -> None:
     (folder / IDENTITY_FILE).write_text(json.dumps({**tuned_for, "model": model_key}, indent=1) + "\n")
 
 
+def check_measure(folder: Path, measure: str) -> None:
+    """A resumed run must score candidates as the run it continues did (times and instruction
+    counts are not comparable)."""
+    written = folder / IDENTITY_FILE
+    if written.is_file():
+        recorded = json.loads(written.read_text()).get("measure", "time")
+        if recorded != measure:
+            raise UserError(f"{folder} was tuned with --measure {recorded}; resume it with --measure {recorded}, "
+                            "or give another --db")
+
+
 def check_database(folder: Path, tuned_for: dict | None = None) -> tuple[Path, Path]:
     """The two files of a MetaSchedule JSON database in ``folder``, or a UserError; with
     ``tuned_for`` (``identity``), also refused when 'tune' wrote it for another target or TVM."""

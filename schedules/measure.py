@@ -1,7 +1,8 @@
 """How 'tune' times a candidate kernel: here (``LocalMeasurer``), or on a device behind a TVM RPC
 tracker (``RpcMeasurer``: cross-compiled here with the target's toolchain, uploaded, timed there).
 
-A measurer is called with a scheduled PrimFunc and returns microseconds, or raises: an ordinary
+A measurer is called with a scheduled PrimFunc and returns its cost in the measurer's ``unit``
+(microseconds here; schedules/instructions.py's counts instructions), or raises: an ordinary
 exception is the candidate's failure (recorded, skipped), ``DeviceLost`` is the device's (the
 tuner keeps every record and stops; --resume continues).
 """
@@ -65,6 +66,8 @@ def _time(module, device, arguments, settings: Measurement) -> float:
 class LocalMeasurer:
     """Times candidates on this machine, in this process, one at a time."""
 
+    unit = "us"
+
     def __init__(self, target, work: Path, settings: Measurement):
         self.target, self.work, self.settings, self.count = target, work, settings, 0
 
@@ -99,6 +102,8 @@ class RpcMeasurer:
     tracker hands out under ``key``. A session that breaks is requested again for up to
     ``device_timeout`` seconds (a phone that rebooted, a cable pulled and put back) and the
     candidate measured again; then ``DeviceLost``."""
+
+    unit = "us"
 
     def __init__(self, target, toolchain, tracker: str, key: str, work: Path, settings: Measurement,
                  device_timeout: float = 120.0, log=lambda text: None, name: str = "device"):

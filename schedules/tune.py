@@ -37,6 +37,9 @@ from pathlib import Path
 
 
 PROGRESS_FILE = "progress.json"
+# A record's "run_secs" in the MetaSchedule database: a time, or an instruction count read as
+# nanoseconds (1 GHz at one instruction a cycle), so MetaSchedule's "fastest" is the fewest.
+SECONDS_PER_UNIT = {"us": 1e-6, "instructions": 1e-9}
 PENDING = "the process ended while measuring it"
 
 
@@ -79,7 +82,7 @@ class FixedKnobs:
 class Candidate:
     knobs: dict  # knob -> value (tuples as lists in JSON)
     template: str = ""
-    microseconds: float | None = None  # None: failed
+    cost: float | None = None  # microseconds or instructions (Tuner.unit); None: failed
     error: str = ""
 
 
@@ -88,15 +91,15 @@ class Task:
     name: str  # the first kernel's name
     kernels: list[str]
     candidates: list[Candidate] = field(default_factory=list)
-    default_us: float | None = None
+    default_cost: float | None = None
 
     @property
     def weight(self) -> int:
         return len(self.kernels)
 
     def best(self) -> Candidate | None:
-        timed = [c for c in self.candidates if c.microseconds is not None]
-        return min(timed, key=lambda c: c.microseconds) if timed else None
+        timed = [c for c in self.candidates if c.cost is not None]
+        return min(timed, key=lambda c: c.cost) if timed else None
 
 
 def _key(knobs: dict) -> str:
@@ -188,6 +191,7 @@ class Tuner:
         register_all()  # the templates' tensor intrinsics, by name, for the traces
         self.folder, self.target, self.isa, self.on_progress = folder, target, isa, on_progress
         self.measurers = measurers  # one per device; each measures one candidate at a time
+        self.unit = measurers[0].unit  # what the measurers return: "us" or "instructions"
         folder.mkdir(parents=True, exist_ok=True)
         self.tasks, self.funcs = tasks_of(module, isa)
         self._load_progress()
@@ -212,9 +216,9 @@ class Tuner:
                 record = done.get(_key(candidate.knobs))
                 if record is not None:
                     candidate.template = record["template"]
-                    candidate.microseconds = record["microseconds"]
+                    candidate.cost = record.get("cost", record.get("microseconds"))
                     candidate.error = record["error"]  # a pending one died measuring: failed
-            task.default_us = previous.get("default_us")
+            task.default_cost = previous.get("default_cost", previous.get("default_us"))  # progress files written before the rename
 
     def save_progress(self) -> None:
         path = self.folder / PROGRESS_FILE
@@ -225,14 +229,14 @@ class Tuner:
     # -- the search ----------------------------------------------------------------------
     @staticmethod
     def measured(candidate: Candidate) -> bool:
-        return candidate.microseconds is not None or bool(candidate.error)
+        return candidate.cost is not None or bool(candidate.error)
 
-    def estimated_us(self, tuned: bool) -> float | None:
-        """Total latency of the tuned kernels, untuned (default tiles) or with the best so far."""
+    def estimated_total(self, tuned: bool) -> float | None:
+        """Total cost (``unit``) of the tuned kernels, untuned (default tiles) or with the best so far."""
         total = 0.0
         for task in self.tasks:
             best = task.best() if tuned else None
-            value = best.microseconds if best is not None else task.default_us
+            value = best.cost if best is not None else task.default_cost
             if value is None:
                 return None
             total += value * task.weight
@@ -243,7 +247,7 @@ class Tuner:
         # the untuned latency first: every task's default tile
         if not self._measure_all([(task, task.candidates[0]) for task in self.tasks], budget, started):
             return
-        ordered = sorted(self.tasks, key=lambda t: -(t.default_us or 0.0) * t.weight)  # largest share first
+        ordered = sorted(self.tasks, key=lambda t: -(t.default_cost or 0.0) * t.weight)  # largest share first
         self._measure_all([(task, c) for task in ordered for c in task.candidates[1:]], budget, started)
 
     def _measure_all(self, queue: list, budget: Budget, started: float) -> bool:
@@ -279,7 +283,7 @@ class Tuner:
                             result = future.result()
                         except DeviceLost:  # the measurer waited for it in vain: the others take over
                             del running[future]
-                            candidate.microseconds, candidate.error = None, ""
+                            candidate.cost, candidate.error = None, ""
                             queue.insert(0, (task, candidate))
                             if not free and not running:
                                 self.save_progress()
@@ -292,7 +296,7 @@ class Tuner:
                         free.append(device)
             except BaseException:  # Ctrl-C, SIGTERM, no device left: a resumed run measures these
                 for _, candidate, _, _ in running.values():
-                    candidate.microseconds, candidate.error = None, ""
+                    candidate.cost, candidate.error = None, ""
                 self.save_progress()
                 raise
         return not ended
@@ -318,25 +322,25 @@ class Tuner:
         return sch
 
     def _record(self, task: Task, candidate: Candidate, sch, result, device: str) -> None:
-        """A candidate's result (microseconds, or the exception that failed it) into the progress
+        """A candidate's result (its cost in ``unit``, or the exception that failed it) into the progress
         file and, when timed, the database."""
         import tvm
         from tvm.s_tir import meta_schedule as ms
 
         if isinstance(result, Exception):
             first_line = (str(result).strip().splitlines() or [""])[0][:200]
-            candidate.microseconds, candidate.error = None, f"{type(result).__name__}: {first_line}"
+            candidate.cost, candidate.error = None, f"{type(result).__name__}: {first_line}"
         else:
-            candidate.microseconds, candidate.error = result, ""
+            candidate.cost, candidate.error = result, ""
             self.per_device[device] += 1
         self.trials += 1
         if candidate is task.candidates[0]:
-            task.default_us = candidate.microseconds
-        if candidate.microseconds is not None:
+            task.default_cost = candidate.cost
+        if candidate.cost is not None:
             func = self.funcs[task.name]
             workload = self.database.commit_workload(tvm.IRModule({"main": func}))
             self.database.commit_tuning_record(ms.database.TuningRecord(
-                sch.trace, workload, [candidate.microseconds * 1e-6], self.target,
+                sch.trace, workload, [candidate.cost * SECONDS_PER_UNIT[self.unit]], self.target,
                 ms.arg_info.ArgInfo.from_prim_func(func)))
         self.save_progress()
         self.on_progress(self)
@@ -349,10 +353,10 @@ class Tuner:
                          "candidates": len(task.candidates),
                          "measured": sum(self.measured(c) for c in task.candidates),
                          "failed": sum(bool(c.error) for c in task.candidates),
-                         "default_us": task.default_us, "best_us": best.microseconds if best else None,
+                         "default": task.default_cost, "best": best.cost if best else None,
                          "best_template": best.template if best else None})
-        return {"tasks": rows, "trials_this_run": self.trials,
-                "total_default_us": self.estimated_us(False), "total_tuned_us": self.estimated_us(True)}
+        return {"unit": self.unit, "tasks": rows, "trials_this_run": self.trials,
+                "total_default": self.estimated_total(False), "total_tuned": self.estimated_total(True)}
 
 
 def _run_here(measure, scheduled):

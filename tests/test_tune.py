@@ -35,14 +35,14 @@ def test_tune_resume_and_build_finds_the_database(cli, cache, tmp_path):
     assert f"database: {cache} (4 candidates measured in this run" in stdout
     assert (cache / "tuning_report.json").is_file() and (cache / "tuning_report.png").is_file()
     candidates = _progress(cache)
-    assert sum(c["microseconds"] is not None for c in candidates) == 4 and len(_records(cache)) == 4
+    assert sum(c["cost"] is not None for c in candidates) == 4 and len(_records(cache)) == 4
     # every record is a template's trace: fixed knob decisions, vectorized, no MetaSchedule tiling
     assert all('"SampleCategorical"' in line and '"Vectorize"' in line and '"SamplePerfectTile"' not in line
                for line in _records(cache))
 
     # The process died while measuring the next candidate: a resumed run counts it failed, skips it.
     progress = json.loads((cache / PROGRESS_FILE).read_text())
-    died = next(c for task in progress["tasks"] for c in task["candidates"] if c["microseconds"] is None)
+    died = next(c for task in progress["tasks"] for c in task["candidates"] if c["cost"] is None)
     died["error"] = PENDING
     (cache / PROGRESS_FILE).write_text(json.dumps(progress))
     code, stdout, err = cli("tune", *SMALL, "--trials", "3", "--repeat", "2", "--min-repeat-ms", "5")
@@ -51,7 +51,7 @@ def test_tune_resume_and_build_finds_the_database(cli, cache, tmp_path):
     code, stdout, err = cli("tune", *SMALL, "--trials", "3", "--resume", "--repeat", "2", "--min-repeat-ms", "5")
     assert code == 0, err
     candidates = _progress(cache)
-    assert sum(c["microseconds"] is not None for c in candidates) == 7 and len(_records(cache)) == 7
+    assert sum(c["cost"] is not None for c in candidates) == 7 and len(_records(cache)) == 7
     assert [c["error"] for c in candidates if c["error"]] == [PENDING]
 
     out = tmp_path / "bundle"
@@ -102,7 +102,13 @@ def test_build_refuses_a_database_tuned_for_another_target(cli, cache, tmp_path)
 @pytest.mark.parametrize("args, message", [
     (("--time-budget", "soon"), "--time-budget soon: expected a duration like 90s, 30m, 2h or 1h30m"),
     (("--target", "pixel6"), "tuning for pixel6 measures on the device: give --tracker HOST:PORT (and --key) of a "
-                             "TVM RPC tracker it is registered with ('mnv3compile phone start' runs a stand-in)"),
+                             "TVM RPC tracker it is registered with ('mnv3compile phone start' runs a stand-in), "
+                             "or --measure instructions to count instructions under qemu here"),
+    (("--measure", "instructions"), "--measure instructions counts arm64 instructions under qemu: give an arm64 "
+                                    "--target (arm64-android, pixel6, rpi5, ...); --target host measures time here"),
+    (("--target", "rpi5", "--measure", "instructions", "--tracker", "127.0.0.1:9190"),
+     "--measure instructions runs the candidates under qemu here; leave out --tracker (or measure time on the "
+     "tracker's devices without --measure)"),
     (("--tracker", "127.0.0.1:9190"), "--tracker measures on a device: give its --target (a phone preset); "
                                       "--target host measures here"),
     (("--target", "arm64-linux", "--tracker", "nowhere", "--key", "k"),
@@ -148,12 +154,60 @@ def test_ctrl_c_keeps_every_measured_record_and_resume_continues(tmp_path, signu
     assert result.stderr.splitlines()[-1] == f"error: aborted ({signal.Signals(signum).name})"
     assert f"continue with: mnv3compile {' '.join(args)} --resume" in result.stdout
     candidates = _progress(folder)
-    assert sum(c["microseconds"] is not None for c in candidates) == 2 and len(_records(folder)) == 2
+    assert sum(c["cost"] is not None for c in candidates) == 2 and len(_records(folder)) == 2
     assert not any(c["error"] for c in candidates)  # the interrupted one is measured again, not failed
     result = subprocess.run([sys.executable, "-m", "mnv3compile.cli", *args, "--resume", "--trials", "3"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sum(c["microseconds"] is not None for c in _progress(folder)) == 5 and len(_records(folder)) == 5
+    assert sum(c["cost"] is not None for c in _progress(folder)) == 5 and len(_records(folder)) == 5
+
+
+def test_instruction_counts_tune_an_android_target_without_a_phone(cli, tmp_path):
+    """--measure instructions: candidates compiled for the Pixel 6's CPU, run under qemu-aarch64 and
+    scored by the instructions one call executes (the same count every time), then build applies
+    the records; a run measured the other way does not resume it."""
+    from tvm import s_tir
+
+    from mnv3compile.pipeline import BuildRequest, deployable_model
+    from mnv3compile.schedules.instructions import InstructionMeasurer
+    from mnv3compile.schedules.isa import isa_of
+    from mnv3compile.schedules.templates import schedule_kernel
+    from mnv3compile.schedules.tune import FixedKnobs, tasks_of
+    from mnv3compile.targets.presets import preset
+    from mnv3compile.tvm.build import fused_module, tvm_target
+    from mnv3compile.zoo import build_model, build_spec
+
+    folder = tmp_path / "db"
+    tune = ["tune", *SMALL, "--target", "pixel6", "--db", str(folder)]
+    code, stdout, err = cli(*tune, "--measure", "instructions", "--trials", "5")
+    assert code == 0, err
+    report = json.loads((folder / "tuning_report.json").read_text())
+    measured = [row for row in report["tasks"] if row["measured"]]
+    assert report["unit"] == "instructions" and len(measured) == 5 and len(_records(folder)) == 5
+    assert all(row["default"] == int(row["default"]) > 100 for row in measured)  # whole instructions per call
+    assert "default k instr." in stdout
+    assert json.loads((folder / "mnv3compile_tuning.json").read_text())["measure"] == "instructions"
+
+    # deterministic: the first task's default tile counted again gives the recorded count
+    target = tvm_target(preset("pixel6"))
+    request = BuildRequest(preset("pixel6"), tmp_path / "unused", "small-minimal",
+                           build_model(build_spec("small-minimal", 0.35, 96)), "none")
+    module, *_ = fused_module(deployable_model(request, [])[1], target)
+    tasks, funcs = tasks_of(module, isa_of(target))
+    first = next(task for task in tasks if task.name == measured[0]["task"])
+    sch = s_tir.Schedule(funcs[first.name])
+    schedule_kernel(sch, isa_of(target), FixedKnobs(sch, isa_of(target), first.candidates[0].knobs))
+    assert InstructionMeasurer(target, tmp_path / "work")(sch.mod["main"]) == measured[0]["default"]
+
+    identity = json.loads((folder / "mnv3compile_tuning.json").read_text())
+    (folder / "mnv3compile_tuning.json").write_text(json.dumps({**identity, "measure": "time"}))
+    code, _, err = cli(*tune, "--measure", "instructions", "--resume", "--trials", "1")
+    assert (code, err) == (2, f"error: {folder} was tuned with --measure time; resume it with --measure time, or "
+                              "give another --db\n")
+    (folder / "mnv3compile_tuning.json").write_text(json.dumps(identity))
+    code, stdout, err = cli("build", *SMALL, "--target", "pixel6", "--db", str(folder), "-o", str(tmp_path / "b"))
+    assert code == 0, err
+    assert "tuning database: tuned schedules for 5 of " in stdout
 
 
 def test_tune_on_the_stand_in_phone_then_build_and_run_there(stand_in_phone, cli, tmp_path):
@@ -168,7 +222,7 @@ def test_tune_on_the_stand_in_phone_then_build_and_run_there(stand_in_phone, cli
     assert code == 0, err
     # 1 thread on the big cores, as an app runs; the emulated device has no big.LITTLE to tell
     assert "measuring on 1 thread of its big cores" in stdout, stdout
-    assert sum(c["microseconds"] is not None for c in _progress(folder)) == 3 and len(_records(folder)) == 3
+    assert sum(c["cost"] is not None for c in _progress(folder)) == 3 and len(_records(folder)) == 3
     assert json.loads((folder / "mnv3compile_tuning.json").read_text())["target"] == "arm64-linux"
     out = tmp_path / "bundle"
     code, stdout, err = cli("build", *SMALL, "--target", "arm64-linux", "--db", str(folder), "-o", str(out))
@@ -204,7 +258,7 @@ def test_two_devices_under_one_key_measure_in_parallel(stand_in_phone, cli, tmp_
 
 def _measured(folder) -> int:
     try:
-        return sum(c["microseconds"] is not None for c in _progress(folder))
+        return sum(c["cost"] is not None for c in _progress(folder))
     except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or being replaced
         return 0
 

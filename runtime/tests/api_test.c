@@ -6,7 +6,7 @@
  *   api_test repeat BUNDLE INPUT.f32 OPENS RUNS     OPENS x (open, RUNS x run, close); outputs must not change
  *   api_test threads A INPUT_A B INPUT_B N          A and B in two threads, N runs each
  *   api_test bench BUNDLE INPUT.f32 N               one warm-up run, then N runs between two marker
- *                                                   syscalls (benchmarks/qemu/count_insns.c counts
+ *                                                   syscalls (schedules/qemu/count_insns.c counts
  *                                                   the instructions between them) */
 #define _GNU_SOURCE
 #include <link.h>
@@ -170,7 +170,7 @@ static int threads_case(char **argv, int runs) {
   return workers[0].mismatches || workers[1].mismatches;
 }
 
-/* The marker benchmarks/qemu/count_insns.c looks for: write(-1, "mnv3-mark", 9), a harmless EBADF. */
+/* The marker schedules/qemu/count_insns.c looks for: write(-1, "mnv3-mark", 9), a harmless EBADF. */
 static void marker(void) {
   ssize_t ignored = write(-1, "mnv3-mark", 9);
   (void)ignored;

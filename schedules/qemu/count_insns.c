@@ -1,6 +1,7 @@
 /* A QEMU TCG plugin (qemu-user, plugin API v1): guest instructions executed between two marker
  * syscalls, write(-1, "mnv3-mark", 9), which the measured program makes around its timed loop.
- * Deterministic, unlike emulated time: the arm64 cost proxy of benchmarks/arm64_instructions.py.
+ * Deterministic, unlike emulated time: the arm64 cost proxy of 'tune --measure instructions'
+ * (schedules/instructions.py) and benchmarks/arm64_instructions.py.
  *
  * With the argument pcs=FILE it also writes, per translated block that ran between the markers,
  * "start-address executions instructions-per-execution" lines (the benchmark maps them to kernels
