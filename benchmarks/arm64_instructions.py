@@ -8,7 +8,7 @@ the TCG plugin schedules/qemu/count_insns.c, which counts instructions between t
 syscalls around the timed loop, and splits the count by kernel (symbol ranges of the library;
 what runs outside it is the TVM runtime and libc: VM calls, allocation).
 
-    python benchmarks/arm64_instructions.py [--resolution 224] [--runs 3] [--out build/arm64-insns]
+    python benchmarks/arm64_instructions.py [--resolution 224] [--runs 3] [--out build/arm64-insns] [--tuned]
 
 Needs Debian's qemu-user, g++-aarch64-linux-gnu, cmake and (once) `apt-get source qemu` for
 QEMU's plugin header (fetched into the user's cache; nothing of QEMU is committed here).
@@ -32,7 +32,9 @@ import numpy as np
 from mnv3compile.deploy_check import build_runtime
 from mnv3compile.phone import home
 from mnv3compile.schedules.instructions import counted, helpers_folder, plugin
+from mnv3compile.model_source import load_model
 from mnv3compile.pipeline import BuildRequest, build
+from mnv3compile.schedules.database import default_folder
 from mnv3compile.targets.presets import preset
 from mnv3compile.zoo import build_model, build_spec
 
@@ -46,6 +48,18 @@ CONFIGS = [  # (model, quant, target preset, schedule)
     ("small", "none", "rpi5", "templates"),
     ("small", "int8", "rpi5", "templates"),
 ]
+
+
+def configurations(resolution: int, tuned: bool) -> list[tuple]:
+    """CONFIGS with no database; with ``tuned``, each templates one again with its tuning database
+    where 'tune' left one in the default folder."""
+    rows = [(*config, None) for config in CONFIGS]
+    if tuned:
+        for model_name, quant, target, schedule in CONFIGS:
+            folder = default_folder(target, load_model(model_name, None, 1.0, resolution, None, None).key(quant))
+            if schedule == "templates" and folder.is_dir():
+                rows.append((model_name, quant, target, schedule, folder))
+    return rows
 
 
 def kernel_ranges(library: Path) -> tuple[list[int], list[tuple[int, str]]]:
@@ -145,18 +159,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("build/arm64-insns"))
     parser.add_argument("--top", type=int, default=12, help="kernels listed per configuration")
     parser.add_argument("--only", default="", help="run the configurations whose name contains this, e.g. int8")
+    parser.add_argument("--tuned", action="store_true",
+                        help="also build each templates configuration with its tuning database (the folder "
+                             "'mnv3compile tune --measure instructions' fills by default), where there is one")
     args = parser.parse_args()
     counter = plugin(helpers_folder())
     runtime = build_runtime("arm64", home().parent / "runtime-build" / "arm64")
     results = []
-    for model_name, quant, target, schedule in CONFIGS:
-        label = f"{model_name}-{'fp32' if quant == 'none' else quant}-{target}-{schedule}"
+    for model_name, quant, target, schedule, database in configurations(args.resolution, args.tuned):
+        label = f"{model_name}-{'fp32' if quant == 'none' else quant}-{target}-{schedule}{'-tuned' if database else ''}"
         if args.only not in label:
             continue
         print(f"building {label} ...", file=sys.stderr, flush=True)
         bundle = args.out / label
         request = BuildRequest(preset(target), bundle, model_name, build_model(build_spec(model_name, 1.0, args.resolution)),
-                               quant, calib="synthetic:8" if quant == "int8" else None, debug=True, schedule=schedule)
+                               quant, calib="synthetic:8" if quant == "int8" else None, debug=True, schedule=schedule,
+                               database=database)
         manifest = build(request).manifest
         scratch = args.out / f"{label}.scratch"
         scratch.mkdir(parents=True, exist_ok=True)

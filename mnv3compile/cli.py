@@ -454,8 +454,11 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
                       + (f" (default schedule: {', '.join(templates['default_schedule'])})"
                          if templates["default_schedule"] else ""))
     if report["tuning"] is not None:
-        console.print(f"tuning database: tuned schedules for {report['tuning']['applied']} of "
-                      f"{report['tuning']['kernels']} kernels")
+        tuning = report["tuning"]
+        others = tuning["matched_up_to_constants"]
+        console.print(f"tuning database: tuned schedules for {tuning['applied']} of {tuning['kernels']} kernels"
+                      + (f" ({others} from kernels recorded with other constants: scales, zero points)"
+                         if others else ""), soft_wrap=True)
     if target.is_host:
         from mnv3compile.runner import BundleRunner
 

@@ -143,9 +143,9 @@ def knob_space(func, isa) -> list[dict]:
 def tasks_of(module, isa) -> tuple[list[Task], dict]:
     """The module's tunable kernels grouped into tasks (equal up to constants), each with its knob
     space; and name -> PrimFunc of each task's representative."""
-    import tvm_ffi
     from tvm import tirx
 
+    from mnv3compile.schedules.database import constant_free_hash
     from mnv3compile.schedules.templates import NoTemplate
 
     groups: dict[int, Task] = {}
@@ -154,7 +154,7 @@ def tasks_of(module, isa) -> tuple[list[Task], dict]:
         if not isinstance(func, tirx.PrimFunc):
             continue
         workload = func.with_attr("global_symbol", "main")
-        fingerprint = tvm_ffi.structural_hash(workload)
+        fingerprint = constant_free_hash(workload)  # build applies the task's records to all its kernels
         if fingerprint in groups:
             groups[fingerprint].kernels.append(global_var.name_hint)
             continue

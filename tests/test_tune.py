@@ -87,6 +87,44 @@ def test_int8_records_with_tensor_intrinsics_load_in_a_fresh_build(cli, tmp_path
     assert f"tuning database: tuned schedules for {len(_records(folder))} of " in stdout
 
 
+def test_constant_free_hash_ignores_float_constants_and_names_only():
+    from tvm import te
+
+    from mnv3compile.schedules.database import constant_free_hash
+
+    def kernel(n, scale, offset, name):
+        x = te.placeholder((n, 16), "float32", name=name)
+        return te.create_prim_func([x, te.compute((n, 16), lambda i, j: x[i, j] * scale + offset, name="y")])
+
+    assert constant_free_hash(kernel(8, 0.5, 1.0, "a")) == constant_free_hash(kernel(8, 0.037, -116.0, "b"))
+    assert constant_free_hash(kernel(8, 0.5, 1.0, "a")) != constant_free_hash(kernel(16, 0.5, 1.0, "a"))
+    int8 = te.placeholder((8, 16), "int8", name="x")
+    pad_value = [te.create_prim_func([int8, te.compute((8, 18), lambda i, j: te.if_then_else(
+        j < 16, int8[i, te.min(j, 15)], te.const(value, "int8")), name="y")]) for value in (-1, 5)]
+    assert constant_free_hash(pad_value[0]) == constant_free_hash(pad_value[1])
+
+
+def test_a_database_applies_to_the_model_calibrated_otherwise(cli, tmp_path):
+    """int8 scales and zero points are constants in the kernels: a database tuned on one calibration
+    applies to the same model calibrated on other data (matched up to constants, the record's trace
+    replayed), and the tuned bundle computes exactly what the untuned one does."""
+    folder = tmp_path / "db"
+    int8 = [a if a != "none" else "int8" for a in SMALL]
+    code, _, err = cli("tune", *int8, "--calib", "synthetic:2", "--trials", "30", "--db", str(folder), "--repeat",
+                       "1", "--min-repeat-ms", "1")
+    assert code == 0, err
+    code, stdout, err = cli("build", *int8, "--calib", "synthetic:3", "--db", str(folder), "-o", str(tmp_path / "b"))
+    assert code == 0, err
+    tuning = json.loads((tmp_path / "b" / "build_report.json").read_text())["tuning"]
+    assert tuning["matched_up_to_constants"] >= 5 and tuning["applied"] >= 20, tuning
+    assert (f"tuned schedules for {tuning['applied']} of {tuning['kernels']} kernels ("
+            f"{tuning['matched_up_to_constants']} from kernels recorded with other constants") in stdout
+    code, _, err = cli("build", *int8, "--calib", "synthetic:3", "--no-db", "-o", str(tmp_path / "untuned"))
+    assert code == 0, err
+    x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
+    np.testing.assert_array_equal(BundleRunner(tmp_path / "b")(x), BundleRunner(tmp_path / "untuned")(x))
+
+
 def test_build_refuses_a_database_tuned_for_another_target(cli, cache, tmp_path):
     code, _, err = cli("tune", *SMALL, "--trials", "1", "--repeat", "1", "--min-repeat-ms", "1")
     assert code == 0, err
