@@ -30,12 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from mnv3compile.deploy_check import build_runtime
-from mnv3compile.phone import home
-from mnv3compile.schedules.instructions import counted, helpers_folder, plugin
 from mnv3compile.model_source import load_model
+from mnv3compile.phone import home
 from mnv3compile.pipeline import BuildRequest, build
-from mnv3compile.schedules.database import default_folder
+from mnv3compile.schedules.instructions import counted, helpers_folder, plugin
+from mnv3compile.schedules.isa import isa_of
+from mnv3compile.schedules.shipped import find_database
 from mnv3compile.targets.presets import preset
+from mnv3compile.tvm.build import tvm_target
 from mnv3compile.zoo import build_model, build_spec
 
 ONNXRUNTIME_SMALL_FP32_224 = 81.8e6  # instructions per inference, onnxruntime-aarch64 1 thread (issue 15)
@@ -51,14 +53,15 @@ CONFIGS = [  # (model, quant, target preset, schedule)
 
 
 def configurations(resolution: int, tuned: bool) -> list[tuple]:
-    """CONFIGS with no database; with ``tuned``, each templates one again with its tuning database
-    where 'tune' left one in the default folder."""
+    """CONFIGS with no database; with ``tuned``, each templates one again with the database build
+    would find for it (the user's 'tune' folder, else the one shipped for its ISA), if any."""
     rows = [(*config, None) for config in CONFIGS]
     if tuned:
         for model_name, quant, target, schedule in CONFIGS:
-            folder = default_folder(target, load_model(model_name, None, 1.0, resolution, None, None).key(quant))
-            if schedule == "templates" and folder.is_dir():
-                rows.append((model_name, quant, target, schedule, folder))
+            key = load_model(model_name, None, 1.0, resolution, None, None).key(quant)
+            found = find_database(target, isa_of(tvm_target(preset(target))).name, key)
+            if schedule == "templates" and found is not None:
+                rows.append((model_name, quant, target, schedule, found[0]))
     return rows
 
 
@@ -160,8 +163,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=12, help="kernels listed per configuration")
     parser.add_argument("--only", default="", help="run the configurations whose name contains this, e.g. int8")
     parser.add_argument("--tuned", action="store_true",
-                        help="also build each templates configuration with its tuning database (the folder "
-                             "'mnv3compile tune --measure instructions' fills by default), where there is one")
+                        help="also build each templates configuration with the tuning database build finds "
+                             "for it ('mnv3compile tune' in the default folder, else the one shipped for its ISA)")
     args = parser.parse_args()
     counter = plugin(helpers_folder())
     runtime = build_runtime("arm64", home().parent / "runtime-build" / "arm64")

@@ -410,7 +410,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     'mnv3compile profile' for where the time goes.
     """
     from mnv3compile.pipeline import BuildRequest, build as run_build
-    from mnv3compile.schedules.database import default_folder, identity
+    from mnv3compile.schedules.database import identity
     from mnv3compile.targets.presets import preset as target_preset
     from mnv3compile.tvm.build import tvm_target
 
@@ -422,11 +422,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
     loaded = _load_model(model, onnx_path, width, resolution, weights, input_shapes)
     source_model, name, source, notes = loaded.model, loaded.name, loaded.source, loaded.notes
     if database is None and not no_database:
-        found = default_folder(target.name, loaded.key(quant, int8_lowering, weight_bits))
-        if (found / "database_tuning_record.json").is_file():
-            _check_build_inputs(None, None, found, None, tuned_for)
-            database = found
-            console.print(f"tuning database: {found} (from 'mnv3compile tune'; --no-db ignores it)", soft_wrap=True)
+        database = _found_database(target, loaded.key(quant, int8_lowering, weight_bits), tuned_for)
     labels = labels_path.read_text().splitlines() if labels_path else None
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
     request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
@@ -692,6 +688,27 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
     console.print("build applies it: mnv3compile build " + (f"--db {folder}" if database else
                                                              "(same model options; it finds the database)"),
                   soft_wrap=True)
+
+
+def _found_database(target, model_key: str, tuned_for: dict) -> Path | None:
+    """The database build applies when no --db is given (shipped.find_database), said which."""
+    from mnv3compile.schedules.isa import isa_of
+    from mnv3compile.schedules.shipped import find_database
+    from mnv3compile.tvm.build import tvm_target
+
+    isa = isa_of(tvm_target(target)).name
+    found = find_database(target.name, isa, model_key)
+    if found is None:
+        return None
+    folder, shipped = found
+    if shipped is None:
+        _check_build_inputs(None, None, folder, None, tuned_for)
+        console.print(f"tuning database: {folder} (from 'mnv3compile tune'; --no-db ignores it)", soft_wrap=True)
+    else:
+        how = "arm64 instruction counts under qemu" if shipped.get("measure") == "instructions" else "timings"
+        console.print(f"tuning database: shipped for {isa} {model_key} (tuned on {shipped.get('target')} by {how}; "
+                      "'mnv3compile tune' on your device replaces it, --no-db ignores it)", soft_wrap=True)
+    return folder
 
 
 def _load_model(model, onnx_path, width, resolution, weights, input_shapes):

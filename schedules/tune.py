@@ -8,13 +8,15 @@ sampled: each candidate is the template run on a traced schedule whose knob read
 trace, exactly what MetaSchedule's own search would have stored. Choices that a kernel clamps to
 the same tile (8 pixels on a 7-wide row) are measured once.
 
-Where trials go: kernels equal up to their constants are one *task* (MetaSchedule's workload),
-weighted by how many kernels share it. First every task's default tile is measured (the untuned
+Where trials go: kernels equal up to their constants (scales, zero points:
+``database.constant_free_hash``) are one *task*, weighted by how many kernels share it; its records
+are stored under its first kernel's workload and build applies them to the others. First every task's default tile is measured (the untuned
 build's latency, per task and in total); then tasks are taken in order of their share of that
 total (weight x default latency), largest first, each through all its candidates. A budget
 (``--trials``, ``--time-budget``) that ends the run early has spent its trials where they pay.
 
-Timing is a measurer's (schedules/measure.py: here, or on a device over TVM RPC). With several
+Costs are a measurer's, in its unit: microseconds (schedules/measure.py: here, or on a device over
+TVM RPC) or arm64 instructions under qemu (schedules/instructions.py). With several
 measurers (devices under one tracker key) each takes the next candidate as soon as it is free, in
 the same order; results are recorded here, one at a time; a device that is lost is dropped and its
 candidate goes to the others. Nothing measured is lost: each candidate is written to

@@ -200,13 +200,18 @@ def test_ctrl_c_keeps_every_measured_record_and_resume_continues(tmp_path, signu
     assert sum(c["cost"] is not None for c in _progress(folder)) == 5 and len(_records(folder)) == 5
 
 
-def test_instruction_counts_tune_an_android_target_without_a_phone(cli, tmp_path):
-    """--measure instructions: candidates compiled for the Pixel 6's CPU, run under qemu-aarch64 and
-    scored by the instructions one call executes (the same count every time), then build applies
-    the records; a run measured the other way does not resume it."""
+def test_instruction_counts_tune_without_a_phone_into_a_shipped_database(cli, tmp_path, monkeypatch):
+    """--measure instructions: candidates compiled for the target's CPU, run under qemu-aarch64 and
+    scored by the instructions one call executes (the same count every time); a run measured the
+    other way does not resume it. Packed as a shipped database (tools/ship_databases.py), it keeps
+    only the records that beat the default tile, and a build for another preset of the same ISA
+    takes it by itself; one for another ISA, or with another TVM, does not."""
+    import gzip
+
     from tvm import s_tir
 
     from mnv3compile.pipeline import BuildRequest, deployable_model
+    from mnv3compile.schedules import shipped
     from mnv3compile.schedules.instructions import InstructionMeasurer
     from mnv3compile.schedules.isa import isa_of
     from mnv3compile.schedules.templates import schedule_kernel
@@ -215,20 +220,23 @@ def test_instruction_counts_tune_an_android_target_without_a_phone(cli, tmp_path
     from mnv3compile.tvm.build import fused_module, tvm_target
     from mnv3compile.zoo import build_model, build_spec
 
-    folder = tmp_path / "db"
-    tune = ["tune", *SMALL, "--target", "pixel6", "--db", str(folder)]
-    code, stdout, err = cli(*tune, "--measure", "instructions", "--trials", "5")
+    monkeypatch.setenv("MNV3COMPILE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(shipped, "SHIPPED", tmp_path / "shipped")
+    folder, trials = tmp_path / "db", 60  # every task's default tile, then some other tiles
+    tune = ["tune", *SMALL, "--target", "arm64-android", "--db", str(folder)]
+    code, stdout, err = cli(*tune, "--measure", "instructions", "--trials", str(trials))
     assert code == 0, err
     report = json.loads((folder / "tuning_report.json").read_text())
     measured = [row for row in report["tasks"] if row["measured"]]
-    assert report["unit"] == "instructions" and len(measured) == 5 and len(_records(folder)) == 5
+    assert report["unit"] == "instructions" and len(_records(folder)) == trials
     assert all(row["default"] == int(row["default"]) > 100 for row in measured)  # whole instructions per call
     assert "default k instr." in stdout
-    assert json.loads((folder / "mnv3compile_tuning.json").read_text())["measure"] == "instructions"
+    identity = json.loads((folder / "mnv3compile_tuning.json").read_text())
+    assert identity["measure"] == "instructions"
 
     # deterministic: the first task's default tile counted again gives the recorded count
-    target = tvm_target(preset("pixel6"))
-    request = BuildRequest(preset("pixel6"), tmp_path / "unused", "small-minimal",
+    target = tvm_target(preset("arm64-android"))
+    request = BuildRequest(preset("arm64-android"), tmp_path / "unused", "small-minimal",
                            build_model(build_spec("small-minimal", 0.35, 96)), "none")
     module, *_ = fused_module(deployable_model(request, [])[1], target)
     tasks, funcs = tasks_of(module, isa_of(target))
@@ -237,15 +245,47 @@ def test_instruction_counts_tune_an_android_target_without_a_phone(cli, tmp_path
     schedule_kernel(sch, isa_of(target), FixedKnobs(sch, isa_of(target), first.candidates[0].knobs))
     assert InstructionMeasurer(target, tmp_path / "work")(sch.mod["main"]) == measured[0]["default"]
 
-    identity = json.loads((folder / "mnv3compile_tuning.json").read_text())
     (folder / "mnv3compile_tuning.json").write_text(json.dumps({**identity, "measure": "time"}))
     code, _, err = cli(*tune, "--measure", "instructions", "--resume", "--trials", "1")
     assert (code, err) == (2, f"error: {folder} was tuned with --measure time; resume it with --measure time, or "
                               "give another --db\n")
     (folder / "mnv3compile_tuning.json").write_text(json.dumps(identity))
-    code, stdout, err = cli("build", *SMALL, "--target", "pixel6", "--db", str(folder), "-o", str(tmp_path / "b"))
+
+    key = "small-minimal-w0.35-r96-none"
+    packed = shipped.pack(folder, "neon-dotprod", key)
+    kept = len(json.loads(gzip.decompress(packed.read_bytes()))["records"])
+    better = sum(1 for row in report["tasks"] if row["best"] is not None and row["best"] < row["default"])
+    assert kept == better >= 1
+    code, stdout, err = cli("build", *SMALL, "--target", "pixel4", "-o", str(tmp_path / "b"))
     assert code == 0, err
-    assert "tuning database: tuned schedules for 5 of " in stdout
+    assert (f"tuning database: shipped for neon-dotprod {key} (tuned on arm64-android by arm64 instruction counts "
+            "under qemu; 'mnv3compile tune' on your device replaces it, --no-db ignores it)") in stdout
+    tuning = json.loads((tmp_path / "b" / "build_report.json").read_text())["tuning"]
+    assert tuning["applied"] >= kept, tuning
+    code, stdout, err = cli("build", *SMALL, "--target", "pixel2", "-o", str(tmp_path / "b2"))  # neon, no dotprod
+    assert code == 0 and "tuning database" not in stdout, err
+    content = json.loads(gzip.decompress(packed.read_bytes()))
+    content["identity"]["tvm"] = "0.26.0"
+    packed.write_bytes(gzip.compress(json.dumps(content).encode()))
+    assert shipped.shipped_database("neon-dotprod", key) is None
+
+
+def test_every_shipped_database_loads_with_this_tvm(tmp_path, monkeypatch):
+    """What tools/ship_databases.py packed: tuned with the pinned TVM, records that parse, one best
+    record per workload."""
+    import tvm_ffi
+
+    from mnv3compile.schedules.database import open_database
+    from mnv3compile.schedules.shipped import SHIPPED, shipped_database
+
+    monkeypatch.setenv("MNV3COMPILE_CACHE", str(tmp_path))
+    packed = sorted(SHIPPED.glob("*/*.json.gz"))
+    assert packed, "no shipped databases"
+    for path in packed:
+        found = shipped_database(path.parent.name, path.name.removesuffix(".json.gz"))
+        assert found is not None, f"{path} was tuned with another TVM"
+        records = open_database(found[0]).get_all_tuning_records()
+        assert len({tvm_ffi.structural_hash(r.workload.mod) for r in records}) == len(records) >= 1, path
 
 
 def test_tune_on_the_stand_in_phone_then_build_and_run_there(stand_in_phone, cli, tmp_path):
