@@ -15,3 +15,19 @@ def test_tvm_comes_with_its_rpc_extra_only():
     tvm = [d for d in dependencies if d.startswith("apache-tvm[") or d.startswith("apache-tvm=")]
     assert tvm == ["apache-tvm[rpc]==0.27.0.post1"]
     assert not any(d.startswith("xgboost") for d in dependencies)
+
+
+def test_the_wheel_carries_the_qemu_helpers_and_the_shipped_databases(tmp_path):
+    """'tune --measure instructions' builds its plugin and runner from sources in the package, and
+    arm64 builds take the databases shipped in it: both must be in the wheel, not only in a checkout."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path), str(PYPROJECT.parent)], check=True, capture_output=True)
+    names = set(zipfile.ZipFile(next(tmp_path.glob("mnv3compile-*.whl"))).namelist())
+    assert {"mnv3compile/schedules/qemu/count_insns.c", "mnv3compile/schedules/qemu/kernel_count.cc"} <= names
+    shipped = sorted(p.relative_to(PYPROJECT.parent / "schedules").as_posix()
+                     for p in (PYPROJECT.parent / "schedules" / "databases").glob("*/*.json.gz"))
+    assert shipped and {f"mnv3compile/schedules/{name}" for name in shipped} <= names
