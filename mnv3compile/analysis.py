@@ -80,6 +80,29 @@ def _known(shape: tuple[int | str, ...] | None) -> bool:
     return shape is not None and all(isinstance(d, int) and d > 0 for d in shape)
 
 
+def dynamic_input_shape(model: onnx.ModelProto, data_shape: Sequence[int] | None) -> dict[str, list[int]] | None:
+    """``{input: data_shape}`` when the model's single input has dynamic dimensions and data of
+    ``data_shape`` (calibration tensors) says what they are; None when there is nothing to fix.
+    A fixed dimension the data contradicts is one error naming both shapes."""
+    if data_shape is None:
+        return None
+    initializer_names = {init.name for init in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializer_names]
+    if len(inputs) != 1:
+        return None
+    dims = inputs[0].type.tensor_type.shape.dim
+    model_shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
+                        for d in dims)
+    fits = len(dims) == len(data_shape) and all(
+        not isinstance(m, int) or m == n or axis == 0 for axis, (m, n) in enumerate(zip(model_shape, data_shape)))
+    if not fits:
+        raise UserError(f"the calibration data's samples have shape {tuple(data_shape)}, the model input "
+                        f"'{inputs[0].name}' is {model_shape}")
+    if all(isinstance(m, int) for m in model_shape[1:]):
+        return None
+    return {inputs[0].name: [1, *data_shape[1:]]}
+
+
 def with_static_inputs(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None
                        ) -> tuple[onnx.ModelProto, list[str]]:
     """Copy of ``model`` with input shapes fixed: ``shapes[name]`` where given, else every

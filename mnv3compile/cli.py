@@ -15,7 +15,7 @@ from rich.table import Table
 
 from mnv3compile import __version__
 from mnv3compile.errors import UserError
-from mnv3compile.zoo.spec import MODEL_NAMES
+from mnv3compile.zoo.spec import MODEL_NAMES, parse_resolution
 
 console = Console()
 
@@ -24,6 +24,8 @@ def wide_console(width: int = 132) -> Console:
     """Piped output has no terminal width; keep tables whole rather than cut at 80 columns."""
     return Console(width=None if console.is_terminal else width)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+RESOLUTION_HELP = ("Zoo input size: H for HxH, or HxW (height x width, e.g. 512x1024); each side a multiple of 32 "
+                   "(of 16 for lraspp-*), from 32 to 4096.")
 
 
 @click.group(context_settings=CONTEXT, epilog="""\b
@@ -61,8 +63,7 @@ Examples:
               help="Which MobileNetV3 variant.")
 @click.option("--width", type=float, default=1.0, show_default=True,
               help="Width multiplier (paper: 0.35-1.25); channels round to multiples of 8.")
-@click.option("--resolution", type=int, default=224, show_default=True,
-              help="Square input size: a multiple of 32 from 96 to 320.")
+@click.option("--resolution", default="224", show_default=True, metavar="H|HxW", help=RESOLUTION_HELP)
 @click.option("--classes", type=int, default=None,
               help="Number of classes [default: 1000; 19 for lraspp-*].")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
@@ -74,7 +75,7 @@ Examples:
 @click.option("--reduced-tail/--full-tail", default=None,
               help="Halve the last stage's filters (the paper's LR-ASPP; default for lraspp-*). "
                    "--full-tail matches torchvision's LR-ASPP checkpoint.")
-def export(output: Path, model: str, width: float, resolution: int, classes: int | None,
+def export(output: Path, model: str, width: float, resolution: str, classes: int | None,
            weights: Path | None, seed: int, save_weights: Path | None, reduced_tail: bool | None) -> None:
     """Write a MobileNetV3 variant as an ONNX model (opset 17).
 
@@ -87,14 +88,15 @@ def export(output: Path, model: str, width: float, resolution: int, classes: int
     from mnv3compile.onnx_io import save_onnx
 
     spec = zoo.build_spec(model, width, resolution, classes, reduced_tail)
-    with console.status(f"building {spec.name} x{width} @ {resolution}"):
+    size = "x".join(map(str, spec.resolution))
+    with console.status(f"building {spec.name} x{width} @ {size}"):
         onnx_model = zoo.build_model(spec, weights=weights, seed=seed)
     if save_weights is not None:
         zoo.save_state_dict(zoo.state_dict_from_onnx(onnx_model, spec), save_weights)
     save_onnx(onnx_model, output)
     stats = analyze(onnx_model)
     source = f"weights {weights}" if weights else f"random weights, seed {seed}"
-    console.print(f"wrote {output}: MobileNetV3-{spec.name} width {width} {resolution}x{resolution}, "
+    console.print(f"wrote {output}: MobileNetV3-{spec.name} width {width} {size}, "
                   f"{spec.num_classes} classes, {stats.total_params:,} parameters, "
                   f"{stats.total_madds / 1e6:.1f} M MAdds ({source})")
     if save_weights is not None:
@@ -125,15 +127,17 @@ Examples:
   mnv3compile zoo
   mnv3compile zoo --resolution 160 --model small --model small-minimal
 """)
-@click.option("--resolution", type=int, default=224, show_default=True, help="Input size to count MAdds at.")
+@click.option("--resolution", default="224", show_default=True, metavar="H|HxW",
+              help="Input size to count MAdds at (H or HxW).")
 @click.option("--model", "models", type=click.Choice(MODEL_NAMES), multiple=True,
               help="Only these variants (repeatable) [default: all].")
-def zoo(resolution: int, models: tuple[str, ...]) -> None:
+def zoo(resolution: str, models: tuple[str, ...]) -> None:
     """List the zoo's variants with their parameters and MAdds at each paper width multiplier."""
     from mnv3compile import zoo as model_zoo
     from mnv3compile.analysis import analyze
 
-    table = Table(title=f"MobileNetV3 zoo at {resolution}x{resolution}")
+    size = "x".join(map(str, parse_resolution(resolution)))
+    table = Table(title=f"MobileNetV3 zoo at {size}")
     for column in ("model", "width", "params", "MAdds"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for name in models or MODEL_NAMES:
@@ -276,7 +280,8 @@ def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | 
         if source is not None:
             check_source(source)
     model = load_onnx(model_path)
-    model, _ = with_static_inputs(model, parse_input_shapes(input_shapes, model) if input_shapes else None)
+    shapes = parse_input_shapes(input_shapes, model) if input_shapes else _shapes_from_calibration(model, calib)
+    model, _ = with_static_inputs(model, shapes)
     input_shape = _single_input_shape(model)
     spec = preset(preprocess_name) if preprocess_name else None
     samples = load_samples(calib, input_shape, spec, limit)
@@ -353,7 +358,7 @@ Examples:
 @click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
               help="Compile this ONNX model instead of a zoo model.")
 @click.option("--width", type=float, default=1.0, show_default=True, help="Zoo width multiplier.")
-@click.option("--resolution", type=int, default=224, show_default=True, help="Zoo input size.")
+@click.option("--resolution", default="224", show_default=True, metavar="H|HxW", help=RESOLUTION_HELP)
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Zoo weights (state dict).")
 @click.option("--target", "target_name", default="host", show_default=True,
               help="Target preset ('mnv3compile targets' lists them).")
@@ -387,7 +392,7 @@ Examples:
 @click.option("--no-db", "no_database", is_flag=True, help="Ignore any tuning database: templates' default tiles.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
-def build(model: str | None, onnx_path: Path | None, width: float, resolution: int, weights: Path | None,
+def build(model: str | None, onnx_path: Path | None, width: float, resolution: str, weights: Path | None,
           target_name: str, quant: str, calib: str | None, weight_bits: int, preprocess_name: str | None,
           labels_path: Path | None, input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool,
           database: Path | None,
@@ -419,7 +424,8 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: i
         raise UserError("give either --db or --no-db, not both")
     tuned_for = identity(target.name, tvm_target(target))
     _check_build_inputs(labels_path, calib if quant == "int8" else None, database, output, tuned_for)
-    loaded = _load_model(model, onnx_path, width, resolution, weights, input_shapes)
+    loaded = _load_model(model, onnx_path, width, resolution, weights, input_shapes,
+                         calib if quant == "int8" else None)
     source_model, name, source, notes = loaded.model, loaded.name, loaded.source, loaded.notes
     if database is None and not no_database:
         database = _found_database(target, loaded.key(quant, int8_lowering, weight_bits), tuned_for)
@@ -497,7 +503,7 @@ Examples:
               help="A zoo model [default: large, unless --onnx is given].")
 @click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None, help="Tune this ONNX model.")
 @click.option("--width", type=float, default=1.0, show_default=True, help="Zoo width multiplier.")
-@click.option("--resolution", type=int, default=224, show_default=True, help="Zoo input size.")
+@click.option("--resolution", default="224", show_default=True, metavar="H|HxW", help=RESOLUTION_HELP)
 @click.option("--target", "target_name", default="host", show_default=True,
               help="Target preset: host measures here; any other preset needs --tracker, or --measure "
                    "instructions for an arm64 one.")
@@ -539,7 +545,7 @@ Examples:
 @click.option("--cooldown", type=click.FloatRange(min=0), default=None,
               help="Seconds of pause before each candidate, so a phone does not heat up and throttle "
                    "[default: 1 over RPC, 0 here].")
-def tune(model: str | None, onnx_path: Path | None, width: float, resolution: int, target_name: str, measure: str,
+def tune(model: str | None, onnx_path: Path | None, width: float, resolution: str, target_name: str, measure: str,
          quant: str,
          calib: str | None, weight_bits: int, input_shapes: tuple[str, ...], int8_lowering: str,
          trials: int | None, time_budget: str | None, database: Path | None, resume: bool, tracker: str | None,
@@ -612,7 +618,8 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: in
         _warn_if_remote(tracker)
     seconds = _parse_duration(time_budget) if time_budget is not None else None
     _check_build_inputs(None, calib if quant == "int8" else None, None, None)
-    loaded = _load_model(model, onnx_path, width, resolution, None, input_shapes)
+    loaded = _load_model(model, onnx_path, width, resolution, None, input_shapes,
+                         calib if quant == "int8" else None)
     model_key = loaded.key(quant, int8_lowering, weight_bits)
     folder = database or default_folder(target.name, model_key)
     if (folder / PROGRESS_FILE).exists() and not resume:
@@ -711,7 +718,19 @@ def _found_database(target, model_key: str, tuned_for: dict) -> Path | None:
     return folder
 
 
-def _load_model(model, onnx_path, width, resolution, weights, input_shapes):
+def _shapes_from_calibration(model, calib: str | None) -> dict[str, list[int]] | None:
+    """A dynamic input's shape taken from the calibration tensors (.npy/.npz), said so."""
+    from mnv3compile.analysis import dynamic_input_shape
+    from mnv3compile.quant.calibration import tensor_file_shape
+
+    shapes = dynamic_input_shape(model, tensor_file_shape(calib))
+    for name, shape in (shapes or {}).items():
+        console.print(f"note: input '{name}' is {tuple(shape)}, the shape of the calibration data's samples",
+                      soft_wrap=True)
+    return shapes
+
+
+def _load_model(model, onnx_path, width, resolution, weights, input_shapes, calib: str | None = None):
     from mnv3compile.model_source import load_model
     from mnv3compile.onnx_io import load_onnx
 
@@ -720,6 +739,8 @@ def _load_model(model, onnx_path, width, resolution, weights, input_shapes):
         if onnx_path is None:
             raise UserError("--input-shape fixes an ONNX model's dynamic inputs; a zoo model has none")
         shapes = parse_input_shapes(input_shapes, load_onnx(onnx_path))
+    elif onnx_path is not None and calib is not None:
+        shapes = _shapes_from_calibration(load_onnx(onnx_path), calib)
     with console.status("loading the model") as status:
         return load_model(model, onnx_path, width, resolution, weights, shapes, on_status=status.update)
 

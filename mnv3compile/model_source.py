@@ -27,13 +27,14 @@ class LoadedModel:
         return f"{self.identity}-{quant}{lowering}{bits}"
 
 
-def load_model(zoo_model: str | None, onnx_path: Path | None, width: float, resolution: int,
+def load_model(zoo_model: str | None, onnx_path: Path | None, width: float, resolution: int | str | tuple[int, int],
                weights: Path | None, input_shapes: dict[str, list[int]] | None,
                on_status=lambda text: None) -> LoadedModel:
     from mnv3compile import zoo
     from mnv3compile.analysis import with_static_inputs
     from mnv3compile.errors import UserError
     from mnv3compile.onnx_io import load_onnx
+    from mnv3compile.zoo.spec import format_resolution
 
     if zoo_model and onnx_path:
         raise UserError("give either --model or --onnx, not both")
@@ -46,12 +47,13 @@ def load_model(zoo_model: str | None, onnx_path: Path | None, width: float, reso
     else:
         zoo_model = zoo_model or "large"
         spec = zoo.build_spec(zoo_model, width, resolution)
-        on_status(f"building zoo model {zoo_model} x{width} @ {resolution}")
+        size = format_resolution(spec.resolution)
+        on_status(f"building zoo model {zoo_model} x{width} @ {size}")
         model = zoo.build_model(spec, weights=weights)
         name = f"mobilenetv3_{zoo_model.replace('-', '_')}"
-        source = {"zoo": zoo_model, "width": width, "resolution": resolution,
+        source = {"zoo": zoo_model, "width": width, "resolution": size,
                   "weights": str(weights) if weights else "random (seed 0)"}
-        identity = f"{zoo_model}-w{width:g}-r{resolution}"
+        identity = f"{zoo_model}-w{width:g}-r{size}"
     model, notes = with_static_inputs(model, input_shapes)
     if input_shapes:
         identity += "-" + "-".join(f"{k}{'x'.join(map(str, v))}" for k, v in sorted(input_shapes.items()))

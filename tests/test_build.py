@@ -65,7 +65,7 @@ def test_bundle_manifest_lists_everything_with_checksums(small_host):
     assert manifest["target"]["preset"] == "host" and "apache-tvm" in manifest["versions"]
 
 
-@pytest.mark.parametrize("model, resolution", [("large", 224), ("lraspp-small", 128)])
+@pytest.mark.parametrize("model, resolution", [("large", 224), ("lraspp-small", 128), ("lraspp-small", "96x160")])
 def test_zoo_models_on_host_match_onnxruntime(tmp_path_factory, model, resolution):
     result = _build(tmp_path_factory, build_model(build_spec(model, 1.0, resolution)), "host", name=model.replace("-", "_"))
     _assert_matches_onnxruntime(result, samples=1)

@@ -230,7 +230,8 @@ def test_cli_quantize_bad_inputs(cli, tmp_path):
         (["--calib", str(empty), "--preprocess", "torchvision"],
          f"error: calibration data {empty}: no images (.jpg, .jpeg, .png, .bmp, .webp) found"),
         (["--calib", str(cmyk), "--preprocess", "torchvision"], f"error: {cmyk / 'a.jpg'}: unsupported image mode CMYK (4 channels)"),
-        (["--calib", str(wrong)], f"error: {wrong}: tensor of shape (2, 3, 64, 64) does not fit the model input (1, 3, 96, 96)"),
+        (["--calib", str(wrong)], "error: the calibration data's samples have shape (1, 3, 64, 64), the model input "
+                                  "'input' is (1, 3, 96, 96)"),
         (["--calib", str(cmyk)], "error: calibrating on images needs --preprocess (torchvision, tf, paddle, efficientnet-lite)"),
     ]
     for args, message in cases:
@@ -269,3 +270,31 @@ def test_preprocess_presets():
     assert preset("efficientnet-lite").mean == (127.0, 127.0, 127.0)
     with pytest.raises(UserError, match="unknown preprocessing 'caffe'"):
         preset("caffe")
+
+
+def test_calibration_tensors_fix_a_models_dynamic_input(cli, tmp_path):
+    """A model whose input is (N, 3, H, W) with every size dynamic, calibrated on a .npy of
+    (4, 3, 64, 96): the data says the shape (and the note says so); build does the same; arrays of
+    two shapes in one .npz are one line naming both."""
+    src, out = tmp_path / "dynamic.onnx", tmp_path / "dynamic.int8.onnx"
+    cli("export", "--model", "small-minimal", "--width", "0.35", "--resolution", "96", "-o", str(src))
+    model = onnx.load(str(src))
+    for axis, name in ((0, "batch"), (2, "height"), (3, "width")):
+        model.graph.input[0].type.tensor_type.shape.dim[axis].dim_param = name
+    del model.graph.value_info[:]
+    onnx.save(model, str(src))
+    lines = tmp_path / "lines.npy"
+    np.save(lines, np.random.default_rng(0).standard_normal((4, 3, 64, 96)).astype(np.float32))
+    code, stdout, err = cli("quantize", str(src), "--calib", str(lines), "-o", str(out))
+    assert code == 0, err
+    assert "note: input 'input' is (1, 3, 64, 96), the shape of the calibration data's samples" in stdout
+    assert [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim] == [1, 3, 64, 96]
+    code, stdout, err = cli("build", "--onnx", str(src), "--quant", "int8", "--calib", str(lines), "-o",
+                            str(tmp_path / "b"))
+    assert code == 0, err
+    assert json.loads(next((tmp_path / "b").glob("dynamic.json")).read_text())["inputs"][0]["shape"] == [1, 3, 64, 96]
+    mixed = tmp_path / "mixed.npz"
+    np.savez(mixed, a=np.zeros((2, 3, 64, 96), np.float32), b=np.zeros((2, 3, 48, 96), np.float32))
+    code, _, err = cli("quantize", str(src), "--calib", str(mixed), "-o", str(tmp_path / "m.onnx"))
+    assert (code, err.strip()) == (2, f"error: calibration data {mixed}: arrays of different sample shapes, 'b' "
+                                      "(1, 3, 48, 96) and 'a' (1, 3, 64, 96)")

@@ -49,12 +49,31 @@ def test_lraspp_dilates_and_halves_the_last_stage():
                            "small-minimal, lraspp-large, lraspp-small"),
     (dict(model="large", width=0.0), "width multiplier must be > 0, got 0.0"),
     (dict(model="large", width=-1.0), "width multiplier must be > 0, got -1.0"),
-    (dict(model="large", resolution=100), "resolution must be a multiple of 32 between 96 and 320, got 100"),
-    (dict(model="large", resolution=64), "resolution must be a multiple of 32 between 96 and 320, got 64"),
-    (dict(model="large", resolution=352), "resolution must be a multiple of 32 between 96 and 320, got 352"),
+    (dict(model="large", resolution=100), "resolution 100: each side of large must be a multiple of 32 between 32 "
+                                          "and 4096"),
+    (dict(model="large", resolution="512x1000"), "resolution 512x1000: each side of large must be a multiple of 32 "
+                                                 "between 32 and 4096"),
+    (dict(model="lraspp-small", resolution="0x512"), "resolution 0x512: each side of lraspp-small must be a multiple "
+                                                     "of 16 between 32 and 4096"),
+    (dict(model="lraspp-large", resolution=4112), "resolution 4112: each side of lraspp-large must be a multiple of 16 "
+                                                  "between 32 and 4096"),
+    (dict(model="small", resolution="224x"), "resolution takes H or HxW (height x width, e.g. 224 or 512x1024), got "
+                                             "'224x'"),
+    (dict(model="small", resolution="2x2x2"), "resolution takes H or HxW (height x width, e.g. 224 or 512x1024), got "
+                                              "'2x2x2'"),
     (dict(model="small", num_classes=0), "number of classes must be >= 1, got 0"),
 ])
 def test_bad_spec_is_one_clear_error(kwargs, message):
     with pytest.raises(UserError) as info:
         build_spec(**kwargs)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("model, resolution, shape", [
+    ("large", "224", (1, 3, 224, 224)), ("small", 64, (1, 3, 64, 64)), ("small", "96x160", (1, 3, 96, 160)),
+    ("lraspp-small", "1024x2048", (1, 3, 1024, 2048)), ("lraspp-large", "48x80", (1, 3, 48, 80)),
+])
+def test_any_size_the_strides_allow(model, resolution, shape):
+    spec = build_spec(model, 1.0, resolution)
+    assert spec.input_shape == shape
+    assert spec.output_shape == ((1, 19, *shape[2:]) if model.startswith("lraspp") else (1, 1000))

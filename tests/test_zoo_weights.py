@@ -77,7 +77,8 @@ def test_unreadable_weights_file_is_one_clear_error(tmp_path, content, suffix, m
 
 @pytest.mark.parametrize("model, width, resolution", [("large", 1.0, 224), ("small", 0.75, 160),
                                                       ("large-minimal", 0.5, 96), ("lraspp-small", 1.0, 160),
-                                                      ("lraspp-large", 0.75, 128)])
+                                                      ("lraspp-large", 0.75, 128), ("small", 1.0, "96x160"),
+                                                      ("lraspp-small", 0.5, "48x112")])
 def test_zoo_graph_equals_torchvision_modules_with_the_same_state_dict(model, width, resolution):
     torch = pytest.importorskip("torch")
     from torch_reference import reference_model

@@ -76,6 +76,31 @@ def check_source(source: str | Path) -> None:
         image_files(path)
 
 
+def tensor_file_shape(source: str | Path | None) -> tuple[int, ...] | None:
+    """One sample's shape (batch 1) in a .npy/.npz calibration file, read from the headers only;
+    None for other sources. Arrays of different shapes in one file are one clear error."""
+    if source is None or synthetic_count(source) is not None or Path(source).suffix.lower() not in (".npy", ".npz"):
+        return None
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"calibration data {path}: no such file")
+    try:
+        if path.suffix.lower() == ".npy":
+            shapes = {"": np.load(path, mmap_mode="r", allow_pickle=False).shape}
+        else:
+            with np.load(path, allow_pickle=False) as archive:
+                shapes = {key: archive[key].shape for key in archive.files}
+    except Exception as exc:
+        raise UserError(f"calibration data {path}: cannot read ({exc})") from exc
+    samples = {key: (1, *shape[1:]) if len(shape) == 4 else (1, *shape) for key, shape in shapes.items()}
+    distinct = sorted(set(samples.values()))
+    if len(distinct) > 1:
+        first, other = (next(k for k, v in samples.items() if v == shape) for shape in distinct[:2])
+        raise UserError(f"calibration data {path}: arrays of different sample shapes, {first!r} {distinct[0]} and "
+                        f"{other!r} {distinct[1]}")
+    return distinct[0] if distinct else None
+
+
 def load_samples(source: str | Path, input_shape: tuple[int, ...], preprocess: Preprocess | None,
                  limit: int | None = None) -> list[Sample]:
     """Samples from a folder of images, a .npy/.npz file, or ``synthetic[:N]``."""

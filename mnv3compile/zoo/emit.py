@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from mnv3compile.zoo.spec import BN_EPS, Block, ModelSpec
+from mnv3compile.zoo.spec import BN_EPS, Block, ModelSpec, format_resolution
 
 OPSET = 17
 IR_VERSION = 8  # the IR version that goes with opset 17; every onnxruntime since 1.11 reads it
@@ -148,13 +148,13 @@ def _linear(g: _GraphBuilder, path: str, x: str, cin: int, cout: int) -> str:
 
 def _lraspp_head(g: _GraphBuilder, spec: ModelSpec, high: str, low: str, low_ch: int) -> str:
     """torchvision's LRASPPHead, then the final upsampling to the input size."""
-    res = spec.resolution
+    height, width = spec.resolution
     x = g.conv_bn_act("classifier.cbr", high, spec.last_conv_ch, spec.inter_ch, "relu")
     s = g.node("GlobalAveragePool", "classifier.scale.0", [high])
     s = g.conv("classifier.scale.1", s, spec.last_conv_ch, spec.inter_ch)
     s = g.node("Sigmoid", "classifier.scale.2", [s])
     x = g.node("Mul", "classifier.mul", [x, s])
-    x = _resize(g, "classifier.upsample", x, (1, spec.inter_ch, res // 8, res // 8))
+    x = _resize(g, "classifier.upsample", x, (1, spec.inter_ch, height // 8, width // 8))
     low = g.conv("classifier.low_classifier", low, low_ch, spec.num_classes, bias=True)
     x = g.conv("classifier.high_classifier", x, spec.inter_ch, spec.num_classes, bias=True)
     x = g.node("Add", "classifier.add", [low, x])
@@ -192,7 +192,8 @@ def emit(spec: ModelSpec, weights: WeightSource) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="mnv3compile")
     model.ir_version = IR_VERSION
-    model.doc_string = (f"MobileNetV3 {spec.name} width={spec.width} resolution={spec.resolution} "
+    model.doc_string = (f"MobileNetV3 {spec.name} width={spec.width} "
+                        f"resolution={format_resolution(spec.resolution)} "
                         f"classes={spec.num_classes}")
     return model
 

@@ -11,8 +11,30 @@ from dataclasses import dataclass, field
 from mnv3compile.errors import UserError
 
 MODEL_NAMES = ("large", "small", "large-minimal", "small-minimal", "lraspp-large", "lraspp-small")
-MIN_RESOLUTION, MAX_RESOLUTION, RESOLUTION_STEP = 96, 320, 32
+# Each side of the input: a multiple of the network's output stride (32; 16 for LR-ASPP, whose
+# dilated last stage stops at 16, and its low-level skip at 8 divides that), up to 4096.
+MIN_SIDE, MAX_SIDE = 32, 4096
+CLASSIFIER_STRIDE, SEGMENTER_STRIDE = 32, 16
 BN_EPS = 1e-3
+
+
+def parse_resolution(value: int | str | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) from 224, "224", "512x1024" (height x width) or a pair."""
+    if isinstance(value, tuple):
+        return value
+    if isinstance(value, int):
+        return (value, value)
+    parts = str(value).lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+        raise UserError(f"resolution takes H or HxW (height x width, e.g. 224 or 512x1024), got {value!r}")
+    height, width = (int(p) for p in parts) if len(parts) == 2 else (int(parts[0]),) * 2
+    return (height, width)
+
+
+def format_resolution(resolution: tuple[int, int]) -> str:
+    """"224" for a square input (the paper's way), "512x1024" otherwise."""
+    height, width = resolution
+    return str(height) if height == width else f"{height}x{width}"
 
 
 @dataclass(frozen=True)
@@ -92,7 +114,7 @@ class ModelSpec:
     name: str
     family: str  # "large" or "small"
     width: float
-    resolution: int
+    resolution: tuple[int, int]  # (height, width) of the input image
     num_classes: int
     minimal: bool
     segmentation: bool
@@ -107,12 +129,12 @@ class ModelSpec:
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
-        return (1, 3, self.resolution, self.resolution)
+        return (1, 3, *self.resolution)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
         if self.segmentation:
-            return (1, self.num_classes, self.resolution, self.resolution)
+            return (1, self.num_classes, *self.resolution)
         return (1, self.num_classes)
 
     @property
@@ -123,7 +145,7 @@ class ModelSpec:
 def build_spec(
     model: str,
     width: float = 1.0,
-    resolution: int = 224,
+    resolution: int | str | tuple[int, int] = 224,
     num_classes: int | None = None,
     reduced_tail: bool | None = None,
 ) -> ModelSpec:
@@ -132,12 +154,12 @@ def build_spec(
         raise UserError(f"unknown model {model!r}; choose one of: {', '.join(MODEL_NAMES)}")
     if not width > 0:
         raise UserError(f"width multiplier must be > 0, got {width}")
-    if not (MIN_RESOLUTION <= resolution <= MAX_RESOLUTION and resolution % RESOLUTION_STEP == 0):
-        raise UserError(
-            f"resolution must be a multiple of {RESOLUTION_STEP} between {MIN_RESOLUTION} and "
-            f"{MAX_RESOLUTION}, got {resolution}"
-        )
     segmentation = model.startswith("lraspp-")
+    resolution = parse_resolution(resolution)
+    step = SEGMENTER_STRIDE if segmentation else CLASSIFIER_STRIDE
+    if not all(MIN_SIDE <= side <= MAX_SIDE and side % step == 0 for side in resolution):
+        raise UserError(f"resolution {format_resolution(resolution)}: each side of {model} must be a multiple of "
+                        f"{step} between {MIN_SIDE} and {MAX_SIDE}")
     minimal = model.endswith("-minimal")
     family = "large" if "large" in model else "small"
     if num_classes is None:

@@ -59,7 +59,7 @@ def _calibrate_batchnorm(spec: ModelSpec, state: StateDict, rng: np.random.Gener
     """
     import onnxruntime as ort
 
-    calib_spec = replace(spec, resolution=CALIBRATION_RESOLUTION)
+    calib_spec = replace(spec, resolution=(CALIBRATION_RESOLUTION,) * 2)
     model = emit(calib_spec, lambda info: state[info.key])
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = CALIBRATION_BATCH
     for init in model.graph.initializer:  # Resize targets carry the batch size too
@@ -107,7 +107,7 @@ def _random_state_cached(spec: ModelSpec, seed: int) -> tuple[tuple[str, np.ndar
 
 def random_state_dict(spec: ModelSpec, seed: int = 0) -> StateDict:
     """Seeded random weights for ``spec``, identical for every input resolution."""
-    canonical = replace(spec, resolution=CALIBRATION_RESOLUTION)
+    canonical = replace(spec, resolution=(CALIBRATION_RESOLUTION,) * 2)
     return {k: v.copy() for k, v in _random_state_cached(canonical, seed)}
 
 
