@@ -3,6 +3,7 @@ accuracy on a trained model, and one clear error for each kind of bad input."""
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -118,9 +119,9 @@ def test_hsigmoid_outputs_use_the_fixed_unit_scale(small_int8):
 
 
 @pytest.mark.parametrize("settings", [QuantizeSettings("percentile", 99.9), QuantizeSettings("entropy"),
-                                      QuantizeSettings("minmax", moving_average=0.9),
-                                      QuantizeSettings("minmax", symmetric_activations=True)],
-                         ids=["percentile", "entropy", "moving-average", "symmetric"])
+                                      QuantizeSettings("mse"), QuantizeSettings("minmax", moving_average=0.9),
+                                      QuantizeSettings("auto", symmetric_activations=True)],
+                         ids=["percentile", "entropy", "mse", "moving-average", "auto-symmetric"])
 def test_methods_and_schemes(settings):
     spec = build_spec("small-minimal", 0.5, 96)
     result = quantize(build_model(spec), _samples(spec, 6), settings)
@@ -201,7 +202,11 @@ def test_cli_quantize_writes_model_sidecar_and_plot(cli, tmp_path):
     assert "output logits: SQNR" in stdout and "top-1 agreement with float" in stdout
     assert "note: calibrated on synthetic inputs" in stdout
     sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert sidecar["calibration"]["method"] == "percentile" and sidecar["calibration"]["samples"] == 4
+    assert sidecar["calibration"]["method"] == "auto" and sidecar["calibration"]["samples"] == 4
+    chosen = Counter(a["method"] for a in sidecar["activations"].values() if "method" in a)
+    assert f"method auto: {chosen.most_common(1)[0][0]} for {chosen.most_common(1)[0][1]} tensors" in stdout
+    weighted = [n for n in onnx.load(str(src)).graph.node if n.op_type in ("Conv", "Gemm")]
+    assert f"bias correction: {len(weighted)} layers)" in stdout  # every conv and the classifier have a bias
     assert sidecar["activations"]["input"]["dtype"] == "int8"
     assert sidecar["accuracy"]["outputs_sqnr_db"]["logits"] > 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,10 +11,11 @@ from onnx_ir.passes import common as ir_passes
 
 from mnv3compile.passes.optimize import optimize
 from mnv3compile.passes.registry import PIPELINE
-from mnv3compile.quant.calibrate import Progress, collect_ranges
+from mnv3compile.quant.auto_ranges import choose_ranges
+from mnv3compile.quant.calibrate import Progress, calibrate
 from mnv3compile.quant.calibration import Sample
 from mnv3compile.quant.observers import METHODS
-from mnv3compile.quant.plan import CALIBRATED, plan_groups
+from mnv3compile.quant.plan import CALIBRATED, WEIGHT_INPUTS, plan_groups
 from mnv3compile.quant.qdq import QuantRecord, quantize_graph
 
 __all__ = ["QuantizeSettings", "QuantizedModel", "quantize", "METHODS"]
@@ -22,17 +23,19 @@ __all__ = ["QuantizeSettings", "QuantizedModel", "quantize", "METHODS"]
 
 @dataclass(frozen=True)
 class QuantizeSettings:
-    method: str = "percentile"
+    method: str = "auto"  # per tensor, the range that least hurts its readers (quant/auto_ranges.py)
     percentile: float = 99.99
     moving_average: float | None = None
     symmetric_activations: bool = False
     weight_bits: int = 8  # 7: weights in -63..63 (AVX2's vpmaddubsw multiplies them exactly)
+    bias_correction: bool = True  # quant/bias_correction.py
 
     def to_json(self) -> dict:
         values = "" if self.weight_bits == 8 else f", {self.weight_bits}-bit values (-63..63)"
+        corrected = ", corrected for the weights' mean rounding error" if self.bias_correction else ""
         return {**asdict(self), "weights": f"int8 symmetric per output channel (depthwise included){values}",
                 "activations": "int8 per tensor, " + ("symmetric" if self.symmetric_activations else "asymmetric"),
-                "bias": "int32, scale = input scale * weight scale"}
+                "bias": f"int32, scale = input scale * weight scale{corrected}"}
 
 
 @dataclass
@@ -57,9 +60,17 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
     groups = plan_groups(ir_model)
     inputs = [v.name for v in ir_model.graph.inputs if v.const_value is None]
     observed = inputs + [g.output.name for g in groups if g.range_rule == CALIBRATED]
-    ranges = collect_ranges(canonical, observed, samples, settings.method, settings.percentile,
-                            settings.moving_average, progress)
-    record = quantize_graph(ir_model, groups, ranges, settings.symmetric_activations, settings.weight_bits)
+    # Bias correction needs the per-channel mean of each weighted layer's input.
+    layer_inputs = {g.head.inputs[0].name: 1 if g.head.op_type == "Conv" else -1 for g in groups
+                    if g.head.op_type in ("Conv", "Gemm", *WEIGHT_INPUTS)} if settings.bias_correction else {}
+    found = calibrate(canonical, observed, samples, settings.method, settings.percentile, settings.moving_average,
+                      progress, layer_inputs)
+    ranges, methods = choose_ranges(canonical, groups, found.candidates, samples, settings.symmetric_activations,
+                                    progress)
+    record = quantize_graph(ir_model, groups, ranges, settings.symmetric_activations, settings.weight_bits,
+                            found.channel_means)
+    for name, method in methods.items():
+        record.activations[name]["method"] = method
     ir_passes.RemoveUnusedNodesPass()(ir_model)  # the float weights the int8 ones replaced
     quantized = ir.to_proto(ir_model)
     onnx.checker.check_model(quantized)

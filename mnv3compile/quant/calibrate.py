@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -33,36 +34,55 @@ def session_with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> ort.In
         raise UserError(f"onnxruntime cannot run the model to calibrate it: {first}") from exc
 
 
-def collect_ranges(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sample], method: str,
-                   percentile: float = 99.99, moving_average: float | None = None,
-                   progress: Progress | None = None) -> dict[str, tuple[float, float]]:
-    """(low, high) per tensor name, by ``method`` over ``samples``."""
-    session = session_with_outputs(model, names)
+@dataclass
+class Calibration:
+    """What the float model showed on the calibration samples."""
+
+    candidates: dict[str, dict[str, tuple[float, float]]]  # tensor -> method -> (low, high)
+    channel_means: dict[str, np.ndarray]  # tensor -> mean of each channel (bias correction)
+
+
+def calibrate(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sample], method: str,
+              percentile: float = 99.99, moving_average: float | None = None, progress: Progress | None = None,
+              channel_axes: dict[str, int] | None = None) -> Calibration:
+    """Candidate ranges per tensor in ``names`` by ``method`` over ``samples``, and the per-channel
+    means of the tensors in ``channel_axes`` (name -> channel axis)."""
+    channel_axes = channel_axes or {}
+    fetched = list(dict.fromkeys([*names, *channel_axes]))
+    session = session_with_outputs(model, fetched)
     input_name = session.get_inputs()[0].name
     observers = {n: RangeObserver(method, percentile, moving_average) for n in names}
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
     passes = ["ranges", "histograms"] if method != "minmax" else ["ranges"]
     for stage in passes:
         advance = progress(f"calibration: {stage}", len(samples)) if progress else (lambda: None)
         for sample in samples:
             try:
-                outputs = dict(zip(names, session.run(list(names), {input_name: sample.tensor})))
+                outputs = dict(zip(fetched, session.run(fetched, {input_name: sample.tensor})))
             except Exception as exc:  # shapes the checker cannot see (a conv's channels), found when run
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
                 raise UserError(f"onnxruntime failed running the model on a calibration sample: {first}") from exc
-            for name, values in outputs.items():
+            for name in names:
                 if stage == "ranges":
-                    observers[name].observe_range(values)
+                    observers[name].observe_range(outputs[name])
                 else:
-                    observers[name].observe_histogram(values)
+                    observers[name].observe_histogram(outputs[name])
+            if stage == "ranges":
+                for name, axis in channel_axes.items():
+                    values = np.moveaxis(outputs[name].astype(np.float64), axis, 0).reshape(outputs[name].shape[axis], -1)
+                    sums[name] = sums.get(name, 0.0) + np.nan_to_num(values).sum(axis=1)
+                    counts[name] = counts.get(name, 0) + values.shape[1]
             advance()
-    ranges = {}
+    candidates = {}
     for name, observer in observers.items():
         try:
-            ranges[name] = observer.range()
+            candidates[name] = observer.candidates()
         except NoFiniteValues:
             raise UserError(f"tensor {name!r} is NaN or infinite on every calibration sample: check the model's "
                             "weights (or the calibration data)") from None
-    return ranges
+    means = {name: sums[name] / max(counts[name], 1) for name in sums}
+    return Calibration(candidates, means)
 
 
 def collect_outputs(session: ort.InferenceSession, names: Sequence[str], sample: Sample) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import numpy as np
 import onnx_ir as ir
 
 from mnv3compile.passes.matcher import add_initializer, constant_array
+from mnv3compile.quant.bias_correction import corrected_bias, output_shift
 from mnv3compile.quant.plan import SAME_AS_INPUT, UNIT_INTERVAL, WEIGHT_INPUTS, Group, data_inputs
 from mnv3compile.quant.qparams import (UNIT_INTERVAL as UNIT_INTERVAL_QPARAMS, QParams, activation_qparams,
                                        quantize_bias, quantize_weight, weight_qmax, weight_scales)
@@ -28,6 +29,7 @@ class QuantRecord:
     dequantized: dict[str, str] = field(default_factory=dict)  # float tensor -> its DQ output
     # One entry per integer kernel: its kind, node names and the (quantized) output it produces.
     groups: list[dict] = field(default_factory=list)
+    corrected_biases: int = 0  # layers whose bias took the weights' rounding error out
 
 
 def _insert_qdq(graph: ir.Graph, value: ir.Value, qp: QParams, after: ir.Node | None) -> ir.Value:
@@ -72,8 +74,10 @@ def _weight_axis(node: ir.Node) -> int:
     return WEIGHT_INPUTS[node.op_type][1]
 
 
-def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record: QuantRecord, qmax: int) -> None:
-    """Per-channel int8 weight (in -qmax..qmax) and int32 bias of a Conv, Gemm or MatMul."""
+def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record: QuantRecord, qmax: int,
+                      input_mean: np.ndarray | None = None) -> None:
+    """Per-channel int8 weight (in -qmax..qmax) and int32 bias of a Conv, Gemm or MatMul; with the
+    input's per-channel mean, the bias is corrected for the weights' rounding (bias_correction)."""
     weight_value = node.inputs[1]
     weight = constant_array(weight_value)
     if weight is None:
@@ -86,14 +90,40 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record:
                                                     name, axis))
     record.weights[name] = {"node": node.name, "axis": axis, "dtype": "int8", "scales": scales.tolist()}
     bias_index = 2
+    shift = _bias_shift(node, weight, q, scales, axis, input_mean)
+    if shift is not None and (len(node.inputs) <= bias_index or node.inputs[bias_index] is None):
+        if node.op_type == "MatMul":
+            shift = None  # no bias input to correct
+        else:
+            node.resize_inputs(bias_index + 1)
+            node.replace_input_with(bias_index, add_initializer(graph, np.zeros(scales.size, np.float32),
+                                                                f"{node.name}.bias"))
     if len(node.inputs) > bias_index and node.inputs[bias_index] is not None:
         bias = constant_array(node.inputs[bias_index])
         if bias is not None and bias.size == scales.size:
-            q_bias, bias_scales = quantize_bias(bias.reshape(-1), input_qp.scale, scales)
+            bias = bias.reshape(-1)
+            if shift is not None:
+                bias = corrected_bias(bias, shift)
+                record.corrected_biases += 1
+            q_bias, bias_scales = quantize_bias(bias, input_qp.scale, scales)
             bias_name = node.inputs[bias_index].name or f"{node.name}.bias"
             node.replace_input_with(bias_index, _dequantize_constant(
                 graph, node, q_bias, bias_scales, np.zeros(bias_scales.shape, np.int32), bias_name, 0))
             record.biases[bias_name] = {"node": node.name, "dtype": "int32", "scales": bias_scales.tolist()}
+
+
+def _bias_shift(node: ir.Node, weight: np.ndarray, q: np.ndarray, scales: np.ndarray, axis: int,
+                input_mean: np.ndarray | None) -> np.ndarray | None:
+    if input_mean is None or (node.op_type == "Gemm" and node.attributes.get_int("transA", 0)):
+        return None
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    error = q.astype(np.float64) * scales.reshape(shape) - weight
+    group = node.attributes.get_int("group", 1) if node.op_type == "Conv" else 1
+    expected_inputs = weight.shape[1] * group if node.op_type == "Conv" else weight.shape[1 - axis]
+    if input_mean.size != expected_inputs:
+        return None
+    return output_shift(node.op_type, error, input_mean, group, axis)
 
 
 def _quantize_constant_input(graph: ir.Graph, node: ir.Node, index: int, record: QuantRecord) -> None:
@@ -107,9 +137,12 @@ def _quantize_constant_input(graph: ir.Graph, node: ir.Node, index: int, record:
 
 
 def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple[float, float]],
-                   symmetric: bool = False, weight_bits: int = 8) -> QuantRecord:
+                   symmetric: bool = False, weight_bits: int = 8,
+                   channel_means: dict[str, np.ndarray] | None = None) -> QuantRecord:
     """Rewrite ``model`` in place into QDQ form. ``ranges`` maps calibrated tensor names to (lo, hi).
-    Conv/Gemm/MatMul weights use ``weight_bits`` (8, or 7: stored as int8 in -63..63)."""
+    Conv/Gemm/MatMul weights use ``weight_bits`` (8, or 7: stored as int8 in -63..63); a layer
+    whose input has an entry in ``channel_means`` gets its bias corrected (bias_correction)."""
+    channel_means = channel_means or {}
     graph = model.graph
     record = QuantRecord()
     qparams: dict[str, QParams] = {}
@@ -129,7 +162,8 @@ def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple
             if source not in qparams:
                 producer = next(g for g in groups if g.output.name == source)
                 qparams[source] = _output_qparams(producer, ranges, qparams, symmetric)
-            _quantize_weights(graph, head, qparams[source], record, weight_qmax(weight_bits))
+            _quantize_weights(graph, head, qparams[source], record, weight_qmax(weight_bits),
+                              channel_means.get(source))
         if len(group.nodes) == 1:  # a chain's own constants (the 3, 0, 6, 1/6 of h-sigmoid) define it
             node = group.head
             for index, value in data_inputs(node):

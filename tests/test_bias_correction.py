@@ -1,0 +1,81 @@
+"""Bias correction: the shift it computes is the mean output error of the rounded weights, and a
+quantized layer's output error loses its mean."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from mnv3compile.passes import verify
+from mnv3compile.quant import QuantizeSettings, quantize
+from mnv3compile.quant.bias_correction import output_shift
+from mnv3compile.quant.calibration import Sample
+
+
+def _conv(x: np.ndarray, w: np.ndarray, group: int) -> np.ndarray:
+    """Valid (unpadded) stride-1 grouped convolution, NCHW x OIHW, in float64."""
+    n, c, h, width = x.shape
+    f, per_group, kh, kw = w.shape
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))  # n c h' w' kh kw
+    out = np.zeros((n, f, h - kh + 1, width - kw + 1))
+    for filt in range(f):
+        g = filt // (f // group)
+        channels = windows[:, g * per_group:(g + 1) * per_group]
+        out[:, filt] = np.einsum("nchwij,cij->nhw", channels, w[filt])
+    return out
+
+
+@pytest.mark.parametrize("channels, filters, group, kernel", [(6, 4, 1, 1), (6, 6, 6, 3), (8, 4, 2, 3)],
+                         ids=["pointwise", "depthwise", "grouped"])
+def test_output_shift_is_the_mean_error_of_the_rounded_weights(channels, filters, group, kernel):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((filters, channels // group, kernel, kernel))
+    error = rng.uniform(-0.01, 0.01, w.shape)
+    # Constant over space within a sample, so every tap sees the channel's mean exactly (the
+    # correction's one approximation, the border taps padding or a valid conv sees less of, is not
+    # what this test is about).
+    x = np.broadcast_to(rng.standard_normal((3, channels, 1, 1)) * 2 + rng.uniform(-4, 4, (1, channels, 1, 1)),
+                        (3, channels, 9, 9))
+    measured = (_conv(x, w + error, group) - _conv(x, w, group)).mean(axis=(0, 2, 3))
+    shift = output_shift("Conv", error, x.mean(axis=(0, 2, 3)), group)
+    np.testing.assert_allclose(shift, measured, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("weight_axis", [0, 1], ids=["transB", "plain"])
+def test_output_shift_of_a_matrix_layer(weight_axis):
+    rng = np.random.default_rng(1)
+    error = rng.uniform(-0.01, 0.01, (5, 7) if weight_axis == 0 else (7, 5))
+    x = rng.standard_normal((10, 7)) + 2.0
+    product = x @ (error.T if weight_axis == 0 else error)
+    np.testing.assert_allclose(output_shift("Gemm", error, x.mean(axis=0), weight_axis=weight_axis),
+                               product.mean(axis=0), rtol=1e-9)
+
+
+def _depthwise_model(rng) -> onnx.ModelProto:
+    """One depthwise 3x3 conv (9 weights a channel: coarse per-channel rounding) with a bias."""
+    channels = 16
+    weight = rng.standard_normal((channels, 1, 3, 3)).astype(np.float32)
+    weight[:, :, 0, 0] = 8.0  # one large tap sets the scale, so the others round coarsely
+    bias = rng.standard_normal(channels).astype(np.float32)
+    node = helper.make_node("Conv", ["input", "w", "b"], ["output"], group=channels, name="dw")
+    graph = helper.make_graph([node], "dw", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, 12, 12])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, channels, 10, 10])],
+                              [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_quantized_output_error_loses_its_mean():
+    rng = np.random.default_rng(2)
+    model = _depthwise_model(rng)
+    offsets = rng.uniform(2, 6, (1, 16, 1, 1)).astype(np.float32)  # inputs far from zero mean
+    samples = [Sample((rng.standard_normal((1, 16, 12, 12)) + offsets).astype(np.float32)) for _ in range(8)]
+
+    def mean_error(correct: bool) -> np.ndarray:
+        result = quantize(model, samples, QuantizeSettings("minmax", bias_correction=correct))
+        assert result.record.corrected_biases == (1 if correct else 0)
+        errors = [verify.run(result.model, {"input": s.tensor})["output"] - verify.run(model, {"input": s.tensor})["output"]
+                  for s in samples]
+        return np.mean(errors, axis=(0, 1, 3, 4))  # per channel
+
+    before, after = np.abs(mean_error(False)), np.abs(mean_error(True))
+    assert before.mean() > 4 * after.mean(), (before.mean(), after.mean())
