@@ -155,12 +155,10 @@ class InstructionMeasurer:
         work.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, scheduled) -> float:
-        import tvm
+        from mnv3compile.schedules.measure import export_candidate
 
-        library = tvm.compile(tvm.IRModule({"main": scheduled}), self.target)
         self.count += 1
-        path = self.work / f"candidate{self.count}.so"
-        library.export_library(str(path), fcompile=self.toolchain.fcompile(strip=False))
+        path = export_candidate(scheduled, self.target, self.toolchain, self.work / f"candidate{self.count}.so")
         try:
             command = ["qemu-aarch64", "-plugin", str(self.plugin), "-d", "plugin", str(self.program), str(path),
                        str(RUNS), *argument_specs(scheduled)]

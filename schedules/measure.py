@@ -17,6 +17,17 @@ from pathlib import Path
 import numpy as np
 
 
+
+def export_candidate(scheduled, target, toolchain, path: Path) -> Path:
+    """One candidate PrimFunc compiled for ``target`` and linked by the target's toolchain into
+    ``path`` (unstripped: the runner looks the function up by name)."""
+    import tvm
+
+    library = tvm.compile(tvm.IRModule({"main": scheduled}), target)
+    library.export_library(str(path), fcompile=toolchain.fcompile(strip=False))
+    return path
+
+
 class DeviceLost(BaseException):
     """The RPC device or its tracker went away and did not come back in time (not a candidate's
     fault, so a BaseException: the tuner does not record it as a failed candidate)."""
@@ -167,10 +178,8 @@ class RpcMeasurer:
     def __call__(self, scheduled) -> float:
         import tvm
 
-        library = tvm.compile(tvm.IRModule({"main": scheduled}), self.target)
         self.count += 1
-        path = self.work / f"candidate{self.count}.so"
-        library.export_library(str(path), fcompile=self.toolchain.fcompile(strip=False))
+        path = export_candidate(scheduled, self.target, self.toolchain, self.work / f"candidate{self.count}.so")
         try:
             for attempt in (1, 2):
                 session = self.session or self._connect()
