@@ -16,7 +16,7 @@ from mnv3compile.quant.calibrate import Progress, calibrate
 from mnv3compile.quant.calibration import Sample
 from mnv3compile.quant.observers import METHODS
 from mnv3compile.quant.plan import CALIBRATED, WEIGHT_INPUTS, plan_groups
-from mnv3compile.quant.qdq import QuantRecord, quantize_graph
+from mnv3compile.quant.qdq import QuantRecord, conv_geometry, layer_key, quantize_graph
 
 __all__ = ["QuantizeSettings", "QuantizedModel", "quantize", "METHODS"]
 
@@ -60,15 +60,17 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
     groups = plan_groups(ir_model)
     inputs = [v.name for v in ir_model.graph.inputs if v.const_value is None]
     observed = inputs + [g.output.name for g in groups if g.range_rule == CALIBRATED]
-    # Bias correction needs the per-channel mean of each weighted layer's input.
-    layer_inputs = {g.head.inputs[0].name: 1 if g.head.op_type == "Conv" else -1 for g in groups
-                    if g.head.op_type in ("Conv", "Gemm", *WEIGHT_INPUTS)} if settings.bias_correction else {}
+    # Bias correction needs what each weighted layer's taps read on average.
+    weighted = ("Conv", "Gemm", *WEIGHT_INPUTS)
+    heads = [g.head for g in groups if g.head.op_type in weighted] if settings.bias_correction else []
+    layers = {layer_key(head): (head.inputs[0].name, conv_geometry(head)) for head in heads
+              if head.op_type != "Conv" or conv_geometry(head) is not None}
     found = calibrate(canonical, observed, samples, settings.method, settings.percentile, settings.moving_average,
-                      progress, layer_inputs)
+                      progress, layers)
     ranges, methods = choose_ranges(canonical, groups, found.candidates, samples, settings.symmetric_activations,
                                     progress)
     record = quantize_graph(ir_model, groups, ranges, settings.symmetric_activations, settings.weight_bits,
-                            found.channel_means)
+                            found.input_means)
     for name, method in methods.items():
         record.activations[name]["method"] = method
     ir_passes.RemoveUnusedNodesPass()(ir_model)  # the float weights the int8 ones replaced

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 
 from mnv3compile.errors import UserError
+from mnv3compile.quant.bias_correction import ConvGeometry, tap_sums
 from mnv3compile.quant.calibration import Sample
 from mnv3compile.quant.observers import NoFiniteValues, RangeObserver
 
@@ -39,16 +40,17 @@ class Calibration:
     """What the float model showed on the calibration samples."""
 
     candidates: dict[str, dict[str, tuple[float, float]]]  # tensor -> method -> (low, high)
-    channel_means: dict[str, np.ndarray]  # tensor -> mean of each channel (bias correction)
+    input_means: dict[str, np.ndarray]  # layer -> what its taps read on average (bias correction)
 
 
 def calibrate(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sample], method: str,
               percentile: float = 99.99, moving_average: float | None = None, progress: Progress | None = None,
-              channel_axes: dict[str, int] | None = None) -> Calibration:
-    """Candidate ranges per tensor in ``names`` by ``method`` over ``samples``, and the per-channel
-    means of the tensors in ``channel_axes`` (name -> channel axis)."""
-    channel_axes = channel_axes or {}
-    fetched = list(dict.fromkeys([*names, *channel_axes]))
+              layers: dict[str, tuple[str, ConvGeometry | None]] | None = None) -> Calibration:
+    """Candidate ranges per tensor in ``names`` by ``method`` over ``samples``, and for each layer
+    of ``layers`` (name -> its input tensor and conv geometry, None for a matrix layer) the mean
+    of what each of its taps reads (``bias_correction.tap_sums``)."""
+    layers = layers or {}
+    fetched = list(dict.fromkeys([*names, *(tensor for tensor, _ in layers.values())]))
     session = session_with_outputs(model, fetched)
     input_name = session.get_inputs()[0].name
     observers = {n: RangeObserver(method, percentile, moving_average) for n in names}
@@ -69,10 +71,10 @@ def calibrate(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sa
                 else:
                     observers[name].observe_histogram(outputs[name])
             if stage == "ranges":
-                for name, axis in channel_axes.items():
-                    values = np.moveaxis(outputs[name].astype(np.float64), axis, 0).reshape(outputs[name].shape[axis], -1)
-                    sums[name] = sums.get(name, 0.0) + np.nan_to_num(values).sum(axis=1)
-                    counts[name] = counts.get(name, 0) + values.shape[1]
+                for layer, (tensor, geometry) in layers.items():
+                    total, count = tap_sums(outputs[tensor], geometry)
+                    sums[layer] = sums.get(layer, 0.0) + total
+                    counts[layer] = counts.get(layer, 0) + count
             advance()
     candidates = {}
     for name, observer in observers.items():
@@ -81,7 +83,7 @@ def calibrate(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sa
         except NoFiniteValues:
             raise UserError(f"tensor {name!r} is NaN or infinite on every calibration sample: check the model's "
                             "weights (or the calibration data)") from None
-    means = {name: sums[name] / max(counts[name], 1) for name in sums}
+    means = {layer: sums[layer] / max(counts[layer], 1) for layer in sums}
     return Calibration(candidates, means)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import onnx_ir as ir
 
 from mnv3compile.passes.matcher import add_initializer, constant_array
-from mnv3compile.quant.bias_correction import corrected_bias, output_shift
+from mnv3compile.quant.bias_correction import ConvGeometry, corrected_bias, output_shift
 from mnv3compile.quant.plan import SAME_AS_INPUT, UNIT_INTERVAL, WEIGHT_INPUTS, Group, data_inputs
 from mnv3compile.quant.qparams import (UNIT_INTERVAL as UNIT_INTERVAL_QPARAMS, QParams, activation_qparams,
                                        quantize_bias, quantize_weight, weight_qmax, weight_scales)
@@ -66,6 +66,21 @@ def _dequantize_constant(graph: ir.Graph, before: ir.Node, q_array: np.ndarray, 
     node.outputs[0].name = f"{name}.dq"
     graph.insert_before(before, [node])
     return node.outputs[0]
+
+
+def layer_key(node: ir.Node) -> str:
+    return node.name or node.inputs[1].name
+
+
+def conv_geometry(node: ir.Node) -> ConvGeometry | None:
+    """A 2-D Conv's taps, or None where they are not known here (a weight that is no constant, or
+    padding that ``auto_pad`` decides): bias correction then leaves the layer alone."""
+    weight = node.inputs[1].const_value
+    if weight is None or len(weight.shape) != 4 or node.attributes.get_string("auto_pad", "NOTSET") != "NOTSET":
+        return None
+    ints = lambda name, default: tuple(node.attributes.get_ints(name, default))  # noqa: E731
+    return ConvGeometry((int(weight.shape[2]), int(weight.shape[3])), ints("strides", (1, 1)),
+                        ints("pads", (0, 0, 0, 0)), ints("dilations", (1, 1)))
 
 
 def _weight_axis(node: ir.Node) -> int:
@@ -121,7 +136,7 @@ def _bias_shift(node: ir.Node, weight: np.ndarray, q: np.ndarray, scales: np.nda
     error = q.astype(np.float64) * scales.reshape(shape) - weight
     group = node.attributes.get_int("group", 1) if node.op_type == "Conv" else 1
     expected_inputs = weight.shape[1] * group if node.op_type == "Conv" else weight.shape[1 - axis]
-    if input_mean.size != expected_inputs:
+    if input_mean.shape[0] != expected_inputs:
         return None
     return output_shift(node.op_type, error, input_mean, group, axis)
 
@@ -138,11 +153,11 @@ def _quantize_constant_input(graph: ir.Graph, node: ir.Node, index: int, record:
 
 def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple[float, float]],
                    symmetric: bool = False, weight_bits: int = 8,
-                   channel_means: dict[str, np.ndarray] | None = None) -> QuantRecord:
+                   input_means: dict[str, np.ndarray] | None = None) -> QuantRecord:
     """Rewrite ``model`` in place into QDQ form. ``ranges`` maps calibrated tensor names to (lo, hi).
     Conv/Gemm/MatMul weights use ``weight_bits`` (8, or 7: stored as int8 in -63..63); a layer
-    whose input has an entry in ``channel_means`` gets its bias corrected (bias_correction)."""
-    channel_means = channel_means or {}
+    with an entry in ``input_means`` (by ``layer_key``) gets its bias corrected (bias_correction)."""
+    input_means = input_means or {}
     graph = model.graph
     record = QuantRecord()
     qparams: dict[str, QParams] = {}
@@ -163,7 +178,7 @@ def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple
                 producer = next(g for g in groups if g.output.name == source)
                 qparams[source] = _output_qparams(producer, ranges, qparams, symmetric)
             _quantize_weights(graph, head, qparams[source], record, weight_qmax(weight_bits),
-                              channel_means.get(source))
+                              input_means.get(layer_key(head)))
         if len(group.nodes) == 1:  # a chain's own constants (the 3, 0, 6, 1/6 of h-sigmoid) define it
             node = group.head
             for index, value in data_inputs(node):
