@@ -221,6 +221,18 @@ WEIGHT_BITS_OPTION = click.option(
          "AVX2 without VNNI then multiplies pointwise convs 4 input channels at a time with vpmaddubsw "
          "(exact only for 7-bit weights) instead of 2 with vpmaddwd; costs some accuracy.")
 
+METHOD_OPTION = click.option(
+    "--method", type=click.Choice(["auto", "minmax", "percentile", "entropy", "mse"]), default="auto",
+    show_default=True,
+    help="How activation ranges are chosen. auto: per tensor, the candidate (percentile 99.99, 99.9, 99.999, "
+         "minmax, entropy) whose quantization least disturbs the groups that read it, measured on the calibration "
+         "data (the sidecar records each choice); mse: the clipping with the least expected squared error of the "
+         "tensor itself.")
+BIAS_CORRECTION_OPTION = click.option(
+    "--bias-correction/--no-bias-correction", default=True, show_default=True,
+    help="Take the mean error that rounding each layer's weights adds to its output (what each tap reads on "
+         "average over the calibration data, padding included) out of its bias.")
+
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
 Examples:
@@ -241,16 +253,9 @@ not a calibration).
 @click.option("--preprocess", "preprocess_name", default=None,
               type=click.Choice(["torchvision", "tf", "paddle", "efficientnet-lite"]),
               help="How images become inputs (needed for image folders).")
-@click.option("--method", type=click.Choice(["auto", "minmax", "percentile", "entropy", "mse"]), default="auto",
-              show_default=True,
-              help="How activation ranges are chosen. auto: per tensor, the candidate (percentile 99.99, 99.9, "
-                   "99.999, minmax, entropy) whose quantization least disturbs the groups that read it, measured "
-                   "on the calibration data (the report counts what it chose); mse: the clipping with the least "
-                   "expected squared error of the tensor itself.")
+@METHOD_OPTION
 @click.option("--percentile", type=float, default=99.99, show_default=True, help="For --method percentile.")
-@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
-              help="Take the mean error that rounding each layer's weights adds to its output (measured with "
-                   "the calibration data's channel means) out of its bias.")
+@BIAS_CORRECTION_OPTION
 @click.option("--moving-average", type=float, default=None, metavar="MOMENTUM",
               help="Min/max as a moving average over calibration samples (e.g. 0.9) instead of the extremes.")
 @click.option("--symmetric-activations", is_flag=True, help="Zero point 0 for activations too.")
@@ -383,6 +388,8 @@ Examples:
 @click.option("--calib", default=None, metavar="DIR|FILE.npz|synthetic[:N]",
               help="int8 calibration data [default: 16 synthetic inputs, with a warning].")
 @WEIGHT_BITS_OPTION
+@METHOD_OPTION
+@BIAS_CORRECTION_OPTION
 @click.option("--preprocess", "preprocess_name", default=None,
               type=click.Choice(["torchvision", "tf", "paddle", "efficientnet-lite"]),
               help="How images become inputs (stored in the manifest for 'run').")
@@ -410,10 +417,9 @@ Examples:
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: str, weights: Path | None,
-          target_name: str, quant: str, calib: str | None, weight_bits: int, preprocess_name: str | None,
-          labels_path: Path | None, input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool,
-          database: Path | None,
-          no_database: bool, output: Path | None) -> None:
+          target_name: str, quant: str, calib: str | None, weight_bits: int, method: str, bias_correction: bool,
+          preprocess_name: str | None, labels_path: Path | None, input_shapes: tuple[str, ...], int8_lowering: str,
+          schedule: str, debug: bool, database: Path | None, no_database: bool, output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
     Stages: model -> optimize (passes) -> quantize (int8) -> TVM (Relax pipeline, codegen,
@@ -449,7 +455,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
     labels = labels_path.read_text().splitlines() if labels_path else None
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
     request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
-                           database, int8_lowering, debug, schedule, weight_bits)
+                           database, int8_lowering, debug, schedule, weight_bits, method, bias_correction)
     with console.status("build") as status:
         result = run_build(request, on_stage=lambda stage: status.update(f"stage: {stage}"))
     for note in notes + result.notes:

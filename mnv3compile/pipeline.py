@@ -40,6 +40,8 @@ class BuildRequest:
     debug: bool = False  # keep symbols and debug information in the library
     schedule: str = "templates"  # "templates" (schedules/templates.py) or TVM's "default" schedules
     weight_bits: int = 8  # int8 weights' range: 8 (-127..127) or 7 (-63..63, for AVX2's vpmaddubsw)
+    quant_method: str = "auto"  # activation ranges (quant/observers.py METHODS)
+    bias_correction: bool = True
 
 
 @dataclass
@@ -177,7 +179,8 @@ def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
         notes.append("int8 calibrated on 16 synthetic inputs; give real data with --calib DIR --preprocess P "
                      "for real accuracy")
     spec = preset(request.preprocess) if request.preprocess else None
-    result = quantize(model, load_samples(calib, shape, spec), QuantizeSettings(weight_bits=request.weight_bits))
+    result = quantize(model, load_samples(calib, shape, spec), QuantizeSettings(
+        request.quant_method, weight_bits=request.weight_bits, bias_correction=request.bias_correction))
     return result.model, json.loads(json.dumps(result.sidecar({"source": calib}), default=_plain))
 
 

@@ -295,9 +295,11 @@ def test_calibration_tensors_fix_a_models_dynamic_input(cli, tmp_path):
     assert "note: input 'input' is (1, 3, 64, 96), the shape of the calibration data's samples" in stdout
     assert [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim] == [1, 3, 64, 96]
     code, stdout, err = cli("build", "--onnx", str(src), "--quant", "int8", "--calib", str(lines), "-o",
-                            str(tmp_path / "b"))
+                            str(tmp_path / "b"), "--method", "minmax", "--no-bias-correction")
     assert code == 0, err
     assert json.loads(next((tmp_path / "b").glob("dynamic.json")).read_text())["inputs"][0]["shape"] == [1, 3, 64, 96]
+    calibration = json.loads(next((tmp_path / "b").glob("*.quant.json")).read_text())["calibration"]
+    assert (calibration["method"], calibration["bias_correction"]) == ("minmax", False)  # build passes them on
     mixed = tmp_path / "mixed.npz"
     np.savez(mixed, a=np.zeros((2, 3, 64, 96), np.float32), b=np.zeros((2, 3, 48, 96), np.float32))
     code, _, err = cli("quantize", str(src), "--calib", str(mixed), "-o", str(tmp_path / "m.onnx"))
