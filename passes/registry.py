@@ -5,7 +5,7 @@ from __future__ import annotations
 from mnv3compile.errors import UserError
 from mnv3compile.passes import (canonicalize_hswish, cleanup, decompose_batchnorm, fold_batchnorm,
                                 fold_conv_add, fold_pad_into_conv, fuse_conv_activation, fuse_matmul_add,
-                                hardsigmoid_to_relu6, upgrade_opset)
+                                hardsigmoid_to_relu6, reduce_mean_to_global_pool, upgrade_opset)
 from mnv3compile.passes.base import GraphPass
 
 PIPELINE: tuple[GraphPass, ...] = (
@@ -14,6 +14,7 @@ PIPELINE: tuple[GraphPass, ...] = (
     fold_pad_into_conv.PASS,     # TF-style explicit zero Pad -> the Conv's own pads
     fold_conv_add.PASS,          # Paddle's Conv + Add(bias) -> Conv with bias
     fuse_matmul_add.PASS,        # Paddle's classifier MatMul + Add(bias) -> Gemm
+    reduce_mean_to_global_pool.PASS,  # TF's spatial ReduceMean (NCHW or channels-last) -> GlobalAveragePool
     fold_batchnorm.PASS,         # Conv + BN -> Conv
     decompose_batchnorm.PASS,    # any BN left -> Mul + Add
     hardsigmoid_to_relu6.PASS,   # every hard-sigmoid -> Mul(Clip(Add(x,3),0,6),1/6)

@@ -305,3 +305,54 @@ def test_calibration_tensors_fix_a_models_dynamic_input(cli, tmp_path):
     code, _, err = cli("quantize", str(src), "--calib", str(mixed), "-o", str(tmp_path / "m.onnx"))
     assert (code, err.strip()) == (2, f"error: calibration data {mixed}: arrays of different sample shapes, 'b' "
                                       "(1, 3, 48, 96) and 'a' (1, 3, 64, 96)")
+
+
+def _squeeze_excite_model(channels_last: bool) -> onnx.ModelProto:
+    """conv + ReLU, then squeeze-excite (pool, reduce conv + ReLU, expand conv, hard-sigmoid gate,
+    scale): as torch writes it (NCHW, GlobalAveragePool), or as tf2onnx writes Keras' (channels-last
+    input, Transposes around each Conv, ReduceMean over axes 1, 2)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    shapes = {"w1": (8, 4, 3, 3), "b1": (8,), "w2": (2, 8, 1, 1), "b2": (2,), "w3": (8, 2, 1, 1), "b3": (8,)}
+    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.5).astype(np.float32), n) for n, s in shapes.items()]
+    make = helper.make_node
+    head = [make("Conv", ["x_nchw", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv"),
+            make("Relu", ["c1"], ["r1"], name="relu")]
+    excite = [make("Conv", ["pooled_nchw", "w2", "b2"], ["s1"], name="se/reduce"), make("Relu", ["s1"], ["s1r"], name="se/relu"),
+              make("Conv", ["s1r", "w3", "b3"], ["s2"], name="se/expand"),
+              make("HardSigmoid", ["s2"], ["gate"], alpha=1 / 6, beta=0.5, name="se/gate")]
+    if channels_last:
+        nodes = [make("Transpose", ["input"], ["x_nchw"], perm=[0, 3, 1, 2], name="to_nchw"), *head,
+                 make("Transpose", ["r1"], ["r1_nhwc"], perm=[0, 2, 3, 1], name="to_nhwc"),
+                 make("ReduceMean", ["r1_nhwc"], ["pooled"], axes=[1, 2], keepdims=1, name="se/Mean"),
+                 make("Transpose", ["pooled"], ["pooled_nchw"], perm=[0, 3, 1, 2], name="se/to_nchw"), *excite,
+                 make("Transpose", ["gate"], ["gate_nhwc"], perm=[0, 2, 3, 1], name="se/gate_nhwc"),
+                 make("Mul", ["r1_nhwc", "gate_nhwc"], ["output"], name="se/scale")]
+        shape, out_shape = [1, 8, 8, 4], [1, 8, 8, 8]
+    else:
+        nodes = [make("Identity", ["input"], ["x_nchw"], name="input_identity"), *head,
+                 make("GlobalAveragePool", ["r1"], ["pooled_nchw"], name="se/pool"), *excite,
+                 make("Mul", ["r1", "gate"], ["output"], name="se/scale")]
+        shape, out_shape = [1, 4, 8, 8], [1, 8, 8, 8]
+    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_tf2onnx_style_squeeze_excite_quantizes_fully_integer():
+    """tf2onnx's channels-last squeeze-excite (ReduceMean over axes 1, 2, which the quantizer
+    refused by name before reduce_mean_to_global_pool) quantizes fully integer, and as well as the
+    same network written NCHW: the Transposes cost no accuracy."""
+    rng = np.random.default_rng(1)
+    nchw = [rng.standard_normal((1, 4, 8, 8)).astype(np.float32) for _ in range(4)]
+    sqnr = {}
+    for channels_last in (True, False):
+        model = _squeeze_excite_model(channels_last)
+        samples = [Sample(x.transpose(0, 2, 3, 1).copy() if channels_last else x) for x in nchw]
+        result = quantize(model, samples, QuantizeSettings("minmax"))
+        assert "ReduceMean" not in {n.op_type for n in result.model.graph.node}
+        assert_fully_integer(result.model, result.record.groups)
+        sqnr[channels_last] = compare(result.float_model, result.model, result.record.dequantized,
+                                      samples).outputs["output"]
+    assert abs(sqnr[True] - sqnr[False]) < 0.5, sqnr

@@ -1,0 +1,73 @@
+"""reduce_mean_to_global_pool: a mean over both spatial axes is a ``GlobalAveragePool``.
+
+TensorFlow exporters (tf2onnx: Keras' squeeze-excite and classifier pooling) write global pooling
+as ``ReduceMean``, over axes (2, 3) of an NCHW tensor or over axes (1, 2) of a channels-last view
+``Transpose(x, perm=(0, 2, 3, 1))`` of one. Both become ``GlobalAveragePool(x)``, the one
+spelling the quantizer and the integer lowering know, followed where the shape differs by
+``Flatten`` (``keepdims=0``: N x C) or ``Transpose`` (channels-last ``keepdims=1``: N x 1 x 1 x
+C). The transpose itself is left to its other readers. Axes come from the attribute (opset < 18)
+or from a constant second input (opset 18+).
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from mnv3compile.passes.base import rule_pass
+from mnv3compile.passes.matcher import Match, RewriteBuilder, Rule, Var, constant_array, op
+
+CHANNELS_LAST = (0, 2, 3, 1)
+
+
+def _axes(node: ir.Node) -> set[int] | None:
+    """The reduced axes, when the input is known to be 4-D (its shape, or a 4-D transpose)."""
+    shape = node.inputs[0].shape
+    rank = len(shape) if shape is not None else 4 if _channels_last_source(node) is not None else None
+    if rank != 4:
+        return None
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        given = constant_array(node.inputs[1])
+        if given is None:
+            return None
+        values = given.reshape(-1).tolist()
+    else:
+        values = node.attributes.get_ints("axes", None)
+        if values is None:
+            return None  # all axes: not a pooling
+    return {int(a) % rank for a in values}
+
+
+def _channels_last_source(node: ir.Node) -> ir.Value | None:
+    """x when the ReduceMean reads Transpose(x, perm=(0, 2, 3, 1)), else None."""
+    producer = node.inputs[0].producer()
+    if producer is None or producer.op_type != "Transpose":
+        return None
+    perm = producer.attributes.get_ints("perm", None)
+    return producer.inputs[0] if perm is not None and tuple(perm) == CHANNELS_LAST else None
+
+
+def _is_spatial_mean(m: Match) -> bool:
+    node = m.root
+    axes = _axes(node)
+    return axes == {2, 3} or (axes == {1, 2} and _channels_last_source(node) is not None)
+
+
+def _rewrite(m: Match, b: RewriteBuilder) -> ir.Value:
+    node = m.root
+    channels_last = _axes(node) == {1, 2}
+    source = _channels_last_source(node) if channels_last else m.values["x"]
+    pooled = b.op("GlobalAveragePool", [source], "pool")
+    if not node.attributes.get_int("keepdims", 1):
+        return b.op("Flatten", [pooled], "flatten", axis=1)
+    if channels_last:
+        return b.op("Transpose", [pooled], "channels_last", perm=list(CHANNELS_LAST))
+    return pooled
+
+
+RULES = [
+    Rule("ReduceMean(axes attribute)", op.ReduceMean(Var("x"), name="mean"), _rewrite, when=_is_spatial_mean),
+    Rule("ReduceMean(axes input)", op.ReduceMean(Var("x"), Var("axes"), name="mean"), _rewrite,
+         when=_is_spatial_mean),
+]
+PASS = rule_pass("reduce_mean_to_global_pool", "a ReduceMean over both spatial axes becomes GlobalAveragePool",
+                 RULES)
