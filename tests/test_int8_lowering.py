@@ -16,10 +16,10 @@ from tvm.relax import op
 
 from mnv3compile.pipeline import BuildRequest, build
 from mnv3compile.quant import quantize
-from mnv3compile.quant.calibration import load_samples
+from mnv3compile.quant.calibration import Sample, load_samples
 from mnv3compile.runner import BundleRunner
 from mnv3compile.targets.presets import preset
-from mnv3compile.tvm.elementwise import AffineClip, Gated, recognize
+from mnv3compile.tvm.elementwise import AffineClip, Gated, Sigmoid, recognize
 from mnv3compile.tvm.fixed_point import fixed_point, lookup_table
 from mnv3compile.tvm.int8_lowering import lower_to_integer
 from mnv3compile.zoo import build_model, build_spec
@@ -81,7 +81,8 @@ def test_epilogues_are_recognized_by_what_they_compute():
     assert isinstance(hsigmoid, AffineClip) and abs(hsigmoid.slope - 1 / 6) < 1e-9 and abs(hsigmoid.offset - 0.5) < 1e-9
     hswish = recognize(lambda v: v * np.clip(v + 3, 0, 6) / 6)
     assert isinstance(hswish, Gated) and abs(hswish.gate.slope - 1 / 6) < 1e-9
-    assert recognize(lambda v: 1 / (1 + np.exp(-v))) is None  # no fixed-point epilogue: falls back
+    assert recognize(lambda v: 1 / (1 + np.exp(-v))) == Sigmoid()  # the float epilogue computes it
+    assert recognize(lambda v: 1 / (1 + np.exp(-2 * v))) is None  # a scaled sigmoid is not one
     assert recognize(lambda v: np.abs(v)) is None
 
 
@@ -204,6 +205,29 @@ def test_reshape_with_the_same_scale_moves_int8_only():
     tvm.ir.assert_structural_equal(lowered, _function([x], expected))
 
 
+def test_sigmoid_epilogue_and_bilinear_resize_are_integer_kernels_within_one_step():
+    """LR-ASPP's attention branch (a conv with a sigmoid) and its bilinear upsampling: integer
+    kernels (int8 in and out) since they had fallen back to dequantize -> float -> quantize."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="attention"),
+             helper.make_node("Sigmoid", ["c"], ["gate"], name="gate"),
+             helper.make_node("Resize", ["gate", "", "", "size"], ["y"], mode="linear",
+                              coordinate_transformation_mode="half_pixel", name="upsample")]
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 6, 1, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array([1, 8, 12, 20], np.int64), "size")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 3, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 12, 20])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    samples = [Sample(rng.standard_normal((1, 6, 3, 5)).astype(np.float32)) for _ in range(4)]
+    qdq = quantize(model, samples).model
+    results = _assert_every_kernel_within_one_step(qdq, (1, 6, 3, 5), "x")
+    kernels = {tuple(r.ops): " ".join(r.kernel_names) for r in results}
+    assert set(kernels) == {("Conv", "Sigmoid"), ("Resize",)}
+    assert "sigmoid" in kernels[("Conv", "Sigmoid")] and "resize" in kernels[("Resize",)]
+    assert "dequantize" not in " ".join(kernels.values()) and "quantize" not in " ".join(kernels.values())
+
+
 def test_unknown_quantized_op_falls_back_by_name_and_matches_onnxruntime(tmp_path):
     """A ReduceMax between QDQ pairs has no integer lowering: that group alone stays fake-quantized,
     the build says so naming the node, and the result still equals onnxruntime."""
@@ -226,7 +250,8 @@ def test_unknown_quantized_op_falls_back_by_name_and_matches_onnxruntime(tmp_pat
     assert library.int8["integer_groups"] == 1 and library.int8["fallback_groups"] == 1
     assert [n for n in library.notes if "odd_reduce" in n] == [
         "int8: node 'odd_reduce': conv2d: no single conv2d; matmul: no single matmul; add: no single add; "
-        "multiply: no single multiply; mean: no single mean; concat: no single concat; softmax: no single softmax; "
+        "multiply: no single multiply; mean: no single mean; concat: no single concat; resize: no single resize2d; "
+        "softmax: no single softmax; "
         "layout: it is not data "
         "movement of one tensor; lookup-table: it changes the shape; it stays dequantize -> float -> quantize"]
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(library.path)), tvm.cpu())
@@ -247,7 +272,10 @@ def _assert_every_kernel_within_one_step(model, shape, input_name="input"):
     worst = max(results, key=lambda r: r.max_steps)
     assert worst.max_steps <= 1, (worst.output, worst.ops, worst.max_steps)
     # differing elements are rare: near-ties, where fixed point and float round apart
-    assert max(r.share_differing for r in results) < 0.01
+    assert max((r.share_differing for r in results if r.ops != ["Resize"]), default=0) < 0.01
+    # A bilinear resize lands exactly halfway between two steps often (weights 1/4 and 3/4 on
+    # integers): we round those ties to even, exactly; onnxruntime's float rounding noise decides them.
+    assert max((r.share_differing for r in results if r.ops == ["Resize"]), default=0) < 0.05
     return results
 
 

@@ -3,8 +3,9 @@
 The epilogue of a group (h-swish, h-sigmoid, ReLU6, ...) reaches Relax in whatever spelling the
 exporter and the importer chose (``x*clip(x+3,0,6)/6``, ``x*min(max(x/6+0.5,0),1)``, ``relu``...).
 Rather than match every spelling, the lowering evaluates the chain in numpy and recognizes the
-*function*: an affine map clipped to a range (identity, ReLU, ReLU6, h-sigmoid, HardSigmoid) or a
-value gated by one (h-swish). Anything else is not an epilogue an integer kernel has, and its
+*function*: an affine map clipped to a range (identity, ReLU, ReLU6, h-sigmoid, HardSigmoid), a
+value gated by one (h-swish), or the logistic sigmoid (LR-ASPP's attention branch; only the float
+requantization computes it). Anything else is not an epilogue an integer kernel has, and its
 group falls back.
 """
 
@@ -99,6 +100,14 @@ class Gated:
         return v * self.gate(v)
 
 
+@dataclass(frozen=True)
+class Sigmoid:
+    """f(v) = 1 / (1 + exp(-v))."""
+
+    def __call__(self, v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+
 _GRID = np.concatenate([np.linspace(-64, 64, 8193), [-1e4, -1e3, 1e3, 1e4]])
 
 
@@ -121,7 +130,7 @@ def _fit_affine_clip(v: np.ndarray, f: np.ndarray) -> AffineClip | None:
     return candidate if np.all(np.abs(candidate(v) - f) <= tolerance) else None
 
 
-def recognize(function) -> AffineClip | Gated | None:
+def recognize(function) -> AffineClip | Gated | Sigmoid | None:
     """The epilogue family of ``function`` (numpy float64 -> float64), or None."""
     v = _GRID
     with np.errstate(all="ignore"):
@@ -135,4 +144,7 @@ def recognize(function) -> AffineClip | Gated | None:
     gate = _fit_affine_clip(v[nonzero], f[nonzero] / v[nonzero])
     if gate is not None and gate.low == 0 and gate.high == 1:
         return Gated(gate)
+    with np.errstate(all="ignore"):
+        if np.all(np.abs(Sigmoid()(v) - f) <= 1e-6):
+            return Sigmoid()
     return None

@@ -11,6 +11,7 @@ it with integer ops, chosen by the group's shape from the ordered list ``GROUP_L
 - ``add`` / ``multiply``: residual adds and the squeeze-excite channel scale, each input rescaled
   in the epilogue; ``mean``: int32 sum, one rescale;
 - ``layout``: reshape/transpose/max-pool/... done on int8 directly (a table if the scales differ);
+- ``resize``: a bilinear/nearest resize interpolated in float32 on the int8 steps, rounded once;
 - ``softmax``: a table of exp(q - max q) in Q20, an int64 sum and one rounded division;
 - ``lookup-table``: any elementwise chain of one int8 tensor (h-sigmoid, h-swish, sigmoid, ...) is
   a 256-entry int8 table computed here in float32, so it equals onnxruntime's result exactly.
@@ -44,7 +45,7 @@ from tvm import relax
 from tvm.ir import Constant, GenericConst  # TVM 0.27: GenericConst is a tensor constant, Constant any
 from tvm.relax import op
 
-from mnv3compile.tvm.elementwise import AffineClip, Gated, NotElementwise, evaluate, recognize
+from mnv3compile.tvm.elementwise import AffineClip, Gated, NotElementwise, Sigmoid, evaluate, recognize
 from mnv3compile.tvm.fixed_point import fixed_point, lookup_table
 
 GATE_BITS = 20  # h-swish: the gate clip(v/6 + 1/2, 0, 1) in Q20
@@ -300,6 +301,8 @@ class Emitter:
             raise Unsupported("a bias on a sum of terms")
         if self.requantize == "float":
             return self.float_epilogue(terms, function, scale, zero, channel_shape, bias)
+        if isinstance(function, Sigmoid):
+            raise Unsupported("a sigmoid epilogue needs the float requantization (no integer exp)")
         if isinstance(function, Gated):
             if len(terms) != 1:
                 raise Unsupported("a gated activation of a sum")
@@ -343,8 +346,10 @@ class Emitter:
                        bias: np.ndarray | None = None):
         """The epilogue with the requantization in float32 (XNNPACK's and MLAS's choice)."""
         total = None
+        sigmoid = isinstance(function, Sigmoid)
         for acc, real in terms:
-            steps_per_unit = np.asarray(real / scale, np.float64)
+            # A sigmoid needs the real value; the other activations work in output steps.
+            steps_per_unit = np.asarray(real if sigmoid else real / scale, np.float64)
             if isinstance(function, AffineClip):
                 steps_per_unit = steps_per_unit * function.slope
             shape = channel_shape if steps_per_unit.ndim else ()
@@ -353,7 +358,10 @@ class Emitter:
                 term = op.add(term, self.const((np.asarray(bias) * steps_per_unit).reshape(channel_shape), "float32"))
             total = term if total is None else op.add(total, term)
         low, high = -np.inf, np.inf  # what the activation bounds the total to, in output steps
-        if isinstance(function, Gated):
+        if sigmoid:
+            total = op.multiply(op.sigmoid(total), self.const(1.0 / scale, "float32"))
+            low, high = 0.0, 1.0 / scale
+        elif isinstance(function, Gated):
             gate = function.gate
             opened = op.add(op.multiply(total, self.const(gate.slope * scale, "float32")),
                             self.const(gate.offset, "float32"))
@@ -391,7 +399,7 @@ class Emitter:
         return self.emit(op.take(self.const(rotated, "int8"), int8, axis=0, mode="wrap"))
 
 
-def _epilogue_function(group: Group, pre_var) -> AffineClip | Gated:
+def _epilogue_function(group: Group, pre_var) -> AffineClip | Gated | Sigmoid:
     if pre_var.same_as(group.root):
         return AffineClip(1.0, 0.0, -np.inf, np.inf)
     try:
@@ -399,7 +407,7 @@ def _epilogue_function(group: Group, pre_var) -> AffineClip | Gated:
     except NotElementwise as exc:
         raise Unsupported(f"its activation is not elementwise ({exc})") from None
     if function is None:
-        raise Unsupported("its activation is neither a clipped line (ReLU, ReLU6, h-sigmoid) nor h-swish")
+        raise Unsupported("its activation is neither a clipped line (ReLU, ReLU6, h-sigmoid), h-swish nor a sigmoid")
     return function
 
 
@@ -570,6 +578,22 @@ def lower_layout(group: Group, em: Emitter, remap: Callable):
     return em.table(moved, _requantize_table(leaf, group.scale, group.zero))
 
 
+def lower_resize(group: Group, em: Emitter, remap: Callable):
+    """A resize (LR-ASPP's bilinear upsampling) of one int8 tensor: interpolated in float32 on
+    q - zero (the weights of a bilinear or nearest resize sum to 1, so this is the real resize in
+    input steps), rescaled to the output's steps and rounded once."""
+    resize = _only(group, "relax.image.resize2d", {"relax.image.resize2d"})
+    leaf = group.leaf_of(resize.args[0])
+    if leaf is None or len(group.calls) != 1:
+        raise Unsupported("it is not a resize of one int8 tensor")
+    if em.requantize != "float":
+        raise Unsupported("an interpolating resize needs the float requantization")
+    steps = em.emit(op.astype(em.centered(remap(leaf.int8), leaf.zero), "float32"))
+    resized = em.emit(relax.Call(resize.op, [steps, *resize.args[1:]], resize.attrs, resize.ty_args))
+    return em.epilogue([(resized, np.array(leaf.scale))], AffineClip(1.0, 0.0, -np.inf, np.inf), group.scale,
+                       group.zero, ())
+
+
 def lower_concat(group: Group, em: Emitter, remap: Callable):
     concat = _only(group, "relax.concat", set())
     if len(group.calls) != 1:
@@ -627,6 +651,7 @@ GROUP_LOWERINGS: list[tuple[str, Callable]] = [
     ("multiply", lower_multiply),
     ("mean", lower_mean),
     ("concat", lower_concat),
+    ("resize", lower_resize),
     ("softmax", lower_softmax),
     ("layout", lower_layout),
     ("lookup-table", lower_lookup_table),
