@@ -58,6 +58,28 @@ def render_line(rng: np.random.Generator, font_files: list[str | None]) -> Image
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
+def render_page(rng: np.random.Generator, height: int, width: int, font_files: list[str | None] | None = None,
+                lines: int = 6) -> Image.Image:
+    """A page of ``lines`` rendered lines pasted at random places on light paper (ground for a text
+    detector; lines wider than the page are scaled down to fit)."""
+    font_files = font_files or fonts()
+    paper = tuple(int(v) for v in rng.integers(200, 256, 3))
+    page = Image.new("RGB", (width, height), paper)
+    for _ in range(lines):
+        line = render_line(rng, font_files)
+        if line.width > width * 0.9 or line.height > height * 0.3:
+            ratio = min(width * 0.9 / line.width, height * 0.3 / line.height)
+            line = line.resize((max(1, int(line.width * ratio)), max(1, int(line.height * ratio))))
+        page.paste(line, (int(rng.integers(0, width - line.width + 1)), int(rng.integers(0, height - line.height + 1))))
+    return page
+
+
+def detector_input(page: Image.Image) -> np.ndarray:
+    """PaddleOCR's detector preprocessing (rapidocr's config): BGR, (x / 255 - 0.5) / 0.5, NCHW."""
+    pixels = np.asarray(page.convert("RGB"), np.float32)[:, :, ::-1]
+    return ((pixels / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[None].copy()
+
+
 def write_dataset(folder: Path, count: int, seed: int) -> Path:
     """``count`` lines, alternating upright (class 0) and rotated 180 degrees (class 1)."""
     rng = np.random.default_rng(seed)

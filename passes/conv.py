@@ -1,4 +1,4 @@
-"""Helpers shared by the passes that rewrite a Conv's weights and bias."""
+"""Helpers shared by the passes that rewrite a Conv's (or ConvTranspose's) weights and bias."""
 
 from __future__ import annotations
 
@@ -22,18 +22,36 @@ def per_channel(array: np.ndarray, channels: int) -> np.ndarray | None:
     return None
 
 
+def output_axis(conv: ir.Node) -> int | None:
+    """The weight axis of the output channels: 0 for a Conv (any group count), 1 for an ungrouped
+    ConvTranspose (C_in x C_out x kh x kw); None for a grouped ConvTranspose, whose output channels
+    are split over groups along axis 1."""
+    if conv.op_type == "ConvTranspose":
+        return 1 if conv.attributes.get_int("group", 1) == 1 else None
+    return 0
+
+
 def conv_weight_and_bias(conv: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
-    """Constant weight and bias (zeros when absent) of a Conv, or None when not constant."""
+    """Constant weight and bias (zeros when absent) of a Conv or ConvTranspose, or None when not
+    constant (or a grouped ConvTranspose)."""
     weight = constant_array(conv.inputs[1])
-    if weight is None:
+    axis = output_axis(conv)
+    if weight is None or axis is None:
         return None
     if len(conv.inputs) > 2 and conv.inputs[2] is not None:
         bias = constant_array(conv.inputs[2])
         if bias is None:
             return None
     else:
-        bias = np.zeros(weight.shape[0], weight.dtype)
+        bias = np.zeros(weight.shape[axis], weight.dtype)
     return weight, bias
+
+
+def scale_outputs(conv: ir.Node, weight: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``weight`` with each output channel's filter multiplied by ``k`` (per output channel)."""
+    shape = [1] * weight.ndim
+    shape[output_axis(conv)] = -1
+    return weight * k.reshape(shape)
 
 
 def rebuild_conv(b: RewriteBuilder, graph: ir.Graph, conv: ir.Node, weight: np.ndarray,
@@ -41,6 +59,6 @@ def rebuild_conv(b: RewriteBuilder, graph: ir.Graph, conv: ir.Node, weight: np.n
     """A copy of ``conv`` (same input and attributes) with new weight and bias initializers."""
     w = add_initializer(graph, weight.astype(np.float32), f"{name}.weight")
     bv = add_initializer(graph, bias.astype(np.float32), f"{name}.bias")
-    node = ir.Node("", "Conv", [conv.inputs[0], w, bv], attributes=list(conv.attributes.values()), name=name)
+    node = ir.Node("", conv.op_type, [conv.inputs[0], w, bv], attributes=list(conv.attributes.values()), name=name)
     b.nodes.append(node)
     return node.outputs[0]

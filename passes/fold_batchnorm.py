@@ -1,7 +1,9 @@
-"""fold_batchnorm: ``BatchNormalization(Conv(x, W[, b]))`` -> ``Conv(x, W', b')``.
+"""fold_batchnorm: ``BatchNormalization(Conv(x, W[, b]))`` -> ``Conv(x, W', b')``, and the same
+for an ungrouped ConvTranspose (PaddleOCR's DB head).
 
-With k = scale / sqrt(var + eps) per output channel: W' = W * k (any group count, depthwise
-included, since the output channel is always W's first axis) and b' = (b - mean) * k + shift.
+With k = scale / sqrt(var + eps) per output channel: W' = W * k along the output channels (a
+Conv's first axis, any group count, depthwise included; a ConvTranspose's second) and
+b' = (b - mean) * k + shift.
 Only a Conv whose output nothing else reads is folded; an Identity or Dropout in between is gone
 after cleanup, any other op (Relu, Reshape...) makes the fold inexact and is left alone.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.conv import conv_weight_and_bias, rebuild_conv
+from mnv3compile.passes.conv import conv_weight_and_bias, rebuild_conv, scale_outputs
 from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op
 
 
@@ -36,7 +38,7 @@ def _check(m: Match) -> str | None:
     if reason is not None:
         return reason
     if conv_weight_and_bias(m.nodes["conv"]) is None:
-        return "conv weights are not constant"
+        return "conv weights are not constant (or a grouped ConvTranspose)"
     return None
 
 
@@ -44,8 +46,7 @@ def _rewrite(m: Match, b: RewriteBuilder):
     conv = m.nodes["conv"]
     weight, bias = (a.astype(np.float64) for a in conv_weight_and_bias(conv))
     k, t = batchnorm_affine(m)
-    new_weight = weight * k.reshape(-1, *([1] * (weight.ndim - 1)))
-    return rebuild_conv(b, conv.graph, conv, new_weight, bias * k + t, conv.name or "conv")
+    return rebuild_conv(b, conv.graph, conv, scale_outputs(conv, weight, k), bias * k + t, conv.name or "conv")
 
 
 def _bn(conv):
@@ -55,5 +56,8 @@ def _bn(conv):
 RULES = [
     Rule("conv+bn", _bn(op.Conv(Var("x"), Const("w"), name="conv")), _rewrite, _check),
     Rule("conv(bias)+bn", _bn(op.Conv(Var("x"), Const("w"), Const("b"), name="conv")), _rewrite, _check),
+    Rule("convtranspose+bn", _bn(op.ConvTranspose(Var("x"), Const("w"), name="conv")), _rewrite, _check),
+    Rule("convtranspose(bias)+bn", _bn(op.ConvTranspose(Var("x"), Const("w"), Const("b"), name="conv")), _rewrite,
+         _check),
 ]
-PASS = rule_pass("fold_batchnorm", "fold BatchNormalization into the Conv before it", RULES)
+PASS = rule_pass("fold_batchnorm", "fold BatchNormalization into the Conv (or ConvTranspose) before it", RULES)

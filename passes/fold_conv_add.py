@@ -1,4 +1,5 @@
-"""fold_conv_add: ``Add(Conv(x, W[, b]), c)`` with a per-channel constant ``c`` becomes the Conv's bias.
+"""fold_conv_add: ``Add(Conv(x, W[, b]), c)`` with a per-channel constant ``c`` becomes the Conv's bias
+(the same for an ungrouped ConvTranspose).
 
 Paddle2ONNX writes every convolution bias this way (``Add(conv, Reshape(b, [1,C,1,1]))``); after
 cleanup folds the Reshape, this makes them ordinary biased Convs the later fusions recognise.
@@ -16,8 +17,8 @@ def _check(m: Match) -> str | None:
     conv = m.nodes["conv"]
     parts = conv_weight_and_bias(conv)
     if parts is None:
-        return "conv weights are not constant"
-    if per_channel(m.const("c"), parts[0].shape[0]) is None:
+        return "conv weights are not constant (or a grouped ConvTranspose)"
+    if per_channel(m.const("c"), parts[1].size) is None:
         return "added constant is not per output channel"
     return None
 
@@ -32,14 +33,17 @@ def _is_hard_sigmoid_offset(m: Match) -> bool:
 def _rewrite(m: Match, b: RewriteBuilder):
     conv = m.nodes["conv"]
     weight, bias = conv_weight_and_bias(conv)
-    added = per_channel(m.const("c"), weight.shape[0])
+    added = per_channel(m.const("c"), bias.size)
     return rebuild_conv(b, conv.graph, conv, weight, bias + added, conv.name or "conv")
 
 
 RULES = [
-    Rule("conv+add", op.Add(op.Conv(Var("x"), Const("w"), name="conv"), Const("c")), _rewrite, _check,
-         when=lambda m: not _is_hard_sigmoid_offset(m)),
-    Rule("conv(bias)+add", op.Add(op.Conv(Var("x"), Const("w"), Const("b"), name="conv"), Const("c")), _rewrite,
-         _check, when=lambda m: not _is_hard_sigmoid_offset(m)),
+    Rule(f"{name}+add", op.Add(getattr(op, kind)(Var("x"), Const("w"), name="conv"), Const("c")), _rewrite, _check,
+         when=lambda m: not _is_hard_sigmoid_offset(m))
+    for kind, name in (("Conv", "conv"), ("ConvTranspose", "convtranspose"))
+] + [
+    Rule(f"{name}(bias)+add", op.Add(getattr(op, kind)(Var("x"), Const("w"), Const("b"), name="conv"), Const("c")),
+         _rewrite, _check, when=lambda m: not _is_hard_sigmoid_offset(m))
+    for kind, name in (("Conv", "conv"), ("ConvTranspose", "convtranspose"))
 ]
 PASS = rule_pass("fold_conv_add", "fold a per-channel constant Add after a Conv into its bias", RULES)

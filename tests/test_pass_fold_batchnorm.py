@@ -60,3 +60,26 @@ def test_leaves_conv_with_runtime_weights():
                         {"x": [1, 3, 4, 4], "w": [C, 3, 1, 1]}, ["y"], _bn_inits())
     after, stats = apply(fold_batchnorm.PASS, model)
     assert ops(after) == ["Conv", "BatchNormalization"] and stats.matched == 0
+
+
+def test_batchnorm_after_a_transposed_conv_folds_along_its_output_axis():
+    """PaddleOCR's DB head: ConvTranspose (weight C_in x C_out x kh x kw) then BN over C_out."""
+    model = graph_model([node("ConvTranspose", ["x", "w", "b"], "c", strides=[2, 2], kernel_shape=[2, 2]),
+                         node("BatchNormalization", ["c", "s", "t", "m", "v"], "y")],
+                        {"x": [1, 4, 3, 5]}, ["y"],
+                        {"w": weights(4, 6, 2, 2), "b": weights(6), "s": weights(6), "t": weights(6), "m": weights(6),
+                         "v": np.abs(weights(6)) + 0.5})
+    after, stats = apply(fold_batchnorm.PASS, model)
+    assert ops(after) == ["ConvTranspose"] and stats.rewritten == 1
+    assert_same_outputs(model, after)
+
+
+def test_grouped_transposed_conv_is_left_alone():
+    model = graph_model([node("ConvTranspose", ["x", "w"], "c", strides=[2, 2], kernel_shape=[2, 2], group=2),
+                         node("BatchNormalization", ["c", "s", "t", "m", "v"], "y")],
+                        {"x": [1, 4, 3, 5]}, ["y"],
+                        {"w": weights(4, 3, 2, 2), "s": weights(6), "t": weights(6), "m": weights(6),
+                         "v": np.abs(weights(6)) + 0.5})
+    after, stats = apply(fold_batchnorm.PASS, model)
+    assert ops(after) == ["ConvTranspose", "BatchNormalization"]
+    assert stats.refused == {"convtranspose+bn: conv weights are not constant (or a grouped ConvTranspose)": 1}

@@ -43,3 +43,13 @@ def test_keeps_the_plus_three_of_a_hard_sigmoid():
                                                       "zero": np.array(0.0, np.float32), "six": np.array(6.0, np.float32)})
     after, stats = apply(fold_conv_add.PASS, model)
     assert ops(after) == ["Conv", "Add", "Clip"] and stats.matched == 0
+
+
+def test_per_channel_add_after_a_transposed_conv_folds_into_its_bias():
+    model = graph_model([node("ConvTranspose", ["x", "w"], "c", strides=[2, 2], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                              output_padding=[1, 1]),
+                         node("Add", ["c", "bias"], "y")],
+                        {"x": [1, 4, 3, 5]}, ["y"], {"w": weights(4, 6, 3, 3), "bias": weights(1, 6, 1, 1)})
+    after, stats = apply(fold_conv_add.PASS, model)
+    assert ops(after) == ["ConvTranspose"] and stats.rewritten == 1
+    assert_same_outputs(model, after)

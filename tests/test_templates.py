@@ -327,3 +327,16 @@ def test_padding_template_partitions_padded_rows_and_columns(pad_hw, template):
     expected[:, top:top + 9, left:left + 11, :6] = data
     assert np.array_equal(_run_kernel(scheduled, target, [tvm.runtime.tensor(data), tvm.runtime.tensor(expected)]),
                           expected)
+
+
+def test_a_concat_is_not_taken_for_a_pad():
+    """TOPI writes an NCHW concat as nested if_then_else over the channel axis, like a pad's guard,
+    but its other branch is another tensor, not a fill constant (PaddleOCR's detector: four maps
+    joined; the pad template failed on it): no template, TVM's default schedule."""
+    target = tvm_target(preset("host"))
+    parts = [te.placeholder((1, 4, 5, 5), "int8", f"x{i}") for i in range(3)]
+    out = te.compute((1, 12, 5, 5), lambda n, c, h, w: tvm.tirx.if_then_else(
+        c >= 8, parts[2][n, c - 8, h, w], tvm.tirx.if_then_else(c >= 4, parts[1][n, c - 4, h, w], parts[0][n, c, h, w])),
+        name="T_concat")
+    with pytest.raises(NoTemplate, match="not a pad"):
+        apply_template(te.create_prim_func([*parts, out]), isa_of(target))

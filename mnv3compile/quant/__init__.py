@@ -15,8 +15,8 @@ from mnv3compile.quant.auto_ranges import choose_ranges
 from mnv3compile.quant.calibrate import Progress, calibrate
 from mnv3compile.quant.calibration import Sample
 from mnv3compile.quant.observers import METHODS
-from mnv3compile.quant.plan import CALIBRATED, WEIGHT_INPUTS, plan_groups
-from mnv3compile.quant.qdq import QuantRecord, conv_geometry, layer_key, quantize_graph
+from mnv3compile.quant.plan import CALIBRATED, plan_groups
+from mnv3compile.quant.qdq import CORRECTED, QuantRecord, conv_geometry, layer_key, quantize_graph
 
 __all__ = ["QuantizeSettings", "QuantizedModel", "quantize", "METHODS"]
 
@@ -61,8 +61,7 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
     inputs = [v.name for v in ir_model.graph.inputs if v.const_value is None]
     observed = inputs + [g.output.name for g in groups if g.range_rule == CALIBRATED]
     # Bias correction needs what each weighted layer's taps read on average.
-    weighted = ("Conv", "Gemm", *WEIGHT_INPUTS)
-    heads = [g.head for g in groups if g.head.op_type in weighted] if settings.bias_correction else []
+    heads = [g.head for g in groups if g.head.op_type in CORRECTED] if settings.bias_correction else []
     layers = {layer_key(head): (head.inputs[0].name, conv_geometry(head)) for head in heads
               if head.op_type != "Conv" or conv_geometry(head) is not None}
     found = calibrate(canonical, observed, samples, settings.method, settings.percentile, settings.moving_average,

@@ -22,7 +22,7 @@ CALIBRATED, UNIT_INTERVAL, SAME_AS_INPUT = "calibrated", "unit-interval", "same-
 
 # How the output range of each single op is found. Anything else is refused by name.
 OP_RANGES = {
-    "Gemm": CALIBRATED, "MatMul": CALIBRATED, "HardSwish": CALIBRATED, "Relu": CALIBRATED,
+    "Gemm": CALIBRATED, "MatMul": CALIBRATED, "ConvTranspose": CALIBRATED, "HardSwish": CALIBRATED, "Relu": CALIBRATED,
     "Clip": CALIBRATED, "Add": CALIBRATED, "Mul": CALIBRATED, "GlobalAveragePool": CALIBRATED,
     "AveragePool": CALIBRATED, "Concat": CALIBRATED,
     # [0, 1] outputs get the fixed 1/256 scale (see qparams).
@@ -34,7 +34,8 @@ OP_RANGES = {
 # Inputs that are shapes/indices/bounds, never quantized, per op (by position).
 NON_DATA_INPUTS = {"Reshape": {1}, "Resize": {1, 2, 3}, "Clip": {1, 2}, "Squeeze": {1}, "Unsqueeze": {1}}
 # Inputs that carry weights quantized per output channel: op -> (input index, channel axis).
-WEIGHT_INPUTS = {"Conv": (1, 0), "MatMul": (1, 1)}
+# ConvTranspose's weight is C_in x C_out/group x kh x kw: its output channels are axis 1.
+WEIGHT_INPUTS = {"Conv": (1, 0), "MatMul": (1, 1), "ConvTranspose": (1, 1)}
 
 
 @dataclass
@@ -101,7 +102,7 @@ def plan_groups(model: ir.Model) -> list[Group]:
 def data_inputs(node: ir.Node) -> list[tuple[int, ir.Value]]:
     """(position, value) of the inputs that carry data (not weights, biases, shapes or bounds)."""
     skip = NON_DATA_INPUTS.get(node.op_type, set())
-    if node.op_type in ("Conv", "Gemm"):
+    if node.op_type in ("Conv", "Gemm", "ConvTranspose"):
         skip = {1, 2}
     elif node.op_type in WEIGHT_INPUTS:
         skip = {WEIGHT_INPUTS[node.op_type][0]}

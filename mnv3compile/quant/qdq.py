@@ -68,6 +68,10 @@ def _dequantize_constant(graph: ir.Graph, before: ir.Node, q_array: np.ndarray, 
     return node.outputs[0]
 
 
+# Layers bias correction knows how to correct (a transposed conv's taps reach its outputs unevenly).
+CORRECTED = ("Conv", "Gemm", "MatMul")
+
+
 def layer_key(node: ir.Node) -> str:
     return node.name or node.inputs[1].name
 
@@ -129,7 +133,8 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record:
 
 def _bias_shift(node: ir.Node, weight: np.ndarray, q: np.ndarray, scales: np.ndarray, axis: int,
                 input_mean: np.ndarray | None) -> np.ndarray | None:
-    if input_mean is None or (node.op_type == "Gemm" and node.attributes.get_int("transA", 0)):
+    transposed_input = node.op_type == "Gemm" and node.attributes.get_int("transA", 0)
+    if input_mean is None or node.op_type not in CORRECTED or transposed_input:
         return None
     shape = [1] * weight.ndim
     shape[axis] = -1
@@ -172,7 +177,7 @@ def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple
     # Weights first (their bias scale needs the group's input scale, known before any rewiring).
     for group in groups:
         head = group.head
-        if head.op_type in ("Conv", "Gemm", "MatMul"):
+        if head.op_type in ("Conv", "Gemm", *WEIGHT_INPUTS):
             source = head.inputs[0].name
             if source not in qparams:
                 producer = next(g for g in groups if g.output.name == source)

@@ -63,6 +63,9 @@ def evaluate(expr, bindings: dict, leaf, values: np.ndarray) -> np.ndarray:
             return np.asarray(np.where(condition, a, b), dtype)
         if name == "relax.isnan":
             return np.isnan(walk(node.args[0]))
+        if name == "relax.dequantize":  # a quantized scalar operand (Paddle's learnable affine: x * a + b)
+            data, scale, zero = (walk(arg) for arg in node.args[:3])
+            return np.asarray((data - zero) * scale, dtype)
         if name == "relax.call_tir":  # Clip with tensor bounds imports as TOPI maximum/minimum kernels
             kernel = node.args[0].name_hint.rstrip("0123456789")
             if kernel in ("maximum", "minimum") and len(node.args[1].fields) == 2:

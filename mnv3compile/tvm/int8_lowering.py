@@ -7,6 +7,7 @@ it with integer ops, chosen by the group's shape from the ordered list ``GROUP_L
 
 - ``conv2d``: int8 x int8 -> int32 convolution (zero padding done with the input's zero point, the
   zero point's weight sum folded into the int32 bias), then an epilogue to int8;
+- ``conv2d_transpose``: int32 input steps (q - zero) times int8 weights, into int32, then the epilogue;
 - ``matmul``: the same for Gemm/MatMul (classifier);
 - ``add`` / ``multiply``: residual adds and the squeeze-excite channel scale, each input rescaled
   in the epilogue; ``mean``: int32 sum, one rescale;
@@ -496,6 +497,38 @@ def lower_conv2d(group: Group, em: Emitter, remap: Callable):
     return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels, 1, 1), bias=bias_q)
 
 
+def lower_conv2d_transpose(group: Group, em: Emitter, remap: Callable):
+    """A transposed conv (PaddleOCR's DB head upsampling): int32 input steps q - zero times int8
+    weights, accumulated in int32. The zero point cannot be folded into the bias as for a conv:
+    how many taps reach an output depends on where it lies (the border, the stride's phase)."""
+    conv = _only(group, "relax.nn.conv2d_transpose", set())
+    attrs = conv.attrs
+    if str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "IOHW":
+        raise Unsupported("its layout is not NCHW/IOHW")
+    leaf = group.leaf_of(conv.args[0])
+    if leaf is None:
+        raise Unsupported("the transposed conv input is not a dequantized int8 tensor")
+    q_w, s_w, z_w = constant_parts(conv.args[1], group.bindings)
+    if np.any(z_w != 0):
+        raise Unsupported("its weights have a zero point")
+    weight_scale = _per_channel(s_w, 1, "weight scale")
+    channels = q_w.shape[1] * int(attrs.groups)
+    if int(attrs.groups) != 1:
+        raise Unsupported("a grouped transposed conv")
+    bias, function = _bias_and_epilogue(group, _binding_var(group, conv), channels, 1)
+    accumulator_scale = leaf.scale * weight_scale
+    bias_q = np.round(bias / accumulator_scale)
+    if np.abs(bias_q).max(initial=0) >= 2**31:
+        raise Unsupported("its bias does not fit int32")
+    steps = em.centered(remap(leaf.int8), leaf.zero)  # int32
+    acc = em.emit(op.nn.conv2d_transpose(steps, em.const(q_w, "int32"), strides=[int(v) for v in attrs.strides],
+                                         padding=[int(v) for v in attrs.padding],
+                                         output_padding=[int(v) for v in attrs.output_padding],
+                                         dilation=[int(v) for v in attrs.dilation], groups=1, data_layout="NCHW",
+                                         kernel_layout="IOHW", out_dtype="int32"))
+    return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels, 1, 1), bias=bias_q)
+
+
 def lower_matmul(group: Group, em: Emitter, remap: Callable):
     matmul = _only(group, "relax.matmul", set())
     leaf = group.leaf_of(matmul.args[0])
@@ -646,6 +679,7 @@ def lower_softmax(group: Group, em: Emitter, remap: Callable):
 # Tried in this order; the first that applies lowers the group.
 GROUP_LOWERINGS: list[tuple[str, Callable]] = [
     ("conv2d", lower_conv2d),
+    ("conv2d_transpose", lower_conv2d_transpose),
     ("matmul", lower_matmul),
     ("add", lower_add),
     ("multiply", lower_multiply),
