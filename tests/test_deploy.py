@@ -107,7 +107,6 @@ def test_lraspp_segmentation_output(tmp_path_factory, runtime_dir):
 
 def test_several_outputs_come_back_in_manifest_order(tmp_path_factory, host_runtime, tmp_path):
     """A model with two outputs (features and pooled): both, concatenated in manifest order."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)

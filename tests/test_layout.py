@@ -3,7 +3,6 @@ the input (and one at the output of a segmenter), weights transposed at build ti
 unchanged; an op it has no rule for gets its inputs back in NCHW and stays correct."""
 
 import numpy as np
-import onnx
 import pytest
 import tvm
 from onnx import TensorProto, helper, numpy_helper

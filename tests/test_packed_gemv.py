@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tvm
 from tvm import relax, te
-from tvm.script import relax as R
 
 from mnv3compile.schedules.isa import isa_of
 from mnv3compile.schedules.packed_gemv import pack_columns, packed_matmul, to_packed_gemv
