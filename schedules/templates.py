@@ -138,9 +138,13 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
         sch.reorder(n, fo, y, x, ry, rx, rc, fi)
         tile_loop = x
     epilogue = sch.get_consumers(block)
+    if epilogue:
+        sch.set_scope(block, 0, "local")  # the accumulator tile: registers once unrolled
+    else:  # a bare conv (no bias, no activation: PaddleOCR's FPN) writes the kernel's output itself:
+        sch.cache_write(block, 0, "local")  # its tile goes to registers and a copy is its epilogue
+        epilogue = sch.get_consumers(block)
     if len(epilogue) == 1:
         sch.reverse_compute_at(epilogue[0], tile_loop)
-    sch.set_scope(block, 0, "local")  # the accumulator tile: registers once unrolled
     cin = int(sch.get(rc).extent)
     pairs = (knobs.get("int8_pairs") and dtype == "int8" and kind == "pointwise" and cin % 2 == 0
              and tile_channels % 8 == 0 and lanes == 8)
