@@ -5,7 +5,8 @@ from __future__ import annotations
 from mnv3compile.errors import UserError
 from mnv3compile.passes import (canonicalize_hswish, cleanup, decompose_batchnorm, fold_batchnorm,
                                 fold_conv_add, fold_pad_into_conv, fuse_conv_activation, fuse_matmul_add,
-                                hardsigmoid_to_relu6, reduce_mean_to_global_pool, upgrade_opset)
+                                hardsigmoid_to_relu6, reduce_mean_to_global_pool,
+                                transposed_conv_to_depth_to_space, upgrade_opset)
 from mnv3compile.passes.base import GraphPass
 
 PIPELINE: tuple[GraphPass, ...] = (
@@ -17,6 +18,7 @@ PIPELINE: tuple[GraphPass, ...] = (
     reduce_mean_to_global_pool.PASS,  # TF's spatial ReduceMean (NCHW or channels-last) -> GlobalAveragePool
     fold_batchnorm.PASS,         # Conv + BN -> Conv
     decompose_batchnorm.PASS,    # any BN left -> Mul + Add
+    transposed_conv_to_depth_to_space.PASS,  # ConvTranspose with kernel = stride -> 1x1 Conv + DepthToSpace
     hardsigmoid_to_relu6.PASS,   # every hard-sigmoid -> Mul(Clip(Add(x,3),0,6),1/6)
     canonicalize_hswish.PASS,    # every h-swish (incl. x * the form above) -> HardSwish
     fuse_conv_activation.PASS,   # Conv + bias + activation annotated as one unit

@@ -29,7 +29,7 @@ OP_RANGES = {
     "Sigmoid": UNIT_INTERVAL, "Softmax": UNIT_INTERVAL,
     # Data movement and max: the output takes its input's parameters, so no requantization.
     "MaxPool": SAME_AS_INPUT, "Flatten": SAME_AS_INPUT, "Reshape": SAME_AS_INPUT, "Resize": SAME_AS_INPUT,
-    "Squeeze": SAME_AS_INPUT, "Unsqueeze": SAME_AS_INPUT, "Transpose": SAME_AS_INPUT,
+    "Squeeze": SAME_AS_INPUT, "Unsqueeze": SAME_AS_INPUT, "Transpose": SAME_AS_INPUT, "DepthToSpace": SAME_AS_INPUT,
 }
 # Inputs that are shapes/indices/bounds, never quantized, per op (by position).
 NON_DATA_INPUTS = {"Reshape": {1}, "Resize": {1, 2, 3}, "Clip": {1, 2}, "Squeeze": {1}, "Unsqueeze": {1}}
