@@ -466,18 +466,25 @@ def _only(group: Group, name: str, allowed_extra: set[str]):
     return found[0]
 
 
-def lower_conv2d(group: Group, em: Emitter, remap: Callable):
-    conv = _only(group, "relax.nn.conv2d", set())
+def _windowed_conv(group: Group, name: str, kernel_layout: str, channel_axis: int):
+    """(call, its int8 input leaf, int8 weights, per-output-channel weight scale) of the group's one
+    NCHW conv or transposed conv with a zero-point-free constant weight, else Unsupported."""
+    conv = _only(group, name, set())
     attrs = conv.attrs
-    if str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "OIHW":
-        raise Unsupported("its layout is not NCHW/OIHW")
+    if str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != kernel_layout:
+        raise Unsupported(f"its layout is not NCHW/{kernel_layout}")
     leaf = group.leaf_of(conv.args[0])
     if leaf is None:
-        raise Unsupported("the conv input is not a dequantized int8 tensor")
+        raise Unsupported(f"the {name.split('.')[-1]} input is not a dequantized int8 tensor")
     q_w, s_w, z_w = constant_parts(conv.args[1], group.bindings)
     if np.any(z_w != 0):
         raise Unsupported("its weights have a zero point")
-    weight_scale = _per_channel(s_w, 0, "weight scale")
+    return conv, leaf, q_w, _per_channel(s_w, channel_axis, "weight scale")
+
+
+def lower_conv2d(group: Group, em: Emitter, remap: Callable):
+    conv, leaf, q_w, weight_scale = _windowed_conv(group, "relax.nn.conv2d", "OIHW", 0)
+    attrs = conv.attrs
     channels = q_w.shape[0]
     bias, function = _bias_and_epilogue(group, _binding_var(group, conv), channels, 1)
     accumulator_scale = leaf.scale * weight_scale
@@ -501,20 +508,11 @@ def lower_conv2d_transpose(group: Group, em: Emitter, remap: Callable):
     """A transposed conv (PaddleOCR's DB head upsampling): int32 input steps q - zero times int8
     weights, accumulated in int32. The zero point cannot be folded into the bias as for a conv:
     how many taps reach an output depends on where it lies (the border, the stride's phase)."""
-    conv = _only(group, "relax.nn.conv2d_transpose", set())
+    conv, leaf, q_w, weight_scale = _windowed_conv(group, "relax.nn.conv2d_transpose", "IOHW", 1)
     attrs = conv.attrs
-    if str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "IOHW":
-        raise Unsupported("its layout is not NCHW/IOHW")
-    leaf = group.leaf_of(conv.args[0])
-    if leaf is None:
-        raise Unsupported("the transposed conv input is not a dequantized int8 tensor")
-    q_w, s_w, z_w = constant_parts(conv.args[1], group.bindings)
-    if np.any(z_w != 0):
-        raise Unsupported("its weights have a zero point")
-    weight_scale = _per_channel(s_w, 1, "weight scale")
-    channels = q_w.shape[1] * int(attrs.groups)
     if int(attrs.groups) != 1:
         raise Unsupported("a grouped transposed conv")
+    channels = q_w.shape[1]
     bias, function = _bias_and_epilogue(group, _binding_var(group, conv), channels, 1)
     accumulator_scale = leaf.scale * weight_scale
     bias_q = np.round(bias / accumulator_scale)
