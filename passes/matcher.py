@@ -3,7 +3,8 @@
 A pattern is a tree of :class:`OpPattern` (an ONNX op whose inputs match sub-patterns),
 :class:`Var` (any value, bound by name; the same name must bind the same value) and
 :class:`Const` (a constant initializer, optionally equal to a scalar). ``op.Mul(x, op.Clip(...))``
-builds patterns the way the op would be called. Add and Mul match their operands in either order.
+builds patterns the way the op would be called. Add, Mul, Min and Max match their two operands in
+either order.
 
 Nodes inside a match other than the root must not be used outside it, so a rewrite never changes a
 value someone else still reads ("a Conv output used twice" is refused, not duplicated).
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-COMMUTATIVE = frozenset({"Add", "Mul"})
+COMMUTATIVE = frozenset({"Add", "Mul", "Min", "Max"})
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from mnv3compile.errors import UserError
-from mnv3compile.passes import (canonicalize_hswish, cleanup, decompose_batchnorm, fold_batchnorm,
-                                fold_conv_add, fold_pad_into_conv, fuse_conv_activation, fuse_matmul_add,
-                                hardsigmoid_to_relu6, reduce_mean_to_global_pool,
+from mnv3compile.passes import (canonicalize_hswish, cleanup, decompose_batchnorm, div_by_constant_to_mul,
+                                fold_batchnorm, fold_conv_add, fold_pad_into_conv, fuse_conv_activation,
+                                fuse_matmul_add, hardsigmoid_to_relu6, min_max_to_clip, reduce_mean_to_global_pool,
                                 transposed_conv_to_depth_to_space, upgrade_opset)
 from mnv3compile.passes.base import GraphPass
 
@@ -19,8 +19,10 @@ PIPELINE: tuple[GraphPass, ...] = (
     fold_batchnorm.PASS,         # Conv + BN -> Conv
     decompose_batchnorm.PASS,    # any BN left -> Mul + Add
     transposed_conv_to_depth_to_space.PASS,  # ConvTranspose with kernel = stride -> 1x1 Conv + DepthToSpace
+    min_max_to_clip.PASS,        # TF's ReLU6 as Min(Max(x,0),6) -> Clip, which the next passes know
     hardsigmoid_to_relu6.PASS,   # every hard-sigmoid -> Mul(Clip(Add(x,3),0,6),1/6)
     canonicalize_hswish.PASS,    # every h-swish (incl. x * the form above) -> HardSwish
+    div_by_constant_to_mul.PASS,  # any other Div by a constant -> Mul (the quantizer has no Div)
     fuse_conv_activation.PASS,   # Conv + bias + activation annotated as one unit
     cleanup.PASS,                # drop what the rewrites left dead, re-infer shapes
 )
