@@ -56,6 +56,8 @@ def _group_inputs(group: Group, known: set[str]) -> list[str]:
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # One session per reading group: each keeping its own memory arena held several GB at 1024x2048.
+    options.enable_cpu_mem_arena = False
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 

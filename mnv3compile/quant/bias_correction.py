@@ -31,10 +31,13 @@ class ConvGeometry:
 def tap_sums(x: np.ndarray, geometry: ConvGeometry | None) -> tuple[np.ndarray, int]:
     """Sum over samples and output positions of what each tap reads, per input channel
     (C x kh x kw; C for a matrix layer, ``geometry`` None, channels last), and how many were summed."""
-    x = np.nan_to_num(x.astype(np.float64))
+    # Sums accumulate in float64 without a float64 copy of the tensor (a 1024x2048 segmenter's
+    # early activations are hundreds of MB each).
+    if not np.all(np.isfinite(x)):
+        x = np.nan_to_num(x)
     if geometry is None:
         flat = x.reshape(-1, x.shape[-1])
-        return flat.sum(axis=0), flat.shape[0]
+        return flat.sum(axis=0, dtype=np.float64), flat.shape[0]
     (kh, kw), (sh, sw), (top, left, bottom, right), (dh, dw) = (geometry.kernel, geometry.strides, geometry.pads,
                                                                 geometry.dilations)
     padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
@@ -44,7 +47,7 @@ def tap_sums(x: np.ndarray, geometry: ConvGeometry | None) -> tuple[np.ndarray, 
     for i in range(kh):
         for j in range(kw):
             window = padded[:, :, i * dh: i * dh + sh * (out_h - 1) + 1: sh, j * dw: j * dw + sw * (out_w - 1) + 1: sw]
-            sums[:, i, j] = window.sum(axis=(0, 2, 3))
+            sums[:, i, j] = window.sum(axis=(0, 2, 3), dtype=np.float64)
     return sums, x.shape[0] * out_h * out_w
 
 
