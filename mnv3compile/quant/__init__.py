@@ -62,8 +62,11 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
     observed = inputs + [g.output.name for g in groups if g.range_rule == CALIBRATED]
     # Bias correction needs what each weighted layer's taps read on average.
     heads = [g.head for g in groups if g.head.op_type in CORRECTED] if settings.bias_correction else []
-    layers = {layer_key(head): (head.inputs[0].name, conv_geometry(head)) for head in heads
-              if head.op_type != "Conv" or conv_geometry(head) is not None}
+    layers = {}
+    for head in heads:
+        geometry = conv_geometry(head)
+        if head.op_type != "Conv" or geometry is not None:  # a Conv whose taps are unknown is left alone
+            layers[layer_key(head)] = (head.inputs[0].name, geometry)
     found = calibrate(canonical, observed, samples, settings.method, settings.percentile, settings.moving_average,
                       progress, layers)
     ranges, methods = choose_ranges(canonical, groups, found.candidates, samples, settings.symmetric_activations,

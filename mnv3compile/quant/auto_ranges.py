@@ -14,6 +14,7 @@ its own quantization error. Weights stay float here: their error does not depend
 from __future__ import annotations
 
 import warnings
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,14 +97,13 @@ def choose_ranges(model: onnx.ModelProto, groups: Sequence[Group], candidates: d
     input_name = session.get_inputs()[0].name
     used = list(samples)[:AUTO_SAMPLES]
     advance = progress("calibration: choosing ranges", len(used)) if progress else (lambda: None)
-    noise = {(name, method, where): 0.0 for name in contested for method in candidates[name]
-             for where in [r.output for r in readers] + outputs}
-    energy: dict[str, float] = {}
+    noise: dict[tuple[str, str, str], float] = defaultdict(float)  # (tensor, method, where) -> squared error
+    energy: dict[str, float] = defaultdict(float)
     for sample in used:
         values = dict(zip(fetched, session.run(fetched, {input_name: sample.tensor})))
         for reader in readers:
             reference = values[reader.output].astype(np.float64)
-            energy[reader.output] = energy.get(reader.output, 0.0) + float(np.sum(reference ** 2))
+            energy[reader.output] += float(np.sum(reference ** 2))
             for tensor in {root[n] for n in reader.inputs if root.get(n) in contested}:
                 for method, (low, high) in _distinct(candidates[tensor]):
                     feeds = {n: fake_quantize(values[n], low, high, symmetric) if root.get(n) == tensor else values[n]
@@ -112,14 +112,13 @@ def choose_ranges(model: onnx.ModelProto, groups: Sequence[Group], candidates: d
                     noise[(tensor, method, reader.output)] += float(np.sum((got - reference) ** 2))
         for output in outputs:
             reference = values[output].astype(np.float64)
-            energy[output] = energy.get(output, 0.0) + float(np.sum(reference ** 2))
+            energy[output] += float(np.sum(reference ** 2))
             for method, (low, high) in _distinct(candidates[root[output]]):
                 got = fake_quantize(values[output], low, high, symmetric)
                 noise[(root[output], method, output)] += float(np.sum((got - reference) ** 2))
         advance()
     for (tensor, method, where), value in noise.items():
-        if where in energy:
-            errors[tensor][method] += value / max(energy[where], 1e-30)
+        errors[tensor][method] += value / max(energy[where], 1e-30)
     # Candidates with the same range as one measured share its error.
     for tensor in contested:
         by_range = {}

@@ -78,10 +78,6 @@ class RangeObserver:
                 self.abs_histogram = np.zeros(HISTOGRAM_BINS, np.int64)
             self.abs_histogram += _uniform_histogram(np.abs(values), self.abs_edges)
 
-    def range(self) -> tuple[float, float]:
-        """The range of this observer's method (``auto``: its first candidate)."""
-        return next(iter(self.candidates().values()))
-
     def candidates(self) -> dict[str, tuple[float, float]]:
         """Method name -> (low, high): the one method's, or each of ``AUTO_CANDIDATES`` for auto."""
         if not (np.isfinite(self.low) and np.isfinite(self.high)):
