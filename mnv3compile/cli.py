@@ -16,7 +16,7 @@ from rich.table import Table
 
 from mnv3compile import __version__
 from mnv3compile.errors import UserError
-from mnv3compile.zoo.spec import MODEL_NAMES, parse_resolution
+from mnv3compile.zoo.spec import MODEL_NAMES
 
 console = Console()
 
@@ -26,7 +26,7 @@ def wide_console(width: int = 132) -> Console:
     return Console(width=None if console.is_terminal else width)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 RESOLUTION_HELP = ("Zoo input size: H for HxH, or HxW (height x width, e.g. 512x1024); each side a multiple of 32 "
-                   "(of 16 for lraspp-*), from 32 to 4096.")
+                   "(of 16 for lraspp-*), from 32 to 4096  [default: 224; 320 for ssdlite-*].")
 
 
 @click.group(context_settings=CONTEXT, epilog="""\b
@@ -64,7 +64,7 @@ Examples:
               help="Which MobileNetV3 variant.")
 @click.option("--width", type=float, default=1.0, show_default=True,
               help="Width multiplier (paper: 0.35-1.25); channels round to multiples of 8.")
-@click.option("--resolution", default="224", show_default=True, metavar="H|HxW", help=RESOLUTION_HELP)
+@click.option("--resolution", default=None, metavar="H|HxW", help=RESOLUTION_HELP)
 @click.option("--classes", type=int, default=None,
               help="Number of classes [default: 1000; 19 for lraspp-*].")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
@@ -128,24 +128,37 @@ Examples:
   mnv3compile zoo
   mnv3compile zoo --resolution 160 --model small --model small-minimal
 """)
-@click.option("--resolution", default="224", show_default=True, metavar="H|HxW",
-              help="Input size to count MAdds at (H or HxW).")
+@click.option("--resolution", default=None, metavar="H|HxW",
+              help="Input size to count MAdds at (H or HxW)  [default: 224; 320 for ssdlite-*].")
 @click.option("--model", "models", type=click.Choice(MODEL_NAMES), multiple=True,
               help="Only these variants (repeatable) [default: all].")
-def zoo(resolution: str, models: tuple[str, ...]) -> None:
-    """List the zoo's variants with their parameters and MAdds at each paper width multiplier."""
+def zoo(resolution: str | None, models: tuple[str, ...]) -> None:
+    """List the zoo's variants with their parameters and MAdds at each paper width multiplier.
+
+    \b
+    Parameters count every weight, bias and BatchNorm tensor (torchvision's convention); MAdds
+    count the multiply-adds of Conv and Gemm (the paper's). SSDLite rows (at 320 by default) also
+    show the paper's Table 6 figures; a dagger marks the --reduced-tail variants (channels between
+    C4 and C5 halved)."""
     from mnv3compile import zoo as model_zoo
     from mnv3compile.analysis import analyze
+    from mnv3compile.zoo.spec import format_resolution
+    from mnv3compile.zoo.ssdlite import PAPER_TABLE6
 
-    size = "x".join(map(str, parse_resolution(resolution)))
-    table = Table(title=f"MobileNetV3 zoo at {size}")
-    for column in ("model", "width", "params", "MAdds"):
+    table = Table(title="MobileNetV3 zoo")
+    for column in ("model", "width", "input", "params", "MAdds", "paper (Table 6)"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for name in models or MODEL_NAMES:
-        for width in (0.35, 0.5, 0.75, 1.0, 1.25):
-            spec = model_zoo.build_spec(name, width, resolution)
-            stats = analyze(model_zoo.structure_only(spec))
-            table.add_row(name, f"{width}", f"{stats.total_params:,}", f"{stats.total_madds / 1e6:.1f} M")
+        tails = (False, True) if name.startswith("ssdlite-") else (None,)
+        for reduced_tail in tails:
+            for width in (0.35, 0.5, 0.75, 1.0, 1.25):
+                spec = model_zoo.build_spec(name, width, resolution, reduced_tail=reduced_tail)
+                stats = analyze(model_zoo.structure_only(spec))
+                paper = PAPER_TABLE6.get((name, bool(reduced_tail))) if width == 1.0 and spec.resolution == (320, 320) \
+                    else None
+                table.add_row(name + ("\u2020" if reduced_tail else ""), f"{width}", format_resolution(spec.resolution),
+                              f"{stats.total_params:,}", f"{stats.total_madds / 1e6:.1f} M",
+                              f"{paper[0]} M / {paper[1] * 1000:.0f} M" if paper else "")
     console.print(table)
 
 
@@ -380,7 +393,7 @@ Examples:
 @click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
               help="Compile this ONNX model instead of a zoo model.")
 @click.option("--width", type=float, default=1.0, show_default=True, help="Zoo width multiplier.")
-@click.option("--resolution", default="224", show_default=True, metavar="H|HxW", help=RESOLUTION_HELP)
+@click.option("--resolution", default=None, metavar="H|HxW", help=RESOLUTION_HELP)
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Zoo weights (state dict).")
 @click.option("--target", "target_name", default="host", show_default=True,
               help="Target preset ('mnv3compile targets' lists them).")
@@ -526,7 +539,7 @@ Examples:
               help="A zoo model [default: large, unless --onnx is given].")
 @click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None, help="Tune this ONNX model.")
 @click.option("--width", type=float, default=1.0, show_default=True, help="Zoo width multiplier.")
-@click.option("--resolution", default="224", show_default=True, metavar="H|HxW", help=RESOLUTION_HELP)
+@click.option("--resolution", default=None, metavar="H|HxW", help=RESOLUTION_HELP)
 @click.option("--target", "target_name", default="host", show_default=True,
               help="Target preset: host measures here; any other preset needs --tracker, or --measure "
                    "instructions for an arm64 one.")
@@ -875,33 +888,57 @@ def profile(bundle: Path, runs: int, top: int, png_path: Path | None, as_json: b
 Examples:
   mnv3compile run build/small-int8-host examples/sample.png  (a bundle built with --preprocess)
   mnv3compile run build/small-none-host input.npy --top 3
+  mnv3compile run build/ssd-int8-host street.jpg --draw boxes.png --score 0.5
 """)
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("input_path", metavar="IMAGE|TENSOR.npy", type=click.Path(path_type=Path))
-@click.option("--top", type=int, default=5, show_default=True)
+@click.option("--top", type=int, default=5, show_default=True, help="Classes (or detections) to print.")
+@click.option("--score", "score_threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Detectors: the lowest class probability a detection may have.")
+@click.option("--iou", "iou_threshold", type=click.FloatRange(0, 1), default=0.55, show_default=True,
+              help="Detectors: boxes of one class overlapping more than this are suppressed.")
+@click.option("--draw", "draw_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Detectors: write the image with its detections drawn.")
 @click.option("--rpc", "rpc_tracker", default=None, is_flag=False, flag_value="phone", metavar="[HOST:PORT]",
               help="Run on a device behind a TVM RPC tracker; bare --rpc means the stand-in phone.")
 @click.option("--key", default=None, help="The device key at the tracker [default: the stand-in phone's].")
-def run(bundle: Path, input_path: Path, top: int, rpc_tracker: str | None, key: str | None) -> None:
+def run(bundle: Path, input_path: Path, top: int, score_threshold: float, iou_threshold: float,
+        draw_path: Path | None, rpc_tracker: str | None, key: str | None) -> None:
     """Run a bundle on one image (preprocessed as the manifest says) or a .npy tensor: here for a
-    host bundle, or over TVM RPC on a phone (or the stand-in phone) for an arm64 one."""
+    host bundle, or over TVM RPC on a phone (or the stand-in phone) for an arm64 one.
+
+    \b
+    Classifiers print the top classes; SSDLite detectors print boxes after per-class non-maximum
+    suppression (in Python here, as the C runtime does on the device side)."""
     import numpy as np
 
+    from mnv3compile import detection
     from mnv3compile.runner import BundleRunner
 
     runner = BundleRunner(bundle, remote=rpc_tracker is not None)
     if rpc_tracker is not None:
         _check_device(bundle, runner.manifest["target"]["preset"], stand_in=rpc_tracker == "phone", key=key)
+    names = [o["name"] for o in runner.manifest["outputs"]]
+    if draw_path is not None and not detection.is_detector(names):
+        raise UserError("--draw is for detectors (a bundle with boxes and scores outputs)")
+    if draw_path is not None and input_path.suffix.lower() in (".npy", ".npz"):
+        raise UserError("--draw needs an image input, not a tensor")
     x = runner.load_input(input_path)
     if rpc_tracker is not None:
         from mnv3compile.phone import run_remote
 
         tracker = None if rpc_tracker == "phone" else rpc_tracker
         _warn_if_remote(tracker)
-        (output,) = run_remote(runner.library_path, [x], tracker, key)
+        (outputs,) = run_remote(runner.library_path, [x], tracker, key)
+        outputs = outputs if isinstance(outputs, list) else [outputs]
     else:
-        output = runner(x)
+        outputs = runner.outputs(x)
     labels = runner.labels()
+    if detection.is_detector(names):
+        _print_detections(detection.detect(*outputs, score_threshold, iou_threshold), runner.input_shape, labels,
+                          top, input_path, draw_path)
+        return
+    output = outputs[0]
     if output.ndim != 2:
         console.print(f"output {runner.manifest['outputs'][0]['name']}: shape {output.shape}, "
                       f"min {output.min():.4g}, max {output.max():.4g}")
@@ -910,6 +947,21 @@ def run(bundle: Path, input_path: Path, top: int, rpc_tracker: str | None, key: 
     for rank, index in enumerate(np.argsort(-scores)[:top], 1):
         label = f"  {labels[index]}" if labels and index < len(labels) else ""
         console.print(f"{rank}. class {index}{label}: {scores[index]:.4f}")
+
+
+def _print_detections(found, input_shape, labels, top: int, input_path: Path, draw_path: Path | None) -> None:
+    from mnv3compile import detection
+
+    height, width = input_shape[2:]
+    console.print(f"{len(found)} detections" + (f", the best {top}:" if len(found) > top else ":"))
+    for item in found[:top]:
+        x1, y1, x2, y2 = item.box
+        label = f" {labels[item.class_id]}" if labels and item.class_id < len(labels) else ""
+        console.print(f"  class {item.class_id}{label}: {item.score:.3f} at ({x1 * width:.0f}, {y1 * height:.0f})-"
+                      f"({x2 * width:.0f}, {y2 * height:.0f}) px of the {width}x{height} input")
+    if draw_path is not None:
+        detection.draw(input_path, found[:top], draw_path, labels)
+        console.print(f"wrote {draw_path}")
 
 
 def _check_device(bundle: Path, preset_name: str, stand_in: bool, key: str | None = None) -> None:

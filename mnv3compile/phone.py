@@ -296,7 +296,8 @@ def default_tracker() -> tuple[str, str]:
 
 def run_remote(library: Path, inputs: "list", tracker: str | None = None, key: str | None = None) -> list:
     """Upload ``library`` to a device behind a TVM RPC tracker (default: the stand-in phone), run its
-    ``main`` on each input array and return the outputs."""
+    ``main`` on each input array and return the outputs: an array per input, or a list of arrays
+    for a model of several outputs (a detector's boxes and scores)."""
     from tvm import relax, rpc
 
     if tracker is None:
@@ -323,5 +324,6 @@ def run_remote(library: Path, inputs: "list", tracker: str | None = None, key: s
         import tvm
 
         result = vm["main"](tvm.runtime.tensor(array, device))
-        outputs.append(result.numpy() if hasattr(result, "numpy") else result[0].numpy())
+        outputs.append(result.numpy() if hasattr(result, "numpy") else
+                       result[0].numpy() if len(result) == 1 else [part.numpy() for part in result])
     return outputs

@@ -57,7 +57,7 @@ def test_export_save_weights_round_trip(cli, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["export", "--model", "medium", "-o", "{out}"],
      "error: Invalid value for '--model': 'medium' is not one of 'large', 'small', 'large-minimal', "
-     "'small-minimal', 'lraspp-large', 'lraspp-small'."),
+     "'small-minimal', 'lraspp-large', 'lraspp-small', 'ssdlite-large', 'ssdlite-small'."),
     (["export", "--width", "0", "-o", "{out}"], "error: width multiplier must be > 0, got 0.0"),
     (["export", "--resolution", "200", "-o", "{out}"],
      "error: resolution 200: each side of large must be a multiple of 32 between 32 and 4096"),

@@ -46,7 +46,7 @@ def test_lraspp_dilates_and_halves_the_last_stage():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(model="medium"), "unknown model 'medium'; choose one of: large, small, large-minimal, "
-                           "small-minimal, lraspp-large, lraspp-small"),
+                           "small-minimal, lraspp-large, lraspp-small, ssdlite-large, ssdlite-small"),
     (dict(model="large", width=0.0), "width multiplier must be > 0, got 0.0"),
     (dict(model="large", width=-1.0), "width multiplier must be > 0, got -1.0"),
     (dict(model="large", resolution=100), "resolution 100: each side of large must be a multiple of 32 between 32 "
@@ -61,7 +61,8 @@ def test_lraspp_dilates_and_halves_the_last_stage():
                                              "'224x'"),
     (dict(model="small", resolution="2x2x2"), "resolution takes H or HxW (height x width, e.g. 224 or 512x1024), got "
                                               "'2x2x2'"),
-    (dict(model="small", num_classes=0), "number of classes must be >= 1, got 0"),
+    (dict(model="small", num_classes=0), "number of classes of small must be >= 1, got 0"),
+    (dict(model="ssdlite-small", num_classes=1), "number of classes of ssdlite-small must be >= 2, got 1"),
 ])
 def test_bad_spec_is_one_clear_error(kwargs, message):
     with pytest.raises(UserError) as info:

@@ -18,10 +18,16 @@ def test_variant_is_valid_and_runs(model, width, resolution):
     spec = build_spec(model, width, resolution)
     onnx_model = build_model(spec)
     onnx.checker.check_model(onnx_model, full_check=True)
-    (out,) = run_onnx(onnx_model, {"input": random_input(spec.input_shape)})
-    expected = (1, 19, resolution, resolution) if model.startswith("lraspp") else (1, 1000)
-    assert out.shape == expected
-    assert np.isfinite(out).all()
+    outputs = run_onnx(onnx_model, {"input": random_input(spec.input_shape)})
+    if model.startswith("ssdlite"):  # boxes and class probabilities per anchor
+        anchors = outputs[0].shape[1]
+        assert [o.shape for o in outputs] == [(1, anchors, 4), (1, anchors, 91)]
+        assert outputs[1].sum(axis=-1) == pytest.approx(1.0, abs=1e-5)
+        assert 0 <= outputs[0].min() and outputs[0].max() <= 1
+    else:
+        expected = (1, 19, resolution, resolution) if model.startswith("lraspp") else (1, 1000)
+        assert [o.shape for o in outputs] == [expected]
+    assert all(np.isfinite(o).all() for o in outputs)
 
 
 def test_graph_is_spelled_like_a_pytorch_export():

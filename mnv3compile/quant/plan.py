@@ -24,7 +24,7 @@ CALIBRATED, UNIT_INTERVAL, SAME_AS_INPUT = "calibrated", "unit-interval", "same-
 OP_RANGES = {
     "Gemm": CALIBRATED, "MatMul": CALIBRATED, "ConvTranspose": CALIBRATED, "HardSwish": CALIBRATED, "Relu": CALIBRATED,
     "Clip": CALIBRATED, "Add": CALIBRATED, "Mul": CALIBRATED, "GlobalAveragePool": CALIBRATED,
-    "AveragePool": CALIBRATED, "Concat": CALIBRATED,
+    "AveragePool": CALIBRATED, "Concat": CALIBRATED, "Sub": CALIBRATED, "Min": CALIBRATED, "Exp": CALIBRATED,
     # [0, 1] outputs get the fixed 1/256 scale (see qparams).
     "Sigmoid": UNIT_INTERVAL, "Softmax": UNIT_INTERVAL,
     # Data movement and max: the output takes its input's parameters, so no requantization.

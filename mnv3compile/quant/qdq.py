@@ -187,7 +187,7 @@ def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple
         if len(group.nodes) == 1:  # a chain's own constants (the 3, 0, 6, 1/6 of h-sigmoid) define it
             node = group.head
             for index, value in data_inputs(node):
-                if value.const_value is not None and node.op_type in ("Add", "Mul", "Concat"):
+                if value.const_value is not None and node.op_type in ("Add", "Sub", "Mul", "Min", "Concat"):
                     _quantize_constant_input(graph, node, index, record)
         qp = _output_qparams(group, ranges, qparams, symmetric)
         remember(group.output, qp, group.range_rule)

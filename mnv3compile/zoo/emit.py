@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from mnv3compile.zoo import ssdlite
 from mnv3compile.zoo.spec import BN_EPS, Block, ModelSpec, format_resolution
 
 OPSET = 17
@@ -55,7 +56,13 @@ class _GraphBuilder:
         return name
 
     def const(self, name: str, array: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(array, name))
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def shared_const(self, name: str, array: np.ndarray) -> str:
+        """A constant made once and used by every node that asks for ``name``."""
+        if not any(init.name == name for init in self.initializers):
+            self.const(name, array)
         return name
 
     def conv(self, path: str, x: str, cin: int, cout: int, kernel: int = 1, stride: int = 1,
@@ -82,6 +89,9 @@ class _GraphBuilder:
             return self.node("Relu", path, [x])
         if kind == "hswish":
             return self.node("HardSwish", path, [x])
+        if kind == "relu6":  # SSDLite's layers (torch.onnx spells ReLU6 as this Clip)
+            bounds = [self.shared_const("relu6.min", np.float32(0.0)), self.shared_const("relu6.max", np.float32(6.0))]
+            return self.node("Clip", path, [x, *bounds])
         raise ValueError(f"unknown activation {kind}")
 
     def conv_bn_act(self, path: str, x: str, cin: int, cout: int, act: str | None, kernel: int = 1,
@@ -101,12 +111,14 @@ def _squeeze_excite(g: _GraphBuilder, path: str, x: str, channels: int, squeeze:
     return g.node("Mul", f"{path}.mul", [s, x])
 
 
-def _inverted_residual(g: _GraphBuilder, prefix: str, x: str, b: Block) -> str:
+def _inverted_residual(g: _GraphBuilder, prefix: str, x: str, b: Block) -> tuple[str, str]:
+    """The block's output and its expansion layer's (SSDLite's C4 is one)."""
     path = f"{prefix}.{b.index}.block"
     identity, part = x, 0
     if b.has_expand:
         x = g.conv_bn_act(f"{path}.{part}", x, b.in_ch, b.expand_ch, b.act)
         part += 1
+    expanded = x
     x = g.conv_bn_act(f"{path}.{part}", x, b.expand_ch, b.expand_ch, b.act, kernel=b.kernel,
                       stride=b.stride, groups=b.expand_ch, dilation=b.dilation)
     part += 1
@@ -116,17 +128,20 @@ def _inverted_residual(g: _GraphBuilder, prefix: str, x: str, b: Block) -> str:
     x = g.conv_bn_act(f"{path}.{part}", x, b.expand_ch, b.out_ch, None)
     if b.has_residual:
         x = g.node("Add", f"{prefix}.{b.index}.add", [x, identity])
-    return x
+    return x, expanded
 
 
 def _features(g: _GraphBuilder, spec: ModelSpec, prefix: str, x: str) -> tuple[str, str | None]:
-    """The backbone; returns its output and (for segmentation) the low-level skip tensor."""
+    """The backbone; returns its output and the tap the head takes: the low-level skip
+    (segmentation) or C4 (detection), else None."""
     x = g.conv_bn_act(f"{prefix}.0", x, 3, spec.stem_ch, spec.head_act, kernel=3, stride=2)
     low = None
     for block in spec.blocks:
-        x = _inverted_residual(g, prefix, x, block)
+        x, expanded = _inverted_residual(g, prefix, x, block)
         if block.index == spec.low_level_index:
             low = x
+        if block.index == spec.c4_index:
+            low = expanded
     x = g.conv_bn_act(f"{prefix}.{spec.last_conv_index}", x, spec.blocks[-1].out_ch,
                       spec.last_conv_ch, spec.head_act)
     return x, low
@@ -168,25 +183,35 @@ def _resize(g: _GraphBuilder, path: str, x: str, size: tuple[int, ...]) -> str:
                   coordinate_transformation_mode="half_pixel")
 
 
+def _classification_or_segmentation(g: _GraphBuilder, spec: ModelSpec) -> str:
+    """The backbone and the classifier or LR-ASPP head; returns the output's name."""
+    if spec.segmentation:
+        high, low = _features(g, spec, "backbone", INPUT_NAME)
+        _lraspp_head(g, spec, high, low, spec.blocks[spec.low_level_index - 1].out_ch)
+        return "out"
+    features, _ = _features(g, spec, "features", INPUT_NAME)
+    _classifier(g, spec, features)
+    return "logits"
+
+
 def emit(spec: ModelSpec, weights: WeightSource) -> onnx.ModelProto:
     """Build the ONNX model for ``spec`` with parameters from ``weights``."""
     g = _GraphBuilder(weights)
-    if spec.segmentation:
-        high, low = _features(g, spec, "backbone", INPUT_NAME)
-        low_ch = spec.blocks[spec.low_level_index - 1].out_ch
-        _lraspp_head(g, spec, high, low, low_ch)
-        out_name = "out"
+    if spec.detection:
+        c5, c4 = _features(g, spec, "backbone.features", INPUT_NAME)
+        c4_ch = spec.blocks[spec.c4_index - 1].expand_ch
+        ssdlite.emit_head(g, spec, c4, c4_ch, c5, spec.last_conv_ch)
+        outputs = [("boxes", (1, spec.output_shape[1], 4)), ("scores", spec.output_shape)]
     else:
-        features, _ = _features(g, spec, "features", INPUT_NAME)
-        _classifier(g, spec, features)
-        out_name = "logits"
-    # Name the graph output after its role rather than after the module that produced it.
-    g.nodes[-1].output[0] = out_name
+        out_name = _classification_or_segmentation(g, spec)
+        # Name the graph output after its role rather than after the module that produced it.
+        g.nodes[-1].output[0] = out_name
+        outputs = [(out_name, spec.output_shape)]
     graph = helper.make_graph(
         g.nodes,
         f"mobilenetv3_{spec.name.replace('-', '_')}",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, spec.input_shape)],
-        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, spec.output_shape)],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in outputs],
         g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

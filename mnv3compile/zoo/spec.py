@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from mnv3compile.errors import UserError
 
-MODEL_NAMES = ("large", "small", "large-minimal", "small-minimal", "lraspp-large", "lraspp-small")
+MODEL_NAMES = ("large", "small", "large-minimal", "small-minimal", "lraspp-large", "lraspp-small",
+               "ssdlite-large", "ssdlite-small")
 # Each side of the input: a multiple of the network's output stride (32; 16 for LR-ASPP, whose
 # dilated last stage stops at 16, and its low-level skip at 8 divides that), up to 4096.
 MIN_SIDE, MAX_SIDE = 32, 4096
@@ -73,6 +74,11 @@ TAIL_START = {"large": 12, "small": 8}
 STEM_CHANNELS = 16
 LAST_CHANNELS = {"large": 1280, "small": 1024}
 LRASPP_INTER_CHANNELS = 128
+# SSDLite (the paper's section 6.3, MobileNetV2's SSDLite): the extra layers after C5 halve the
+# resolution four times, to these output channels (times the width multiplier).
+SSDLITE_EXTRA_CHANNELS = (512, 256, 256, 128)
+DEFAULT_RESOLUTION, DETECTOR_RESOLUTION = 224, 320
+COCO_CLASSES = 91  # 90 COCO categories and background (class 0), as the paper's and TF's SSDLite
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -124,6 +130,9 @@ class ModelSpec:
     last_ch: int  # classifier hidden width (classification only)
     head_act: str  # activation of stem, last conv and classifier hidden layer
     low_level_index: int = 0  # features index of the stride-8 skip (segmentation only)
+    detection: bool = False
+    c4_index: int = 0  # features index whose expansion layer feeds SSDLite's first predictor
+    extra_ch: tuple[int, ...] = ()  # SSDLite's extra layers' output channels
     inter_ch: int = LRASPP_INTER_CHANNELS
     notes: tuple[str, ...] = field(default=())
 
@@ -133,6 +142,9 @@ class ModelSpec:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
+        if self.detection:  # the scores; the boxes are (1, anchors, 4)
+            from mnv3compile.zoo.ssdlite import anchor_count
+            return (1, anchor_count(self), self.num_classes)
         if self.segmentation:
             return (1, self.num_classes, *self.resolution)
         return (1, self.num_classes)
@@ -145,7 +157,7 @@ class ModelSpec:
 def build_spec(
     model: str,
     width: float = 1.0,
-    resolution: int | str | tuple[int, int] = 224,
+    resolution: int | str | tuple[int, int] | None = None,
     num_classes: int | None = None,
     reduced_tail: bool | None = None,
 ) -> ModelSpec:
@@ -155,6 +167,9 @@ def build_spec(
     if not width > 0:
         raise UserError(f"width multiplier must be > 0, got {width}")
     segmentation = model.startswith("lraspp-")
+    detection = model.startswith("ssdlite-")
+    if resolution is None:
+        resolution = DETECTOR_RESOLUTION if detection else DEFAULT_RESOLUTION
     resolution = parse_resolution(resolution)
     step = SEGMENTER_STRIDE if segmentation else CLASSIFIER_STRIDE
     if not all(MIN_SIDE <= side <= MAX_SIDE and side % step == 0 for side in resolution):
@@ -163,9 +178,10 @@ def build_spec(
     minimal = model.endswith("-minimal")
     family = "large" if "large" in model else "small"
     if num_classes is None:
-        num_classes = 19 if segmentation else 1000
-    if num_classes < 1:
-        raise UserError(f"number of classes must be >= 1, got {num_classes}")
+        num_classes = 19 if segmentation else COCO_CLASSES if detection else 1000
+    least = 2 if detection else 1  # a detector's class 0 is the background
+    if num_classes < least:
+        raise UserError(f"number of classes of {model} must be >= {least}, got {num_classes}")
     # The paper's LR-ASPP halves the filters of the last stage; torchvision's checkpoint does not.
     if reduced_tail is None:
         reduced_tail = segmentation
@@ -182,9 +198,12 @@ def build_spec(
     for i, row in enumerate(rows):
         in_tail = i >= tail
         divider = 2 if (reduced_tail and in_tail) else 1
+        # The halved tail halves the C4 block's output, not its expansion (torchvision's
+        # reduce_divider; SSDLite's C4 is that expansion).
+        expand_divider = 2 if (reduced_tail and i > tail) else 1
         # The paper's (and Keras') expansion is a ratio applied to the actual, rounded input
         # width; at width 1.0 this equals torchvision's make_divisible(exp * width).
-        expand = make_divisible(in_ch * (row.expand // divider) / table_in)
+        expand = make_divisible(in_ch * (row.expand // expand_divider) / table_in)
         table_in = row.out // divider
         out = scale(row.out // divider)
         dilation = 2 if (dilated and in_tail) else 1
@@ -225,4 +244,8 @@ def build_spec(
         last_ch=scale(LAST_CHANNELS[family] // divider) if width > 1 else LAST_CHANNELS[family] // divider,
         head_act="relu" if minimal else "hswish",
         low_level_index=downsample[-4] if segmentation else 0,
+        detection=detection,
+        # torchvision's and the paper's C4: the expansion layer of the last stride-2 bottleneck
+        c4_index=downsample[-2] if detection else 0,
+        extra_ch=tuple(make_divisible(c * width) for c in SSDLITE_EXTRA_CHANNELS) if detection else (),
     )
