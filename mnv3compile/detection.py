@@ -58,7 +58,8 @@ def detect(boxes: np.ndarray, scores: np.ndarray, score_threshold: float = SCORE
            max_detections: int = MAX_DETECTIONS) -> list[Detection]:
     """Detections of one image from ``boxes`` (anchors, 4) and ``scores`` (anchors, classes), a
     leading batch axis of 1 allowed."""
-    boxes, scores = boxes.reshape(-1, 4), scores.reshape(len(boxes.reshape(-1, 4)), -1)
+    boxes = boxes.reshape(-1, 4)
+    scores = scores.reshape(len(boxes), -1)
     found: list[Detection] = []
     for class_id in range(1, scores.shape[1]):
         candidates = np.flatnonzero(scores[:, class_id] > score_threshold)

@@ -380,3 +380,35 @@ def test_paddleocr_classifier_runs_from_c_with_its_declared_dynamic_output(tmp_p
     assert "#define MNV3_OUTPUT_COUNT 2 " in (bundle / "mnv3_bundle.h").read_text()
     report = check_bundle(bundle, runtime_dir, _image(tmp_path / "line.ppm", 160, 37))
     assert report.ok and [row.max_abs_diff for row in report.rows] == [0.0, 0.0]
+
+
+def test_c_detections_equal_pythons_on_a_detector_bundle(tmp_path_factory, host_runtime, tmp_path):
+    """mnv3_detect (runtime/src/detect.cc) on an SSDLite bundle's outputs from the C runtime: the
+    detections mnv3compile/detection.py finds, bit for bit; and on crowded synthetic boxes (many
+    overlaps, ties) too. NULL pointers and a one-class model are refused."""
+    from mnv3compile.detection import detect
+
+    bundle = _bundle(tmp_path_factory, "ssd", build_model(build_spec("ssdlite-small", 0.5, 160)))
+    x = np.random.default_rng(2).standard_normal((1, 3, 160, 160)).astype(np.float32)
+    boxes, scores = BundleRunner(bundle).outputs(x)
+    rng = np.random.default_rng(5)
+    corners = rng.uniform(0, 0.6, (500, 2)).astype(np.float32)
+    crowded = np.concatenate([corners, corners + rng.uniform(0.05, 0.4, (500, 2)).astype(np.float32)], axis=1)
+    crowded_scores = np.round(rng.uniform(0, 1, (500, 4)), 2).astype(np.float32)  # ties on purpose
+    for name, (b, s, score, overlap) in {"bundle": (boxes, scores, 0.25, 0.5),
+                                         "crowded": (crowded, crowded_scores, 0.5, 0.375)}.items():
+        b, s = b.reshape(-1, 4), s.reshape(len(b.reshape(-1, 4)), -1)
+        b.tofile(tmp_path / f"{name}.boxes.f32")
+        s.tofile(tmp_path / f"{name}.scores.f32")
+        lines = host_runtime.run("mnv3_api_test", "detect", str(tmp_path / f"{name}.boxes.f32"),
+                                 str(tmp_path / f"{name}.scores.f32"), str(len(b)), str(s.shape[1]), str(score),
+                                 str(overlap), "100").stdout.splitlines()
+        assert lines[0] == "detect: MNV3_OK: "
+        expected = detect(b, s, score, overlap, max_detections=100)
+        assert len(expected) > (3 if name == "bundle" else 20)
+        got = [line.split() for line in lines[1:1 + len(expected)]]
+        assert [(int(g[0]), *map(np.float32, g[1:])) for g in got] == [
+            (d.class_id, np.float32(d.score), *map(np.float32, d.box)) for d in expected]
+        assert lines[1 + len(expected):] == [
+            "detect NULL boxes: MNV3_ERR_ARGUMENT: boxes, scores, detections and count must not be NULL",
+            "detect 1 class: MNV3_ERR_ARGUMENT: a detector has at least 2 classes (class 0 is the background), got 1"]

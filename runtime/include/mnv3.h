@@ -95,6 +95,24 @@ MNV3_API mnv3_status mnv3_run_rgb8(mnv3_model *model, const uint8_t *rgb, int wi
 MNV3_API mnv3_status mnv3_preprocess_rgb8(const mnv3_model *model, const uint8_t *rgb, int width, int height,
                                           int stride, float *input, size_t input_count, mnv3_error *err);
 
+/* One detection of an SSDLite bundle: its class (1.. ; 0 is the background), probability and box
+ * (x1, y1, x2, y2 in [0, 1] of the input: multiply by the image's width and height). */
+typedef struct mnv3_detection {
+  int class_id;
+  float score;
+  float x1, y1, x2, y2;
+} mnv3_detection;
+
+/* Per-class non-maximum suppression over a detector bundle's outputs (`boxes`: anchors x 4, then
+ * `scores`: anchors x classes -- the output of mnv3_run_f32/mnv3_run_rgb8 is those two, in that
+ * order), as `mnv3compile run` does it: per class, the anchors scoring above `score_threshold`,
+ * the best 300 of them, greedy suppression of boxes overlapping a better one by more than
+ * `iou_threshold` (0.55 is the paper's); then the best `max_detections` over all classes, best
+ * first, into `detections`. `*count` receives how many were written. */
+MNV3_API mnv3_status mnv3_detect(const float *boxes, const float *scores, size_t anchors, size_t classes,
+                                 float score_threshold, float iou_threshold, mnv3_detection *detections,
+                                 size_t max_detections, size_t *count, mnv3_error *err);
+
 /* The bundle's label for class `index`, or NULL (no labels file, or index out of range). */
 MNV3_API const char *mnv3_label(const mnv3_model *model, size_t index);
 

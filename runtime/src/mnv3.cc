@@ -26,9 +26,12 @@
 
 #include "preprocess.h"
 #include "sha256.h"
+#include "status.h"
 
 namespace ffi = tvm::ffi;
 namespace fs = std::filesystem;
+using mnv3_internal::Fail;
+using mnv3_internal::Guard;
 
 namespace {
 
@@ -42,48 +45,6 @@ struct HostAlloc {
   }
   void FreeData(DLTensor* tensor) { ::operator delete(tensor->data, std::align_val_t(64)); }
 };
-
-struct Failure {
-  mnv3_status code;
-  std::string message;
-};
-
-[[noreturn]] void Fail(mnv3_status code, const char* format, ...) {
-  char text[512];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(text, sizeof(text), format, args);
-  va_end(args);
-  throw Failure{code, text};
-}
-
-void Report(mnv3_error* err, mnv3_status code, const std::string& message) {
-  if (err == nullptr) return;
-  err->code = code;
-  std::snprintf(err->message, sizeof(err->message), "%s", message.c_str());
-}
-
-// Runs `body`; any exception becomes (status, message) in `err`.
-template <typename Body>
-mnv3_status Guard(mnv3_error* err, Body&& body) {
-  try {
-    body();
-    Report(err, MNV3_OK, "");
-    return MNV3_OK;
-  } catch (const Failure& failure) {
-    Report(err, failure.code, failure.message);
-    return failure.code;
-  } catch (const std::bad_alloc&) {
-    Report(err, MNV3_ERR_MEMORY, "out of memory");
-    return MNV3_ERR_MEMORY;
-  } catch (const std::exception& exc) {  // ffi::Error included
-    Report(err, MNV3_ERR_RUN, std::string("TVM runtime: ") + exc.what());
-    return MNV3_ERR_RUN;
-  } catch (...) {
-    Report(err, MNV3_ERR_RUN, "unknown error");
-    return MNV3_ERR_RUN;
-  }
-}
 
 struct TensorSpec {
   std::string name;

@@ -5,6 +5,8 @@
  *   api_test errors BUNDLE                          the argument errors of every call
  *   api_test repeat BUNDLE INPUT.f32 OPENS RUNS     OPENS x (open, RUNS x run, close); outputs must not change
  *   api_test threads A INPUT_A B INPUT_B N          A and B in two threads, N runs each
+ *   api_test detect BOXES.f32 SCORES.f32 ANCHORS CLASSES SCORE IOU MAX
+ *                                                   mnv3_detect, one line per detection (%.9g)
  *   api_test bench BUNDLE INPUT.f32 N               one warm-up run, then N runs between two marker
  *                                                   syscalls (schedules/qemu/count_insns.c counts
  *                                                   the instructions between them) */
@@ -207,12 +209,38 @@ static int bench_case(const char *dir, const char *input_path, int runs) {
   return status;
 }
 
+static int detect_case(char **argv) {
+  size_t box_count = 0, score_count = 0, count = 0;
+  float *boxes = read_floats(argv[0], &box_count), *scores = read_floats(argv[1], &score_count);
+  size_t anchors = (size_t)atol(argv[2]), classes = (size_t)atol(argv[3]), max = (size_t)atol(argv[6]);
+  if (!boxes || !scores || box_count != anchors * 4 || score_count != anchors * classes) {
+    fprintf(stderr, "detect: cannot read the boxes and scores, or their sizes do not match\n");
+    return 1;
+  }
+  mnv3_detection *found = calloc(max + 1, sizeof(mnv3_detection));
+  mnv3_error err;
+  mnv3_status status = mnv3_detect(boxes, scores, anchors, classes, strtof(argv[4], NULL), strtof(argv[5], NULL),
+                                   found, max, &count, &err);
+  say("detect", status, &err);
+  for (size_t i = 0; status == MNV3_OK && i < count; ++i) {
+    printf("%d %.9g %.9g %.9g %.9g %.9g\n", found[i].class_id, found[i].score, found[i].x1, found[i].y1, found[i].x2,
+           found[i].y2);
+  }
+  say("detect NULL boxes", mnv3_detect(NULL, scores, anchors, classes, 0.5f, 0.5f, found, max, &count, &err), &err);
+  say("detect 1 class", mnv3_detect(boxes, scores, anchors, 1, 0.5f, 0.5f, found, max, &count, &err), &err);
+  free(found);
+  free(boxes);
+  free(scores);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "open")) return open_case(argv[2]);
   if (argc == 3 && !strcmp(argv[1], "errors")) return errors_case(argv[2]);
   if (argc == 6 && !strcmp(argv[1], "repeat")) return repeat_case(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
   if (argc == 7 && !strcmp(argv[1], "threads")) return threads_case(argv + 2, atoi(argv[6]));
   if (argc == 5 && !strcmp(argv[1], "bench")) return bench_case(argv[2], argv[3], atoi(argv[4]));
+  if (argc == 9 && !strcmp(argv[1], "detect")) return detect_case(argv + 2);
   fprintf(stderr, "usage: see the comment at the top of runtime/tests/api_test.c\n");
   return 2;
 }
