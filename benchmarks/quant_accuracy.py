@@ -9,7 +9,8 @@ agreement, then output SQNR, is its row.
     python benchmarks/quant_accuracy.py [--lines 400] [--calib-lines 64] [--seeds 1,3,4]
         [--settings percentile:nobc,percentile,auto] [--weight-bits 8] [--skip-zoo]
 
---settings: METHOD[:nobc] each (nobc: without bias correction); the PaddleOCR classifier is
+--settings: METHOD[:nobc][:adaround] each (nobc: without bias correction; adaround: weights
+rounded by AdaRound); the PaddleOCR classifier is
 calibrated on each seed's own rendered lines, evaluated on one disjoint set.
 """
 
@@ -85,7 +86,8 @@ def summarize(reference: list[np.ndarray], outputs: list[np.ndarray], samples: l
 def _label(setting: QuantizeSettings) -> str:
     bits = "" if setting.weight_bits == 8 else f", {setting.weight_bits}-bit weights"
     correction = "" if setting.bias_correction else ", no bias correction"
-    return f"mnv3compile int8 ({setting.method}{correction}{bits})"
+    rounding = ", AdaRound" if setting.adaround else ""
+    return f"mnv3compile int8 ({setting.method}{correction}{rounding}{bits})"
 
 
 def compare_on(name: str, model: onnx.ModelProto, calib: list[Sample], evaluation: list[Sample],
@@ -109,9 +111,10 @@ def compare_on(name: str, model: onnx.ModelProto, calib: list[Sample], evaluatio
 def parse_settings(text: str, weight_bits: str) -> list[QuantizeSettings]:
     settings = []
     for item in text.split(","):
-        method, _, flag = item.partition(":")
+        method, *flags = item.split(":")
         for bits in weight_bits.split(","):
-            settings.append(QuantizeSettings(method, weight_bits=int(bits), bias_correction=flag != "nobc"))
+            settings.append(QuantizeSettings(method, weight_bits=int(bits), bias_correction="nobc" not in flags,
+                                             adaround="adaround" in flags))
     return settings
 
 

@@ -22,6 +22,8 @@ _NON_PARAMETER_INPUTS = {
     "QuantizeLinear": {1, 2},
     "DequantizeLinear": {1, 2},
 }
+# Initializers that are data, not learned parameters: SSDLite's anchor tables (zoo/ssdlite.py).
+_NON_PARAMETER_PREFIXES = ("anchors.",)
 _PARAMETER_DTYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                      onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT32}
 
@@ -197,7 +199,7 @@ def analyze(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | 
         skip = _NON_PARAMETER_INPUTS.get(node.op_type, set())
         for position, name in enumerate(node.input):
             init = initializers.get(name)
-            if init is None or position in skip or name in counted:
+            if init is None or position in skip or name in counted or name.startswith(_NON_PARAMETER_PREFIXES):
                 continue
             if init.data_type in _PARAMETER_DTYPES and len(init.dims) > 0:
                 params += int(np.prod(init.dims))

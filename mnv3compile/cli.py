@@ -136,8 +136,8 @@ def zoo(resolution: str | None, models: tuple[str, ...]) -> None:
     """List the zoo's variants with their parameters and MAdds at each paper width multiplier.
 
     \b
-    Parameters count every weight, bias and BatchNorm tensor (torchvision's convention); MAdds
-    count the multiply-adds of Conv and Gemm (the paper's). SSDLite rows (at 320 by default) also
+    Parameters count weights, biases and BatchNorm's scale and shift (torchvision's parameters();
+    not running statistics, nor SSDLite's anchor tables); MAdds count the multiply-adds of Conv and Gemm (the paper's). SSDLite rows (at 320 by default) also
     show the paper's Table 6 figures; a dagger marks the --reduced-tail variants (channels between
     C4 and C5 halved)."""
     from mnv3compile import zoo as model_zoo
@@ -241,6 +241,10 @@ METHOD_OPTION = click.option(
          "minmax, entropy) whose quantization least disturbs the groups that read it, measured on the calibration "
          "data (the sidecar records each choice); mse: the clipping with the least expected squared error of the "
          "tensor itself.")
+ADAROUND_OPTION = click.option(
+    "--adaround", is_flag=True,
+    help="Round each layer's weights up or down to least change its output on the calibration data (AdaRound; "
+         "slower: seconds per layer), instead of each weight to its nearest step.")
 BIAS_CORRECTION_OPTION = click.option(
     "--bias-correction/--no-bias-correction", default=True, show_default=True,
     help="Take the mean error that rounding each layer's weights adds to its output (what each tap reads on "
@@ -269,6 +273,7 @@ not a calibration).
 @METHOD_OPTION
 @click.option("--percentile", type=float, default=99.99, show_default=True, help="For --method percentile.")
 @BIAS_CORRECTION_OPTION
+@ADAROUND_OPTION
 @click.option("--moving-average", type=float, default=None, metavar="MOMENTUM",
               help="Min/max as a moving average over calibration samples (e.g. 0.9) instead of the extremes.")
 @click.option("--symmetric-activations", is_flag=True, help="Zero point 0 for activations too.")
@@ -282,8 +287,8 @@ not a calibration).
               help="Fix a dynamic input's shape (PaddleOCR's classifier: x=1,3,48,192).")
 @click.option("--top", type=int, default=10, show_default=True, help="How many worst layers to print.")
 def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | None, method: str,
-             percentile: float, bias_correction: bool, moving_average: float | None, symmetric_activations: bool,
-             weight_bits: int,
+             percentile: float, bias_correction: bool, adaround: bool, moving_average: float | None,
+             symmetric_activations: bool, weight_bits: int,
              limit: int | None, eval_source: str | None, plot: Path | None, input_shapes: tuple[str, ...],
              top: int) -> None:
     """Post-training int8 quantization into a QDQ ONNX model with no float islands.
@@ -313,7 +318,7 @@ def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | 
     spec = preset(preprocess_name) if preprocess_name else None
     samples = load_samples(calib, input_shape, spec, limit)
     settings = QuantizeSettings(method, percentile, moving_average, symmetric_activations, weight_bits,
-                                bias_correction)
+                                bias_correction, adaround)
     with _progress() as progress:
         result = run_quantize(model, samples, settings, progress)
         eval_samples = load_samples(eval_source, input_shape, spec) if eval_source else samples
@@ -327,7 +332,8 @@ def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | 
     _print_accuracy(accuracy, top)
     console.print(f"wrote {output} and {output.with_suffix('.json')} ({len(samples)} calibration samples, "
                   f"method {method}{_chosen_methods(result.record.activations) if method == 'auto' else ''}; "
-                  f"bias correction: {result.record.corrected_biases} layers)")
+                  f"bias correction: {result.record.corrected_biases} layers"
+                  + (f"; AdaRound: {result.record.adarounded} layers)" if adaround else ")"))
     if synthetic_count(calib) is not None:
         console.print("note: calibrated on synthetic inputs; give real data with --calib for real accuracy")
 
@@ -403,6 +409,7 @@ Examples:
 @WEIGHT_BITS_OPTION
 @METHOD_OPTION
 @BIAS_CORRECTION_OPTION
+@ADAROUND_OPTION
 @click.option("--preprocess", "preprocess_name", default=None,
               type=click.Choice(["torchvision", "tf", "paddle", "efficientnet-lite"]),
               help="How images become inputs (stored in the manifest for 'run').")
@@ -431,8 +438,8 @@ Examples:
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: str, weights: Path | None,
           target_name: str, quant: str, calib: str | None, weight_bits: int, method: str, bias_correction: bool,
-          preprocess_name: str | None, labels_path: Path | None, input_shapes: tuple[str, ...], int8_lowering: str,
-          schedule: str, debug: bool, database: Path | None, no_database: bool, output: Path | None) -> None:
+          adaround: bool, preprocess_name: str | None, labels_path: Path | None, input_shapes: tuple[str, ...],
+          int8_lowering: str, schedule: str, debug: bool, database: Path | None, no_database: bool, output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
     Stages: model -> optimize (passes) -> quantize (int8) -> TVM (Relax pipeline, codegen,
@@ -468,7 +475,8 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
     labels = labels_path.read_text().splitlines() if labels_path else None
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
     request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
-                           database, int8_lowering, debug, schedule, weight_bits, method, bias_correction)
+                           database, int8_lowering, debug, schedule, weight_bits, method, bias_correction,
+                           adaround)
     with console.status("build") as status:
         result = run_build(request, on_stage=lambda stage: status.update(f"stage: {stage}"))
     for note in notes + result.notes:

@@ -42,6 +42,7 @@ class BuildRequest:
     weight_bits: int = 8  # int8 weights' range: 8 (-127..127) or 7 (-63..63, for AVX2's vpmaddubsw)
     quant_method: str = "auto"  # activation ranges (quant/observers.py METHODS)
     bias_correction: bool = True
+    adaround: bool = False
 
 
 @dataclass
@@ -180,7 +181,8 @@ def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
                      "for real accuracy")
     spec = preset(request.preprocess) if request.preprocess else None
     result = quantize(model, load_samples(calib, shape, spec), QuantizeSettings(
-        request.quant_method, weight_bits=request.weight_bits, bias_correction=request.bias_correction))
+        request.quant_method, weight_bits=request.weight_bits, bias_correction=request.bias_correction,
+        adaround=request.adaround))
     return result.model, json.loads(json.dumps(result.sidecar({"source": calib}), default=_plain))
 
 

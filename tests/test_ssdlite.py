@@ -16,7 +16,7 @@ from mnv3compile.quant import quantize
 from mnv3compile.quant.calibration import load_samples
 from int8_kernels import compare_kernels
 from mnv3compile.detection import Detection, detect, iou, suppress
-from mnv3compile.zoo import build_model, build_spec, structure_only
+from mnv3compile.zoo import build_model, build_spec, parameter_list, structure_only
 from mnv3compile.zoo.ssdlite import (BOX_CODER_WEIGHTS, MAX_LOG_SIZE, PAPER_TABLE6, anchor_count, anchors,
                                      boxes_per_cell, feature_map_sizes)
 
@@ -26,7 +26,12 @@ def test_sizes_are_the_papers_table_6(model, reduced_tail):
     """Parameters (BatchNorm included, torchvision's count) within 2%, and MAdds within the paper's
     rounding (two decimals of a billion) plus 0.5%, of the paper's Table 6 at 320x320."""
     params, madds = PAPER_TABLE6[(model, reduced_tail)]
-    stats = analyze(structure_only(build_spec(model, 1.0, 320, reduced_tail=reduced_tail)))
+    spec = build_spec(model, 1.0, 320, reduced_tail=reduced_tail)
+    stats = analyze(structure_only(spec))
+    # what is counted: the state dict's learned tensors (not BN's running statistics, not the
+    # anchor tables of the decoding)
+    learned = [p for p in parameter_list(spec) if p.role not in ("bn_mean", "bn_var", "bn_count")]
+    assert stats.total_params == sum(int(np.prod(p.shape)) for p in learned)
     assert stats.total_params / 1e6 == pytest.approx(params, rel=0.02)
     assert stats.total_madds / 1e9 == pytest.approx(madds, abs=0.005 + 0.005 * madds)
 

@@ -16,7 +16,7 @@ from mnv3compile.quant.calibrate import Progress, calibrate
 from mnv3compile.quant.calibration import Sample
 from mnv3compile.quant.observers import METHODS
 from mnv3compile.quant.plan import CALIBRATED, plan_groups
-from mnv3compile.quant.qdq import CORRECTED, QuantRecord, conv_geometry, layer_key, quantize_graph
+from mnv3compile.quant.qdq import ADAROUNDED, CORRECTED, QuantRecord, conv_geometry, layer_key, quantize_graph
 
 __all__ = ["QuantizeSettings", "QuantizedModel", "quantize", "METHODS"]
 
@@ -29,10 +29,12 @@ class QuantizeSettings:
     symmetric_activations: bool = False
     weight_bits: int = 8  # 7: weights in -63..63 (AVX2's vpmaddubsw multiplies them exactly)
     bias_correction: bool = True  # quant/bias_correction.py
+    adaround: bool = False  # quant/adaround.py: weights rounded for the layer's output, not each alone
 
     def to_json(self) -> dict:
         values = "" if self.weight_bits == 8 else f", {self.weight_bits}-bit values (-63..63)"
         corrected = ", corrected for the weights' mean rounding error" if self.bias_correction else ""
+        values += ", rounded by AdaRound" if self.adaround else ""
         return {**asdict(self), "weights": f"int8 symmetric per output channel (depthwise included){values}",
                 "activations": "int8 per tensor, " + ("symmetric" if self.symmetric_activations else "asymmetric"),
                 "bias": f"int32, scale = input scale * weight scale{corrected}"}
@@ -67,12 +69,18 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
         geometry = conv_geometry(head)
         if head.op_type != "Conv" or geometry is not None:  # a Conv whose taps are unknown is left alone
             layers[layer_key(head)] = (head.inputs[0].name, geometry)
+    # AdaRound needs the second moment of what each weighted layer's taps read.
+    moment_layers = {}
+    for head in ([g.head for g in groups if g.head.op_type in ADAROUNDED] if settings.adaround else []):
+        geometry = conv_geometry(head)
+        if head.op_type != "Conv" or geometry is not None:
+            moment_layers[layer_key(head)] = (head.inputs[0].name, geometry, head.attributes.get_int("group", 1))
     found = calibrate(canonical, observed, samples, settings.method, settings.percentile, settings.moving_average,
-                      progress, layers)
+                      progress, layers, moment_layers)
     ranges, methods = choose_ranges(canonical, groups, found.candidates, samples, settings.symmetric_activations,
                                     progress)
     record = quantize_graph(ir_model, groups, ranges, settings.symmetric_activations, settings.weight_bits,
-                            found.input_means)
+                            found.input_means, found.input_moments)
     for name, method in methods.items():
         record.activations[name]["method"] = method
     ir_passes.RemoveUnusedNodesPass()(ir_model)  # the float weights the int8 ones replaced

@@ -10,6 +10,7 @@ import onnx
 import onnxruntime as ort
 
 from mnv3compile.errors import UserError
+from mnv3compile.quant.adaround import gram_sums
 from mnv3compile.quant.bias_correction import ConvGeometry, tap_sums
 from mnv3compile.quant.calibration import Sample
 from mnv3compile.quant.observers import NoFiniteValues, RangeObserver
@@ -41,21 +42,27 @@ class Calibration:
 
     candidates: dict[str, dict[str, tuple[float, float]]]  # tensor -> method -> (low, high)
     input_means: dict[str, np.ndarray]  # layer -> what its taps read on average (bias correction)
+    input_moments: dict[str, np.ndarray]  # layer -> E[x x^T] of its taps, per group (AdaRound)
 
 
 def calibrate(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sample], method: str,
               percentile: float = 99.99, moving_average: float | None = None, progress: Progress | None = None,
-              layers: dict[str, tuple[str, ConvGeometry | None]] | None = None) -> Calibration:
-    """Candidate ranges per tensor in ``names`` by ``method`` over ``samples``, and for each layer
-    of ``layers`` (name -> its input tensor and conv geometry, None for a matrix layer) the mean
-    of what each of its taps reads (``bias_correction.tap_sums``)."""
-    layers = layers or {}
-    fetched = list(dict.fromkeys([*names, *(tensor for tensor, _ in layers.values())]))
+              layers: dict[str, tuple[str, ConvGeometry | None]] | None = None,
+              moment_layers: dict[str, tuple[str, ConvGeometry | None, int]] | None = None) -> Calibration:
+    """Candidate ranges per tensor in ``names`` by ``method`` over ``samples``; for each layer of
+    ``layers`` (name -> its input tensor and conv geometry, None for a matrix layer) the mean of
+    what each of its taps reads (``bias_correction.tap_sums``); for each of ``moment_layers``
+    (the same and the conv's groups) the second moment of its taps (``adaround.gram_sums``)."""
+    layers, moment_layers = layers or {}, moment_layers or {}
+    fetched = list(dict.fromkeys([*names, *(tensor for tensor, _ in layers.values()),
+                                  *(tensor for tensor, _, _ in moment_layers.values())]))
     session = session_with_outputs(model, fetched)
     input_name = session.get_inputs()[0].name
     observers = {n: RangeObserver(method, percentile, moving_average) for n in names}
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
+    moment_sums: dict[str, np.ndarray] = {}
+    moment_counts: dict[str, int] = {}
     passes = ["ranges", "histograms"] if method != "minmax" else ["ranges"]
     for stage in passes:
         advance = progress(f"calibration: {stage}", len(samples)) if progress else (lambda: None)
@@ -75,6 +82,10 @@ def calibrate(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sa
                     total, count = tap_sums(outputs[tensor], geometry)
                     sums[layer] = sums.get(layer, 0.0) + total
                     counts[layer] = counts.get(layer, 0) + count
+                for layer, (tensor, geometry, groups) in moment_layers.items():
+                    total, count = gram_sums(outputs[tensor], geometry, groups)
+                    moment_sums[layer] = moment_sums.get(layer, 0.0) + total
+                    moment_counts[layer] = moment_counts.get(layer, 0) + count
             advance()
     candidates = {}
     for name, observer in observers.items():
@@ -84,7 +95,8 @@ def calibrate(model: onnx.ModelProto, names: Sequence[str], samples: Sequence[Sa
             raise UserError(f"tensor {name!r} is NaN or infinite on every calibration sample: check the model's "
                             "weights (or the calibration data)") from None
     means = {layer: sums[layer] / max(counts[layer], 1) for layer in sums}
-    return Calibration(candidates, means)
+    moments = {layer: moment_sums[layer] / max(moment_counts[layer], 1) for layer in moment_sums}
+    return Calibration(candidates, means, moments)
 
 
 def collect_outputs(session: ort.InferenceSession, names: Sequence[str], sample: Sample) -> dict[str, np.ndarray]:

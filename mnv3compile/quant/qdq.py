@@ -13,6 +13,7 @@ import numpy as np
 import onnx_ir as ir
 
 from mnv3compile.passes.matcher import add_initializer, constant_array
+from mnv3compile.quant.adaround import adaround
 from mnv3compile.quant.bias_correction import ConvGeometry, corrected_bias, output_shift
 from mnv3compile.quant.plan import SAME_AS_INPUT, UNIT_INTERVAL, WEIGHT_INPUTS, Group, data_inputs
 from mnv3compile.quant.qparams import (UNIT_INTERVAL as UNIT_INTERVAL_QPARAMS, QParams, activation_qparams,
@@ -30,6 +31,7 @@ class QuantRecord:
     # One entry per integer kernel: its kind, node names and the (quantized) output it produces.
     groups: list[dict] = field(default_factory=list)
     corrected_biases: int = 0  # layers whose bias took the weights' rounding error out
+    adarounded: int = 0  # layers whose weights AdaRound rounded
 
 
 def _insert_qdq(graph: ir.Graph, value: ir.Value, qp: QParams, after: ir.Node | None) -> ir.Value:
@@ -70,6 +72,7 @@ def _dequantize_constant(graph: ir.Graph, before: ir.Node, q_array: np.ndarray, 
 
 # Layers bias correction knows how to correct (a transposed conv's taps reach its outputs unevenly).
 CORRECTED = ("Conv", "Gemm", "MatMul")
+ADAROUNDED = CORRECTED  # AdaRound: weighted layers with constant weights (and x W, not x^T W)
 
 
 def layer_key(node: ir.Node) -> str:
@@ -94,9 +97,10 @@ def _weight_axis(node: ir.Node) -> int:
 
 
 def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record: QuantRecord, qmax: int,
-                      input_mean: np.ndarray | None = None) -> None:
+                      input_mean: np.ndarray | None = None, input_moment: np.ndarray | None = None) -> None:
     """Per-channel int8 weight (in -qmax..qmax) and int32 bias of a Conv, Gemm or MatMul; with the
-    input's per-channel mean, the bias is corrected for the weights' rounding (bias_correction)."""
+    input's per-channel mean, the bias is corrected for the weights' rounding (bias_correction);
+    with the second moment of its taps, the weights are rounded by AdaRound (adaround)."""
     weight_value = node.inputs[1]
     weight = constant_array(weight_value)
     if weight is None:
@@ -104,6 +108,10 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record:
     axis = _weight_axis(node)
     scales = weight_scales(weight.astype(np.float32), axis, qmax)
     q = quantize_weight(weight, scales, axis, qmax)
+    transposed_input = node.op_type == "Gemm" and node.attributes.get_int("transA", 0)
+    if input_moment is not None and not transposed_input:
+        q = _adarounded(weight, scales, axis, input_moment, qmax)
+        record.adarounded += 1
     name = weight_value.name or f"{node.name}.weight"
     node.replace_input_with(1, _dequantize_constant(graph, node, q, scales, np.zeros(scales.shape, np.int8),
                                                     name, axis))
@@ -129,6 +137,16 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record:
             node.replace_input_with(bias_index, _dequantize_constant(
                 graph, node, q_bias, bias_scales, np.zeros(bias_scales.shape, np.int32), bias_name, 0))
             record.biases[bias_name] = {"node": node.name, "dtype": "int32", "scales": bias_scales.tolist()}
+
+
+def _adarounded(weight: np.ndarray, scales: np.ndarray, axis: int, moment: np.ndarray, qmax: int) -> np.ndarray:
+    """``weight`` rounded by AdaRound, in its own layout: outputs along ``axis``; a conv's
+    (F, C/G, kh, kw) reads as G groups of F/G outputs over C/G x kh x kw taps, as ``moment``."""
+    groups = moment.shape[0]
+    rows = np.moveaxis(weight, axis, 0)
+    grouped = rows.reshape(groups, rows.shape[0] // groups, -1)
+    q = adaround(grouped, scales.reshape(groups, -1).astype(np.float64), moment, qmax)
+    return np.moveaxis(q.reshape(rows.shape), 0, axis)
 
 
 def _bias_shift(node: ir.Node, weight: np.ndarray, q: np.ndarray, scales: np.ndarray, axis: int,
@@ -158,11 +176,13 @@ def _quantize_constant_input(graph: ir.Graph, node: ir.Node, index: int, record:
 
 def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple[float, float]],
                    symmetric: bool = False, weight_bits: int = 8,
-                   input_means: dict[str, np.ndarray] | None = None) -> QuantRecord:
+                   input_means: dict[str, np.ndarray] | None = None,
+                   input_moments: dict[str, np.ndarray] | None = None) -> QuantRecord:
     """Rewrite ``model`` in place into QDQ form. ``ranges`` maps calibrated tensor names to (lo, hi).
     Conv/Gemm/MatMul weights use ``weight_bits`` (8, or 7: stored as int8 in -63..63); a layer
-    with an entry in ``input_means`` (by ``layer_key``) gets its bias corrected (bias_correction)."""
-    input_means = input_means or {}
+    with an entry in ``input_means`` (by ``layer_key``) gets its bias corrected (bias_correction),
+    one in ``input_moments`` its weights rounded by AdaRound."""
+    input_means, input_moments = input_means or {}, input_moments or {}
     graph = model.graph
     record = QuantRecord()
     qparams: dict[str, QParams] = {}
@@ -183,7 +203,7 @@ def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple
                 producer = next(g for g in groups if g.output.name == source)
                 qparams[source] = _output_qparams(producer, ranges, qparams, symmetric)
             _quantize_weights(graph, head, qparams[source], record, weight_qmax(weight_bits),
-                              input_means.get(layer_key(head)))
+                              input_means.get(layer_key(head)), input_moments.get(layer_key(head)))
         if len(group.nodes) == 1:  # a chain's own constants (the 3, 0, 6, 1/6 of h-sigmoid) define it
             node = group.head
             for index, value in data_inputs(node):

@@ -114,19 +114,22 @@ def emit_head(g, spec, c4: str, c4_ch: int, c5: str, c5_ch: int) -> tuple[str, s
     return _decode(g, center_offsets, size_offsets, anchors(spec)), scores
 
 
+ANCHOR_PREFIX = "anchors."  # the decoding's per-anchor tables: data, not learned (analysis.py skips them)
+
+
 def _decode(g, center_offsets: str, size_offsets: str, anchor_boxes: np.ndarray) -> str:
     """x1, y1, x2, y2 in [0, 1] from the regression offsets (dx, dy and dw, dh) and the anchors:
     center = anchor center + d / 10 * anchor size, size = exp(min(d / 5, log(1000 / 16))) * anchor
     size."""
-    anchor_centers = g.const("decode.anchor_centers", anchor_boxes[None, :, :2].copy())
-    scale = g.const("decode.center_scale", (anchor_boxes[None, :, 2:] / BOX_CODER_WEIGHTS[0]).astype(np.float32))
+    anchor_centers = g.const(f"{ANCHOR_PREFIX}centers", anchor_boxes[None, :, :2].copy())
+    scale = g.const(f"{ANCHOR_PREFIX}center_scale", (anchor_boxes[None, :, 2:] / BOX_CODER_WEIGHTS[0]).astype(np.float32))
     centers = g.node("Add", "decode.center", [g.node("Mul", "decode.center_shift", [center_offsets, scale]),
                                               anchor_centers])
     log_size = g.node("Mul", "decode.log_size", [size_offsets,
                                                  g.const("decode.size_scale", np.float32(1.0 / BOX_CODER_WEIGHTS[2]))])
     log_size = g.node("Min", "decode.log_size_clamp", [log_size, g.const("decode.max_log_size",
                                                                          np.float32(MAX_LOG_SIZE))])
-    half_sizes = g.const("decode.half_anchor_sizes", (anchor_boxes[None, :, 2:] / 2).astype(np.float32))
+    half_sizes = g.const(f"{ANCHOR_PREFIX}half_sizes", (anchor_boxes[None, :, 2:] / 2).astype(np.float32))
     half = g.node("Mul", "decode.half_size", [g.node("Exp", "decode.exp", [log_size]), half_sizes])
     corners = g.node("Concat", "decode.corners", [g.node("Sub", "decode.top_left", [centers, half]),
                                                   g.node("Add", "decode.bottom_right", [centers, half])], axis=-1)
