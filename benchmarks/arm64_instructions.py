@@ -9,6 +9,7 @@ syscalls around the timed loop, and splits the count by kernel (symbol ranges of
 what runs outside it is the TVM runtime and libc: VM calls, allocation).
 
     python benchmarks/arm64_instructions.py [--resolution 224] [--runs 3] [--out build/arm64-insns] [--tuned]
+        [--only int8]
 
 Needs Debian's qemu-user, g++-aarch64-linux-gnu, cmake and (once) `apt-get source qemu` for
 QEMU's plugin header (fetched into the user's cache; nothing of QEMU is committed here).
@@ -49,6 +50,8 @@ CONFIGS = [  # (model, quant, target preset, schedule)
     ("small", "int8", "arm64-linux", "default"),
     ("small", "none", "rpi5", "templates"),
     ("small", "int8", "rpi5", "templates"),
+    ("ssdlite-small", "none", "rpi5", "templates"),  # SSDLite at its own 320 unless --resolution
+    ("ssdlite-small", "int8", "rpi5", "templates"),
 ]
 
 
@@ -58,7 +61,8 @@ def configurations(resolution: int, tuned: bool) -> list[tuple]:
     rows = [(*config, None) for config in CONFIGS]
     if tuned:
         for model_name, quant, target, schedule in CONFIGS:
-            key = load_model(model_name, None, 1.0, resolution, None, None).key(quant)
+            key = load_model(model_name, None, 1.0, resolution or build_spec(model_name).resolution[0], None,
+                             None).key(quant)
             found = find_database(target, isa_of(tvm_target(preset(target))).name, key)
             if schedule == "templates" and found is not None:
                 rows.append((model_name, quant, target, schedule, found[0]))
@@ -157,7 +161,7 @@ def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--resolution", type=int, default=None, help="[default: 224; 320 for SSDLite]")
     parser.add_argument("--runs", type=int, default=3, help="inferences between the markers")
     parser.add_argument("--out", type=Path, default=Path("build/arm64-insns"))
     parser.add_argument("--top", type=int, default=12, help="kernels listed per configuration")
@@ -175,7 +179,8 @@ def main() -> None:
             continue
         print(f"building {label} ...", file=sys.stderr, flush=True)
         bundle = args.out / label
-        request = BuildRequest(preset(target), bundle, model_name, build_model(build_spec(model_name, 1.0, args.resolution)),
+        spec = build_spec(model_name, 1.0, args.resolution)
+        request = BuildRequest(preset(target), bundle, model_name, build_model(spec),
                                quant, calib="synthetic:8" if quant == "int8" else None, debug=True, schedule=schedule,
                                database=database)
         manifest = build(request).manifest
@@ -183,16 +188,17 @@ def main() -> None:
         scratch.mkdir(parents=True, exist_ok=True)
         measured = measure(runtime, bundle, manifest, args.runs, counter, scratch)
         results.append({"config": label, "model": model_name, "quant": quant, "target": target, "schedule": schedule,
-                        "resolution": args.resolution, **measured})
+                        "resolution": spec.resolution[0], **measured})
     (args.out / "arm64_instructions.json").write_text(json.dumps(results, indent=2))
-    print(f"\n| bundle (zoo, {args.resolution}x{args.resolution}, 1 thread) | M instructions / inference | "
+    print("\n| bundle (zoo, 1 thread) | input | M instructions / inference | "
           f"vs onnxruntime-aarch64 fp32 ({ONNXRUNTIME_SMALL_FP32_224 / 1e6:.1f} M) | outside kernels | "
           "kernels' Cortex-A76 cycles (llvm-mca) |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for r in results:
         outside = r["kernels"].get(OUTSIDE, 0.0)
-        ratio = f"{r['per_inference'] / ONNXRUNTIME_SMALL_FP32_224:.2f}x" if args.resolution == 224 else "-"
-        print(f"| {r['config']} | {r['per_inference'] / 1e6:.1f} | {ratio} | {outside / 1e6:.2f} M | "
+        ratio = f"{r['per_inference'] / ONNXRUNTIME_SMALL_FP32_224:.2f}x" if (r["model"], r["resolution"]) == (
+            "small", 224) else "-"
+        print(f"| {r['config']} | {r['resolution']} | {r['per_inference'] / 1e6:.1f} | {ratio} | {outside / 1e6:.2f} M | "
               f"{r['a76_kernel_cycles'] / 1e6:.1f} M |")
     for r in results:
         print(f"\n{r['config']}: top kernels (M instructions / inference)")

@@ -937,7 +937,7 @@ def run(bundle: Path, input_path: Path, top: int, score_threshold: float, iou_th
 
         tracker = None if rpc_tracker == "phone" else rpc_tracker
         _warn_if_remote(tracker)
-        (outputs,) = run_remote(runner.library_path, [x], tracker, key)
+        (outputs,) = run_remote(runner.library_path, [x], tracker, key, outputs_per_call=len(names))
         outputs = outputs if isinstance(outputs, list) else [outputs]
     else:
         outputs = runner.outputs(x)

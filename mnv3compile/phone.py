@@ -294,10 +294,11 @@ def default_tracker() -> tuple[str, str]:
     return state.tracker(), state.key
 
 
-def run_remote(library: Path, inputs: "list", tracker: str | None = None, key: str | None = None) -> list:
+def run_remote(library: Path, inputs: "list", tracker: str | None = None, key: str | None = None,
+               outputs_per_call: int = 1) -> list:
     """Upload ``library`` to a device behind a TVM RPC tracker (default: the stand-in phone), run its
-    ``main`` on each input array and return the outputs: an array per input, or a list of arrays
-    for a model of several outputs (a detector's boxes and scores)."""
+    ``main`` on each input array and return the outputs: an array per input, or, for a model of
+    ``outputs_per_call`` > 1 outputs (a detector's boxes and scores), a list of that many arrays."""
     from tvm import relax, rpc
 
     if tracker is None:
@@ -324,6 +325,9 @@ def run_remote(library: Path, inputs: "list", tracker: str | None = None, key: s
         import tvm
 
         result = vm["main"](tvm.runtime.tensor(array, device))
-        outputs.append(result.numpy() if hasattr(result, "numpy") else
-                       result[0].numpy() if len(result) == 1 else [part.numpy() for part in result])
+        if outputs_per_call > 1:  # a tuple stays on the device: its items are fetched one by one
+            get_item = session.get_function("ffi.ArrayGetItem")
+            outputs.append([get_item(result, index).numpy() for index in range(outputs_per_call)])
+        else:
+            outputs.append(result.numpy() if hasattr(result, "numpy") else result[0].numpy())
     return outputs

@@ -89,3 +89,27 @@ def test_a_tracker_off_this_machine_gets_the_no_authentication_warning(cli):
                        "--device-timeout", "1")
     assert code == 2 and err.splitlines()[0] == warning, err
 
+
+
+def test_int8_detector_on_the_phone_equals_the_host_bit_for_bit_and_run_prints_its_boxes(stand_in_phone, tmp_path,
+                                                                                           cli):
+    """SSDLite-Small's two outputs (boxes, scores) come back from the device as the host computes
+    them from the same QDQ model, exactly; ``run --rpc`` prints the host's detections."""
+    import tvm
+    from tvm import relax
+
+    from mnv3compile.detection import detect
+    from mnv3compile.tvm.build import compile_onnx
+
+    result, spec = _bundle(tmp_path, "ssdlite-small", "int8", 0.5, 160)
+    model = onnx.load(str(result.bundle / result.manifest["model"]))
+    x = np.random.default_rng(0).standard_normal(spec.input_shape).astype(np.float32)
+    ((boxes, scores),) = phone.run_remote(result.library, [x], outputs_per_call=2)
+    host = compile_onnx(model, preset("host"), tmp_path / "host.so")
+    expected = relax.VirtualMachine(tvm.runtime.load_module(str(host.path)), tvm.cpu())["main"](tvm.runtime.tensor(x))
+    assert np.array_equal(boxes, expected[0].numpy()) and np.array_equal(scores, expected[1].numpy())
+    np.save(tmp_path / "x.npy", x)
+    code, stdout, err = cli("run", str(result.bundle), str(tmp_path / "x.npy"), "--rpc", "--score", "0.2", "--top", "1")
+    assert code == 0, err
+    best = detect(boxes, scores, 0.2)[0]
+    assert stdout.splitlines()[1].startswith(f"  class {best.class_id}: {best.score:.3f} at ")
