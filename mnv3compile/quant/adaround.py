@@ -57,7 +57,7 @@ def _evenly(total: int, most: int) -> np.ndarray:
 def gram_sums(x: np.ndarray, geometry: ConvGeometry | None, groups: int) -> tuple[np.ndarray, int]:
     """Sum of x x^T over the sampled positions (groups x K x K, float64) and how many were summed."""
     taps = patches(x, geometry, groups).astype(np.float64)
-    return np.einsum("gkp,glp->gkl", taps, taps), taps.shape[2]
+    return taps @ taps.transpose(0, 2, 1), taps.shape[2]
 
 
 def _rectified_sigmoid(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,8 @@ at 0.2), as TF's ``reduce_boxes_in_lowest_layer``.
 The graph decodes boxes itself (``boxes``: (1, anchors, 4) as x1, y1, x2, y2 in [0, 1] of the
 input) and turns the class logits into probabilities (``scores``: (1, anchors, classes), class 0
 the background). Non-maximum suppression is not in the graph: it runs after it, in the Python
-``run`` and the C runtime (mnv3compile/detection.py), the same on every target.
+``run`` (mnv3compile/detection.py) and the C runtime (runtime/src/detect.cc, ``mnv3_detect``),
+the same on every target.
 """
 
 from __future__ import annotations
