@@ -6,12 +6,14 @@ from mnv3compile.errors import UserError
 from mnv3compile.passes import (canonicalize_hswish, cleanup, decompose_batchnorm, div_by_constant_to_mul,
                                 fold_batchnorm, fold_conv_add, fold_pad_into_conv, fuse_conv_activation,
                                 fuse_matmul_add, hardsigmoid_to_relu6, min_max_to_clip, reduce_mean_to_global_pool,
-                                transposed_conv_to_depth_to_space, upgrade_opset)
+                                sink_transposes, transposed_conv_to_depth_to_space, upgrade_opset)
 from mnv3compile.passes.base import GraphPass
 
 PIPELINE: tuple[GraphPass, ...] = (
     upgrade_opset.PASS,          # opset 17 spellings (Clip bounds as inputs, HardSwish exists)
     cleanup.PASS,                # constants folded, so biases and BN parameters are initializers
+    sink_transposes.PASS,        # TF/Keras NHWC graphs: Transposes moved down until they cancel
+    cleanup.PASS,                # shapes re-inferred for what sinking changed
     fold_pad_into_conv.PASS,     # TF-style explicit zero Pad -> the Conv's own pads
     fold_conv_add.PASS,          # Paddle's Conv + Add(bias) -> Conv with bias
     fuse_matmul_add.PASS,        # Paddle's classifier MatMul + Add(bias) -> Gemm

@@ -138,7 +138,8 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
         sch.reorder(n, fo, y, x, ry, rx, rc, fi)
         tile_loop = x
     epilogue = sch.get_consumers(block)
-    if epilogue:
+    padded = _padding_epilogue(sch, epilogue)
+    if epilogue and not padded:
         sch.set_scope(block, 0, "local")  # the accumulator tile: registers once unrolled
     else:  # a bare conv (no bias, no activation: PaddleOCR's FPN) writes the kernel's output itself:
         sch.cache_write(block, 0, "local")  # its tile goes to registers and a copy is its epilogue
@@ -158,6 +159,8 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
     if len(epilogue) == 1:
         loops = sch.get_loops(epilogue[0])
         _vector_tile(sch, loops[-1], lanes, loops[-2] if pixels > 1 else None)
+    if padded:
+        schedule_padding(sch, padded, isa)
     technique = "_vpmaddwd" if pairs else ""
     return f"{_conv_name(kind, kh, kw)}_nhwc_{dtype}{technique}_{isa.name}_p{pixels}x{tile_channels}"
 
@@ -213,6 +216,7 @@ def schedule_dot4(sch, block, isa: Isa, knobs: dict) -> str:
     epilogue = sch.get_consumers(block)
     if len(epilogue) != 1:
         raise NoTemplate  # the accumulator tile lives in registers only if something consumes it
+    padded = _padding_epilogue(sch, epilogue)
     is_conv = len(spatial) == 3  # n, y, x (a matmul of a row has one spatial loop)
     # A conv over one pixel (squeeze-excite's FCs) is a GEMV as much as the classifier is.
     gemv = not is_conv or _extents(sch, spatial) == [1, 1, 1]
@@ -235,8 +239,11 @@ def schedule_dot4(sch, block, isa: Isa, knobs: dict) -> str:
     else:
         sch.reorder(*spatial, fo, group, fv, fl)
         tile_loop, tile = fo, [fv]
+    if padded:  # the tile goes to registers and a copy to memory; the pad reads it from there
+        epilogue = [sch.cache_write(block, 0, "local")]
+    else:
+        sch.set_scope(block, 0, "local")
     sch.reverse_compute_at(epilogue[0], tile_loop)
-    sch.set_scope(block, 0, "local")
     init = sch.decompose_reduction(block, (window or [group])[0])
     _split_vectorize(sch, sch.get_loops(init)[-1], lanes)
     for loop in tile:
@@ -244,6 +251,8 @@ def schedule_dot4(sch, block, isa: Isa, knobs: dict) -> str:
     sch.tensorize(fl, intrinsic(dot4_name(lanes, instruction)))
     loops = sch.get_loops(epilogue[0])
     _vector_tile(sch, loops[-1], lanes, loops[-2] if is_conv and pixels > 1 else None)
+    if padded:
+        schedule_padding(sch, padded, isa)
     llvm_instruction = {"vnni": "vpdpbusd", "sdot": "sdot", "pmaddubsw": "vpmaddubsw", "smlal": "smlal"}[instruction]
     if window:
         sch.unroll(window[-1])
@@ -334,6 +343,14 @@ def _transposes(sch, block) -> bool:
     return False
 
 
+def _padding_epilogue(sch, epilogue: list):
+    """The conv's one epilogue when it also pads the output for the next conv (FuseOps joins such
+    a pad to its producer when the pad is uneven, as TF's stride-2 "same" padding is), else None.
+    Computed at the conv's tile, it would write only the tile's positions and never the borders:
+    the conv then writes its accumulators out and the pad template runs over the whole output."""
+    return epilogue[0] if len(epilogue) == 1 and _box_guard(sch, epilogue[0]) is not None else None
+
+
 def _box_guard(sch, block) -> dict[int, tuple[int, int]] | None:
     """{axis: (low, high)} when the block writes ``if_then_else(low <= v < high and ..., value,
     constant)`` over its iteration axes (a pad, with or without a fused quantize and layout
@@ -399,7 +416,10 @@ def schedule_padding(sch, block, isa: Isa) -> str:
     for axis in outer:
         loop = sch.get_loops(interior)[axis - axes]  # loops above a partition's block are not its own
         low, high = bounds[axis]
-        factors = ([low] if low else []) + [high - low] + ([None] if high < int(sch.get(loop).extent) else [])
+        extent = int(sch.get(loop).extent)
+        # border before, interior, border after; loop_partition wants the last part as None
+        factors = ([low] if low else []) + [high - low] + ([extent - high] if high < extent else [])
+        factors[-1] = None
         interior = sch.get_child_blocks(sch.loop_partition(loop, factors)[1 if low else 0])[0]
     dtype = str(sch.get(interior).writes[0].source.dtype)
     return f"pad{layout_change}_{dtype}_{isa.name}"

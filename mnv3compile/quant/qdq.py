@@ -60,7 +60,10 @@ def _insert_qdq(graph: ir.Graph, value: ir.Value, qp: QParams, after: ir.Node | 
 
 def _dequantize_constant(graph: ir.Graph, before: ir.Node, q_array: np.ndarray, scales: np.ndarray,
                          zero: np.ndarray, name: str, axis: int | None) -> ir.Value:
+    # A constant several layers share (tf2onnx deduplicates equal ones) gets a copy per layer, each
+    # quantized with that layer's scales: names made unique as the initializers' are (name_2, ...).
     q_value = add_initializer(graph, q_array, f"{name}.quantized")
+    name += q_value.name.removeprefix(f"{name}.quantized")
     s_value = add_initializer(graph, scales, f"{name}.scale")
     z_value = add_initializer(graph, zero, f"{name}.zero_point")
     attrs = {"axis": axis} if axis is not None and scales.ndim == 1 and scales.size > 1 else {}
@@ -113,9 +116,10 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record:
         q = _adarounded(weight, scales, axis, input_moment, qmax)
         record.adarounded += 1
     name = weight_value.name or f"{node.name}.weight"
-    node.replace_input_with(1, _dequantize_constant(graph, node, q, scales, np.zeros(scales.shape, np.int8),
-                                                    name, axis))
-    record.weights[name] = {"node": node.name, "axis": axis, "dtype": "int8", "scales": scales.tolist()}
+    dequantized = _dequantize_constant(graph, node, q, scales, np.zeros(scales.shape, np.int8), name, axis)
+    node.replace_input_with(1, dequantized)
+    record.weights[dequantized.name.removesuffix(".dq")] = {"node": node.name, "axis": axis, "dtype": "int8",
+                                                            "scales": scales.tolist()}
     bias_index = 2
     shift = _bias_shift(node, weight, q, scales, axis, input_mean)
     if shift is not None and (len(node.inputs) <= bias_index or node.inputs[bias_index] is None):
@@ -134,9 +138,11 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record:
                 record.corrected_biases += 1
             q_bias, bias_scales = quantize_bias(bias, input_qp.scale, scales)
             bias_name = node.inputs[bias_index].name or f"{node.name}.bias"
-            node.replace_input_with(bias_index, _dequantize_constant(
-                graph, node, q_bias, bias_scales, np.zeros(bias_scales.shape, np.int32), bias_name, 0))
-            record.biases[bias_name] = {"node": node.name, "dtype": "int32", "scales": bias_scales.tolist()}
+            dequantized = _dequantize_constant(graph, node, q_bias, bias_scales, np.zeros(bias_scales.shape, np.int32),
+                                               bias_name, 0)
+            node.replace_input_with(bias_index, dequantized)
+            record.biases[dequantized.name.removesuffix(".dq")] = {"node": node.name, "dtype": "int32",
+                                                                   "scales": bias_scales.tolist()}
 
 
 def _adarounded(weight: np.ndarray, scales: np.ndarray, axis: int, moment: np.ndarray, qmax: int) -> np.ndarray:
@@ -169,9 +175,10 @@ def _quantize_constant_input(graph: ir.Graph, node: ir.Node, index: int, record:
     qp = activation_qparams(float(array.min()), float(array.max()), symmetric=True)
     q = np.clip(np.round(array / qp.scale), -127, 127).astype(np.int8)
     name = node.inputs[index].name or f"{node.name}.const{index}"
-    node.replace_input_with(index, _dequantize_constant(graph, node, q, np.array(qp.scale, np.float32),
-                                                        np.array(0, np.int8), name, None))
-    record.weights[name] = {"node": node.name, "axis": None, "dtype": "int8", "scales": [qp.scale]}
+    dequantized = _dequantize_constant(graph, node, q, np.array(qp.scale, np.float32), np.array(0, np.int8), name, None)
+    node.replace_input_with(index, dequantized)
+    record.weights[dequantized.name.removesuffix(".dq")] = {"node": node.name, "axis": None, "dtype": "int8",
+                                                            "scales": [qp.scale]}
 
 
 def quantize_graph(model: ir.Model, groups: list[Group], ranges: dict[str, tuple[float, float]],
