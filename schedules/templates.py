@@ -141,7 +141,8 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
     padded = _padding_epilogue(sch, epilogue)
     if epilogue and not padded:
         sch.set_scope(block, 0, "local")  # the accumulator tile: registers once unrolled
-    else:  # a bare conv (no bias, no activation: PaddleOCR's FPN) writes the kernel's output itself:
+    else:  # a bare conv (no bias, no activation: PaddleOCR's FPN) writes the kernel's output itself,
+        # and one whose epilogue pads writes its accumulators out for the pad template:
         sch.cache_write(block, 0, "local")  # its tile goes to registers and a copy is its epilogue
         epilogue = sch.get_consumers(block)
     if len(epilogue) == 1:
