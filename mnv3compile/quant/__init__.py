@@ -16,7 +16,7 @@ from mnv3compile.quant.calibrate import Progress, calibrate
 from mnv3compile.quant.calibration import Sample
 from mnv3compile.quant.observers import METHODS
 from mnv3compile.quant.plan import CALIBRATED, plan_groups
-from mnv3compile.quant.qdq import ADAROUNDED, CORRECTED, QuantRecord, conv_geometry, layer_key, quantize_graph
+from mnv3compile.quant.qdq import CORRECTED, QuantRecord, conv_geometry, layer_key, quantize_graph
 
 __all__ = ["QuantizeSettings", "QuantizedModel", "quantize", "METHODS"]
 
@@ -62,18 +62,16 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
     groups = plan_groups(ir_model)
     inputs = [v.name for v in ir_model.graph.inputs if v.const_value is None]
     observed = inputs + [g.output.name for g in groups if g.range_rule == CALIBRATED]
-    # Bias correction needs what each weighted layer's taps read on average.
-    heads = [g.head for g in groups if g.head.op_type in CORRECTED] if settings.bias_correction else []
-    layers = {}
-    for head in heads:
+    # Bias correction needs what each weighted layer's taps read on average, AdaRound their second
+    # moment; a Conv whose taps are unknown is left alone by both.
+    layers, moment_layers = {}, {}
+    for head in (g.head for g in groups if g.head.op_type in CORRECTED):
         geometry = conv_geometry(head)
-        if head.op_type != "Conv" or geometry is not None:  # a Conv whose taps are unknown is left alone
+        if head.op_type == "Conv" and geometry is None:
+            continue
+        if settings.bias_correction:
             layers[layer_key(head)] = (head.inputs[0].name, geometry)
-    # AdaRound needs the second moment of what each weighted layer's taps read.
-    moment_layers = {}
-    for head in ([g.head for g in groups if g.head.op_type in ADAROUNDED] if settings.adaround else []):
-        geometry = conv_geometry(head)
-        if head.op_type != "Conv" or geometry is not None:
+        if settings.adaround:
             moment_layers[layer_key(head)] = (head.inputs[0].name, geometry, head.attributes.get_int("group", 1))
     found = calibrate(canonical, observed, samples, settings.method, settings.percentile, settings.moving_average,
                       progress, layers, moment_layers)

@@ -73,9 +73,8 @@ def _dequantize_constant(graph: ir.Graph, before: ir.Node, q_array: np.ndarray, 
     return node.outputs[0]
 
 
-# Layers bias correction knows how to correct (a transposed conv's taps reach its outputs unevenly).
+# Layers bias correction and AdaRound know (a transposed conv's taps reach its outputs unevenly).
 CORRECTED = ("Conv", "Gemm", "MatMul")
-ADAROUNDED = CORRECTED  # AdaRound: weighted layers with constant weights (and x W, not x^T W)
 
 
 def layer_key(node: ir.Node) -> str:
