@@ -8,7 +8,9 @@ layout is moved below it: the op reads the untransposed tensor (a constant opera
 once here, a Pad's pads and a ReduceMean's axes are permuted), and one Transpose of its output
 replaces it for the op's readers. Two Transposes in a row become one, or none when they cancel;
 one that only moves size-1 axes in front of a Reshape is dropped (same bytes in the same order).
-onnxruntime's transpose optimizer is the reference behaviour. Runs until nothing moves.
+onnxruntime's transpose optimizer is the reference behaviour. Runs until nothing moves; a graph
+where that ends with more Transposes than it began with (a Transpose that also feeds an op that
+is not layout-free is duplicated, not removed) is given back unchanged.
 """
 
 from __future__ import annotations
@@ -173,7 +175,12 @@ def _drop_before_reshape(graph: ir.Graph, node: ir.Node) -> bool:
     return _bypass(graph, node, node.inputs[0])
 
 
+def _transposes(model: ir.Model) -> int:
+    return sum(node.op_type == "Transpose" for node in model.graph)
+
+
 def run(model: ir.Model) -> tuple[ir.Model, PassStats]:
+    untouched = ir.from_proto(ir.to_proto(model))
     graph = model.graph
     stats = PassStats()
     for _ in range(MAX_SWEEPS):
@@ -192,6 +199,8 @@ def run(model: ir.Model) -> tuple[ir.Model, PassStats]:
         stats.rewritten += moved
         if not moved:
             break
+    if _transposes(model) > _transposes(untouched):
+        return untouched, PassStats(stats.matched, 0, {"moving them would add Transposes": 1})
     return model, stats
 
 

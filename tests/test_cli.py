@@ -128,8 +128,8 @@ def test_optimize_end_to_end_with_report(cli, tmp_path):
     assert "non-canonical spellings left: none" in stdout and "verified against onnxruntime" in stdout
     payload = json.loads(report.read_text())
     assert payload["ops_before"]["BatchNormalization"] == 34 and "BatchNormalization" not in payload["ops_after"]
-    assert [p["name"] for p in payload["passes"]][:5] == ["upgrade_opset", "cleanup", "sink_transposes", "cleanup",
-                                                          "fold_pad_into_conv"]
+    assert [p["name"] for p in payload["passes"]][:7] == ["upgrade_opset", "cleanup", "fuse_layer_norm", "unwrap_softmax",
+                                                          "sink_transposes", "cleanup", "fold_pad_into_conv"]
     fold = next(p for p in payload["passes"] if p["name"] == "fold_batchnorm")
     assert fold["rewritten"] == 34 and fold["errors"][0]["max_rel"] < 1e-4
     assert payload["non_canonical"] == {}

@@ -98,3 +98,14 @@ def test_a_mean_without_keepdims_is_left_alone():
                          node("ReduceMean", ["t"], "y", axes=[1, 2], keepdims=0)], {"x": [1, 3, 4, 5]}, ["y"], {})
     after, stats = apply(sink_transposes.PASS, model)
     assert ops(after) == ["Transpose", "ReduceMean"] and stats.rewritten == 0
+
+
+def test_a_graph_where_sinking_would_add_transposes_is_left_unchanged():
+    """The Transpose also feeds a Conv (not layout-free): moving it below the Relu would keep it
+    and add a second one after the Relu."""
+    model = graph_model([node("Transpose", ["x"], "t", perm=[0, 3, 1, 2]), node("Relu", ["t"], "r"),
+                         node("Conv", ["t", "w"], "c")], {"x": [1, 5, 5, 4]}, ["r", "c"], {"w": weights(3, 4, 1, 1)})
+    after, stats = apply(sink_transposes.PASS, model)
+    assert ops(after) == ops(model) and stats.rewritten == 0
+    assert stats.refused == {"moving them would add Transposes": 1}
+    assert_same_outputs(model, after)
