@@ -245,6 +245,11 @@ ADAROUND_OPTION = click.option(
     "--adaround", is_flag=True,
     help="Round each layer's weights up or down to least change its output on the calibration data (AdaRound; "
          "slower: seconds per layer), instead of each weight to its nearest step.")
+KEEP_FLOAT_OUTPUT_OPTION = click.option(
+    "--keep-float-output", is_flag=True,
+    help="Run a Softmax or Sigmoid that produces a model output in float32, on its int8 input: "
+         "probabilities keep their float resolution (int8 has steps of 1/256, too coarse to rank "
+         "thousands of classes) for one small float kernel at the end.")
 BIAS_CORRECTION_OPTION = click.option(
     "--bias-correction/--no-bias-correction", default=True, show_default=True,
     help="Take the mean error that rounding each layer's weights adds to its output (what each tap reads on "
@@ -274,6 +279,7 @@ not a calibration).
 @click.option("--percentile", type=float, default=99.99, show_default=True, help="For --method percentile.")
 @BIAS_CORRECTION_OPTION
 @ADAROUND_OPTION
+@KEEP_FLOAT_OUTPUT_OPTION
 @click.option("--moving-average", type=float, default=None, metavar="MOMENTUM",
               help="Min/max as a moving average over calibration samples (e.g. 0.9) instead of the extremes.")
 @click.option("--symmetric-activations", is_flag=True, help="Zero point 0 for activations too.")
@@ -287,7 +293,8 @@ not a calibration).
               help="Fix a dynamic input's shape (PaddleOCR's classifier: x=1,3,48,192).")
 @click.option("--top", type=int, default=10, show_default=True, help="How many worst layers to print.")
 def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | None, method: str,
-             percentile: float, bias_correction: bool, adaround: bool, moving_average: float | None,
+             percentile: float, bias_correction: bool, adaround: bool, keep_float_output: bool,
+             moving_average: float | None,
              symmetric_activations: bool, weight_bits: int,
              limit: int | None, eval_source: str | None, plot: Path | None, input_shapes: tuple[str, ...],
              top: int) -> None:
@@ -318,7 +325,7 @@ def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | 
     spec = preset(preprocess_name) if preprocess_name else None
     samples = load_samples(calib, input_shape, spec, limit)
     settings = QuantizeSettings(method, percentile, moving_average, symmetric_activations, weight_bits,
-                                bias_correction, adaround)
+                                bias_correction, adaround, keep_float_output)
     with _progress() as progress:
         result = run_quantize(model, samples, settings, progress)
         eval_samples = load_samples(eval_source, input_shape, spec) if eval_source else samples
@@ -410,6 +417,7 @@ Examples:
 @METHOD_OPTION
 @BIAS_CORRECTION_OPTION
 @ADAROUND_OPTION
+@KEEP_FLOAT_OUTPUT_OPTION
 @click.option("--preprocess", "preprocess_name", default=None,
               type=click.Choice(["torchvision", "tf", "paddle", "efficientnet-lite"]),
               help="How images become inputs (stored in the manifest for 'run').")
@@ -438,8 +446,8 @@ Examples:
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: str, weights: Path | None,
           target_name: str, quant: str, calib: str | None, weight_bits: int, method: str, bias_correction: bool,
-          adaround: bool, preprocess_name: str | None, labels_path: Path | None, input_shapes: tuple[str, ...],
-          int8_lowering: str, schedule: str, debug: bool, database: Path | None, no_database: bool, output: Path | None) -> None:
+          adaround: bool, keep_float_output: bool, preprocess_name: str | None, labels_path: Path | None,
+          input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool, database: Path | None, no_database: bool, output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
     Stages: model -> optimize (passes) -> quantize (int8) -> TVM (Relax pipeline, codegen,
@@ -476,7 +484,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
     output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
     request = BuildRequest(target, output, name, source_model, quant, calib, preprocess_name, labels, source,
                            database, int8_lowering, debug, schedule, weight_bits, method, bias_correction,
-                           adaround)
+                           adaround, keep_float_output)
     with console.status("build") as status:
         result = run_build(request, on_stage=lambda stage: status.update(f"stage: {stage}"))
     for note in notes + result.notes:

@@ -43,6 +43,7 @@ class BuildRequest:
     quant_method: str = "auto"  # activation ranges (quant/observers.py METHODS)
     bias_correction: bool = True
     adaround: bool = False
+    keep_float_output: bool = False  # a final Softmax/Sigmoid in float (quant/plan.py FLOAT_OUTPUT_OPS)
 
 
 @dataclass
@@ -182,7 +183,7 @@ def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
     spec = preset(request.preprocess) if request.preprocess else None
     result = quantize(model, load_samples(calib, shape, spec), QuantizeSettings(
         request.quant_method, weight_bits=request.weight_bits, bias_correction=request.bias_correction,
-        adaround=request.adaround))
+        adaround=request.adaround, keep_float_output=request.keep_float_output))
     return result.model, json.loads(json.dumps(result.sidecar({"source": calib}), default=_plain))
 
 

@@ -228,6 +228,44 @@ def test_sigmoid_epilogue_and_bilinear_resize_are_integer_kernels_within_one_ste
     assert "dequantize" not in " ".join(kernels.values()) and "quantize" not in " ".join(kernels.values())
 
 
+def test_a_transformer_block_is_integer_kernels_within_one_step():
+    """PP-OCRv4's SVTR neck in small: an average pool, tokens, a LayerNorm spelled in elementwise
+    ops, Linear layers over tokens, attention (Q.K^T, softmax, P.V): all int8 in and out."""
+    rng = np.random.default_rng(0)
+    c, t = 8, 6
+    nodes = [helper.make_node("AveragePool", ["x"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+             helper.make_node("Reshape", ["pooled", "tokens_shape"], ["flat"]),
+             helper.make_node("Transpose", ["flat"], ["tokens"], perm=[0, 2, 1]),
+             helper.make_node("ReduceMean", ["tokens"], ["mean"], axes=[-1]),
+             helper.make_node("Sub", ["tokens", "mean"], ["d"]),
+             helper.make_node("Pow", ["d", "two"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1]),
+             helper.make_node("Add", ["var", "eps"], ["var_eps"]),
+             helper.make_node("Sqrt", ["var_eps"], ["std"]),
+             helper.make_node("Div", ["d", "std"], ["normalized"]),
+             helper.make_node("Mul", ["normalized", "gamma"], ["scaled"]),
+             helper.make_node("Add", ["scaled", "beta"], ["norm"]),
+             helper.make_node("MatMul", ["norm", "wq"], ["q0"]), helper.make_node("Add", ["q0", "bq"], ["q"]),
+             helper.make_node("MatMul", ["norm", "wk"], ["k0"]), helper.make_node("Add", ["k0", "bk"], ["k"]),
+             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["scores"], name="qk"),
+             helper.make_node("Softmax", ["scores"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "q"], ["y"], name="pv")]
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    inits = [numpy_helper.from_array(a, n) for n, a in [
+        ("tokens_shape", np.array([1, c, t], np.int64)), ("two", np.array(2.0, np.float32)),
+        ("eps", np.array(1e-5, np.float32)), ("gamma", f32(c) + 1), ("beta", f32(c)), ("wq", f32(c, c)),
+        ("bq", f32(c)), ("wk", f32(c, c)), ("bk", f32(c))]]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 4, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, t, c])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    qdq = quantize(model, [Sample(f32(1, c, 4, 6)) for _ in range(4)]).model
+    results = _assert_every_kernel_within_one_step(qdq, (1, c, 4, 6), "x")
+    ops = {tuple(r.ops) for r in results}
+    assert {("AveragePool",), ("LayerNormalization",), ("Gemm",), ("MatMul",), ("Softmax",)} <= ops, ops
+    assert not any("dequantize" in k or k.startswith("quantize") for r in results for k in r.kernel_names)
+
+
 @pytest.mark.parametrize("kernel, stride, pads, output_padding", [(2, 2, [0, 0, 0, 0], [0, 0]),
                                                                   (3, 2, [1, 1, 1, 1], [1, 1]),
                                                                   (4, 2, [1, 0, 2, 1], [0, 0])],
@@ -279,9 +317,9 @@ def test_unknown_quantized_op_falls_back_by_name_and_matches_onnxruntime(tmp_pat
     assert library.int8["integer_groups"] == 1 and library.int8["fallback_groups"] == 1
     assert [n for n in library.notes if "odd_reduce" in n] == [
         "int8: node 'odd_reduce': conv2d: no single conv2d; conv2d_transpose: no single conv2d_transpose; "
-        "matmul: no single matmul; add: no single add; "
+        "matmul: no single matmul; matmul-of-activations: no single matmul; add: no single add; "
         "multiply: no single multiply; mean: no single mean; concat: no single concat; resize: no single resize2d; "
-        "softmax: no single softmax; "
+        "average-pool: no single avg_pool2d; layer-norm: no single layer_norm; softmax: no single softmax; "
         "layout: it is not data "
         "movement of one tensor; lookup-table: it changes the shape; it stays dequantize -> float -> quantize"]
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(library.path)), tvm.cpu())

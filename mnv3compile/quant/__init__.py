@@ -15,7 +15,8 @@ from mnv3compile.quant.auto_ranges import choose_ranges
 from mnv3compile.quant.calibrate import Progress, calibrate
 from mnv3compile.quant.calibration import Sample
 from mnv3compile.quant.observers import METHODS
-from mnv3compile.quant.plan import CALIBRATED, plan_groups
+from mnv3compile.errors import UserError
+from mnv3compile.quant.plan import CALIBRATED, FLOAT_OUTPUT_OPS, plan_groups, split_float_outputs
 from mnv3compile.quant.qdq import CORRECTED, QuantRecord, conv_geometry, layer_key, quantize_graph
 
 __all__ = ["QuantizeSettings", "QuantizedModel", "quantize", "METHODS"]
@@ -30,6 +31,7 @@ class QuantizeSettings:
     weight_bits: int = 8  # 7: weights in -63..63 (AVX2's vpmaddubsw multiplies them exactly)
     bias_correction: bool = True  # quant/bias_correction.py
     adaround: bool = False  # quant/adaround.py: weights rounded for the layer's output, not each alone
+    keep_float_output: bool = False  # a Softmax/Sigmoid producing a model output runs in float (plan.py)
 
     def to_json(self) -> dict:
         values = "" if self.weight_bits == 8 else f", {self.weight_bits}-bit values (-63..63)"
@@ -51,7 +53,8 @@ class QuantizedModel:
     def sidecar(self, extra: dict | None = None) -> dict:
         return {"calibration": {**self.settings.to_json(), "samples": self.calibration_samples, **(extra or {})},
                 "activations": self.record.activations, "weights": self.record.weights,
-                "biases": self.record.biases, "dequantized": self.record.dequantized, "groups": self.record.groups}
+                "biases": self.record.biases, "dequantized": self.record.dequantized, "groups": self.record.groups,
+                "float_outputs": self.record.float_outputs}
 
 
 def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: QuantizeSettings = QuantizeSettings(),
@@ -60,6 +63,11 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
     canonical, _ = optimize(model, PIPELINE)
     ir_model = ir.from_proto(canonical)
     groups = plan_groups(ir_model)
+    if settings.keep_float_output:
+        groups, kept = split_float_outputs(groups)
+        if not kept:
+            raise UserError("--keep-float-output: no model output is produced by a "
+                            f"{' or '.join(FLOAT_OUTPUT_OPS)}; nothing would stay float")
     inputs = [v.name for v in ir_model.graph.inputs if v.const_value is None]
     observed = inputs + [g.output.name for g in groups if g.range_rule == CALIBRATED]
     # Bias correction needs what each weighted layer's taps read on average, AdaRound their second
@@ -79,6 +87,8 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
                                     progress)
     record = quantize_graph(ir_model, groups, ranges, settings.symmetric_activations, settings.weight_bits,
                             found.input_means, found.input_moments)
+    if settings.keep_float_output:
+        record.float_outputs = [g.output.name for g in kept]
     for name, method in methods.items():
         record.activations[name]["method"] = method
     ir_passes.RemoveUnusedNodesPass()(ir_model)  # the float weights the int8 ones replaced

@@ -25,17 +25,27 @@ OP_RANGES = {
     "Gemm": CALIBRATED, "MatMul": CALIBRATED, "ConvTranspose": CALIBRATED, "HardSwish": CALIBRATED, "Relu": CALIBRATED,
     "Clip": CALIBRATED, "Add": CALIBRATED, "Mul": CALIBRATED, "GlobalAveragePool": CALIBRATED,
     "AveragePool": CALIBRATED, "Concat": CALIBRATED, "Sub": CALIBRATED, "Min": CALIBRATED, "Exp": CALIBRATED,
+    "ReduceMean": CALIBRATED, "LayerNormalization": CALIBRATED,
     # [0, 1] outputs get the fixed 1/256 scale (see qparams).
     "Sigmoid": UNIT_INTERVAL, "Softmax": UNIT_INTERVAL,
     # Data movement and max: the output takes its input's parameters, so no requantization.
     "MaxPool": SAME_AS_INPUT, "Flatten": SAME_AS_INPUT, "Reshape": SAME_AS_INPUT, "Resize": SAME_AS_INPUT,
     "Squeeze": SAME_AS_INPUT, "Unsqueeze": SAME_AS_INPUT, "Transpose": SAME_AS_INPUT, "DepthToSpace": SAME_AS_INPUT,
+    "Slice": SAME_AS_INPUT,
 }
 # Inputs that are shapes/indices/bounds, never quantized, per op (by position).
-NON_DATA_INPUTS = {"Reshape": {1}, "Resize": {1, 2, 3}, "Clip": {1, 2}, "Squeeze": {1}, "Unsqueeze": {1}}
+NON_DATA_INPUTS = {"Reshape": {1}, "Resize": {1, 2, 3}, "Clip": {1, 2}, "Squeeze": {1}, "Unsqueeze": {1},
+                   "Slice": {1, 2, 3, 4}, "ReduceMean": {1},
+                   # LayerNormalization's scale and bias stay float: applied in its kernel's epilogue.
+                   "LayerNormalization": {1, 2}}
 # Inputs that carry weights quantized per output channel: op -> (input index, channel axis).
 # ConvTranspose's weight is C_in x C_out/group x kh x kw: its output channels are axis 1.
 WEIGHT_INPUTS = {"Conv": (1, 0), "MatMul": (1, 1), "ConvTranspose": (1, 1)}
+
+
+# What --keep-float-output leaves in float when it produces a model output: the last op of a
+# classifier or a detector, whose int8 output (steps of 1/256) cannot order 6625 CTC classes.
+FLOAT_OUTPUT_OPS = ("Softmax", "Sigmoid")
 
 
 @dataclass
@@ -99,6 +109,14 @@ def plan_groups(model: ir.Model) -> list[Group]:
     return sorted(groups, key=lambda g: order[id(g.nodes[-1])])
 
 
+def split_float_outputs(groups: list[Group]) -> tuple[list[Group], list[Group]]:
+    """(groups still quantized, groups left float): a single Softmax or Sigmoid whose output is a
+    model output runs in float on its dequantized int8 input."""
+    kept = [g for g in groups if len(g.nodes) == 1 and g.head.op_type in FLOAT_OUTPUT_OPS and g.output.is_graph_output()]
+    kept_ids = {id(g) for g in kept}
+    return [g for g in groups if id(g) not in kept_ids], kept
+
+
 def data_inputs(node: ir.Node) -> list[tuple[int, ir.Value]]:
     """(position, value) of the inputs that carry data (not weights, biases, shapes or bounds)."""
     skip = NON_DATA_INPUTS.get(node.op_type, set())
@@ -106,4 +124,6 @@ def data_inputs(node: ir.Node) -> list[tuple[int, ir.Value]]:
         skip = {1, 2}
     elif node.op_type in WEIGHT_INPUTS:
         skip = {WEIGHT_INPUTS[node.op_type][0]}
+    # A MatMul of two activations (attention's Q.K^T) reads both as data.
+    skip = {i for i in skip if node.op_type != "MatMul" or node.inputs[i].const_value is not None}
     return [(i, v) for i, v in enumerate(node.inputs) if v is not None and i not in skip]

@@ -32,6 +32,7 @@ class QuantRecord:
     groups: list[dict] = field(default_factory=list)
     corrected_biases: int = 0  # layers whose bias took the weights' rounding error out
     adarounded: int = 0  # layers whose weights AdaRound rounded
+    float_outputs: list[str] = field(default_factory=list)  # model outputs left float (--keep-float-output)
 
 
 def _insert_qdq(graph: ir.Graph, value: ir.Value, qp: QParams, after: ir.Node | None) -> ir.Value:
@@ -108,7 +109,7 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record:
     if weight is None:
         return  # runtime weights: quantized as activations by their producer's group
     axis = _weight_axis(node)
-    scales = weight_scales(weight.astype(np.float32), axis, qmax)
+    scales = _bias_fitting(weight_scales(weight.astype(np.float32), axis, qmax), node, input_qp.scale)
     q = quantize_weight(weight, scales, axis, qmax)
     transposed_input = node.op_type == "Gemm" and node.attributes.get_int("transA", 0)
     if input_moment is not None and not transposed_input:
@@ -142,6 +143,20 @@ def _quantize_weights(graph: ir.Graph, node: ir.Node, input_qp: QParams, record:
             node.replace_input_with(bias_index, dequantized)
             record.biases[dequantized.name.removesuffix(".dq")] = {"node": node.name, "dtype": "int32",
                                                                    "scales": bias_scales.tolist()}
+
+
+BIAS_LIMIT = 2.0**30  # int32 with room for the zero point's weight sum that the kernel folds in
+
+
+def _bias_fitting(scales: np.ndarray, node: ir.Node, input_scale: float) -> np.ndarray:
+    """Weight scales widened where the int32 bias (scale s_in * s_w) would overflow: a channel of
+    near-zero weights and a large bias (PP-LCNetV3's folded affine shifts) gets coarser weights,
+    not a saturated bias (onnxruntime's quantizer does the same)."""
+    bias = constant_array(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    if bias is None or bias.size != scales.size:
+        return scales
+    needed = np.abs(bias.reshape(-1).astype(np.float64)) / (np.float64(input_scale) * BIAS_LIMIT)
+    return np.maximum(scales, needed).astype(np.float32)
 
 
 def _adarounded(weight: np.ndarray, scales: np.ndarray, axis: int, moment: np.ndarray, qmax: int) -> np.ndarray:

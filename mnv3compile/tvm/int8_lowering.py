@@ -8,11 +8,13 @@ it with integer ops, chosen by the group's shape from the ordered list ``GROUP_L
 - ``conv2d``: int8 x int8 -> int32 convolution (zero padding done with the input's zero point, the
   zero point's weight sum folded into the int32 bias), then an epilogue to int8;
 - ``conv2d_transpose``: int32 input steps (q - zero) times int8 weights, into int32, then the epilogue;
-- ``matmul``: the same for Gemm/MatMul (classifier);
+- ``matmul``: the same for Gemm/MatMul (classifier); ``matmul-of-activations``: two int8 tensors
+  (attention), int32 steps times int32 steps;
 - ``add`` / ``multiply``: residual adds and the squeeze-excite channel scale, each input rescaled
   in the epilogue; ``mean``: int32 sum, one rescale;
 - ``layout``: reshape/transpose/max-pool/... done on int8 directly (a table if the scales differ);
-- ``resize``: a bilinear/nearest resize interpolated in float32 on the int8 steps, rounded once;
+- ``resize``, ``average-pool``: interpolated/averaged in float32 on the int8 steps, rounded once;
+- ``layer-norm``: int8 in and out, the statistics in float32 on the steps, rounded once;
 - ``softmax``: a table of exp(q - max q) in Q20, an int64 sum and one rounded division;
 - ``lookup-table``: any elementwise chain of one int8 tensor (h-sigmoid, h-swish, sigmoid, ...) is
   a 256-entry int8 table computed here in float32, so it equals onnxruntime's result exactly.
@@ -544,6 +546,18 @@ def lower_matmul(group: Group, em: Emitter, remap: Callable):
     return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels), bias=bias_q)
 
 
+def lower_matmul_of_activations(group: Group, em: Emitter, remap: Callable):
+    """A product of two int8 tensors (attention's Q.K^T and P.V): int32 steps multiplied and summed
+    in int32 (|q - z| <= 255, so 2**15 terms fit), one rescale by both scales."""
+    call, (a, b) = _binary(group, "relax.matmul")
+    if int(_shape(call.args[0])[-1]) > 2**15:
+        raise Unsupported("its inner dimension could overflow int32")
+    function = _epilogue_function(group, _binding_var(group, call))
+    product = em.emit(op.matmul(em.centered(remap(a.int8), a.zero), em.centered(remap(b.int8), b.zero),
+                                out_dtype="int32"))
+    return em.epilogue([(product, np.array(a.scale * b.scale))], function, group.scale, group.zero, ())
+
+
 def _binary(group: Group, name: str):
     call = _only(group, name, set())
     leaves = [group.leaf_of(a) for a in call.args]
@@ -609,20 +623,50 @@ def lower_layout(group: Group, em: Emitter, remap: Callable):
     return em.table(moved, _requantize_table(leaf, group.scale, group.zero))
 
 
-def lower_resize(group: Group, em: Emitter, remap: Callable):
-    """A resize (LR-ASPP's bilinear upsampling) of one int8 tensor: interpolated in float32 on
-    q - zero (the weights of a bilinear or nearest resize sum to 1, so this is the real resize in
-    input steps), rescaled to the output's steps and rounded once."""
-    resize = _only(group, "relax.image.resize2d", {"relax.image.resize2d"})
-    leaf = group.leaf_of(resize.args[0])
+def _linear_in_steps(group: Group, em: Emitter, remap: Callable, name: str, what: str):
+    """A resize or average pool (weights that sum to 1) of one int8 tensor, computed in float32
+    on q - zero: that is the real op in input steps (a zero-padded border is the real zero);
+    rescaled to the output's steps and rounded once."""
+    call = _only(group, name, {name})
+    leaf = group.leaf_of(call.args[0])
     if leaf is None or len(group.calls) != 1:
-        raise Unsupported("it is not a resize of one int8 tensor")
+        raise Unsupported(f"it is not {what} of one int8 tensor")
     if em.requantize != "float":
-        raise Unsupported("an interpolating resize needs the float requantization")
+        raise Unsupported(f"{what} needs the float requantization")
     steps = em.emit(op.astype(em.centered(remap(leaf.int8), leaf.zero), "float32"))
-    resized = em.emit(relax.Call(resize.op, [steps, *resize.args[1:]], resize.attrs, resize.ty_args))
-    return em.epilogue([(resized, np.array(leaf.scale))], AffineClip(1.0, 0.0, -np.inf, np.inf), group.scale,
+    result = em.emit(relax.Call(call.op, [steps, *call.args[1:]], call.attrs, call.ty_args))
+    return em.epilogue([(result, np.array(leaf.scale))], AffineClip(1.0, 0.0, -np.inf, np.inf), group.scale,
                        group.zero, ())
+
+
+def lower_resize(group: Group, em: Emitter, remap: Callable):
+    """LR-ASPP's bilinear upsampling, a DB head's nearest one."""
+    return _linear_in_steps(group, em, remap, "relax.image.resize2d", "a resize")
+
+
+def lower_average_pool(group: Group, em: Emitter, remap: Callable):
+    """A windowed average pool (PP-OCRv4's recognizer squeezes its height with one)."""
+    return _linear_in_steps(group, em, remap, "relax.nn.avg_pool2d", "an average pool")
+
+
+def lower_layer_norm(group: Group, em: Emitter, remap: Callable):
+    """LayerNorm of one int8 tensor: int8 in, int8 out, its statistics in float32 inside the kernel.
+    It is invariant to its input's scale but for epsilon, so it runs on the steps q - zero with
+    epsilon / scale^2; gamma and beta are float constants, applied before the single rounding."""
+    norm = _only(group, "relax.nn.layer_norm", set())
+    leaf = group.leaf_of(norm.args[0])
+    if leaf is None:
+        raise Unsupported("the layer norm does not read an int8 tensor")
+    if em.requantize != "float":
+        raise Unsupported("a layer norm needs the float requantization")
+    gamma, beta = (constant_value(a, group.bindings).astype(np.float32) for a in norm.args[1:3])
+    steps = em.emit(op.astype(em.centered(remap(leaf.int8), leaf.zero), "float32"))
+    attrs = norm.attrs
+    normalized = em.emit(op.nn.layer_norm(steps, em.const(gamma, "float32"), em.const(beta, "float32"),
+                                          [int(a) for a in attrs.axes], float(attrs.epsilon) / leaf.scale**2,
+                                          bool(attrs.center), bool(attrs.scale)))
+    function = _epilogue_function(group, _binding_var(group, norm))
+    return em.epilogue([(normalized, np.array(1.0))], function, group.scale, group.zero, ())
 
 
 def lower_concat(group: Group, em: Emitter, remap: Callable):
@@ -679,11 +723,14 @@ GROUP_LOWERINGS: list[tuple[str, Callable]] = [
     ("conv2d", lower_conv2d),
     ("conv2d_transpose", lower_conv2d_transpose),
     ("matmul", lower_matmul),
+    ("matmul-of-activations", lower_matmul_of_activations),
     ("add", lower_add),
     ("multiply", lower_multiply),
     ("mean", lower_mean),
     ("concat", lower_concat),
     ("resize", lower_resize),
+    ("average-pool", lower_average_pool),
+    ("layer-norm", lower_layer_norm),
     ("softmax", lower_softmax),
     ("layout", lower_layout),
     ("lookup-table", lower_lookup_table),
