@@ -44,6 +44,11 @@ def _text(rng: np.random.Generator) -> str:
 
 
 def render_line(rng: np.random.Generator, font_files: list[str | None]) -> Image.Image:
+    return render_text_line(rng, font_files)[0]
+
+
+def render_text_line(rng: np.random.Generator, font_files: list[str | None]) -> tuple[Image.Image, str]:
+    """A rendered line and the text it shows (ground truth for a recognizer)."""
     size = int(rng.integers(18, 45))
     font_file = font_files[rng.integers(len(font_files))]
     font = ImageFont.truetype(font_file, size) if font_file else ImageFont.load_default(size=size)
@@ -55,7 +60,7 @@ def render_line(rng: np.random.Generator, font_files: list[str | None]) -> Image
     image = Image.new("RGB", (right - left + 2 * pad, bottom - top + 2 * pad), paper)
     ImageDraw.Draw(image).text((pad - left, pad - top), text, font=font, fill=ink)
     pixels = np.asarray(image, np.float32) + rng.normal(0, 6, (image.height, image.width, 3))
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), text
 
 
 def render_page(rng: np.random.Generator, height: int, width: int, font_files: list[str | None] | None = None,

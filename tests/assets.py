@@ -12,6 +12,7 @@ PADDLE_WHEEL = "rapidocr_onnxruntime==1.4.4"
 PADDLE_CLS_MEMBER = "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
 PADDLE_CLS_SHAPE = [1, 3, 48, 192]
 PADDLE_DET_MEMBER = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
+PADDLE_REC_MEMBER = "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
 
 
 def cache_dir() -> Path:
@@ -48,3 +49,10 @@ def paddle_det_model() -> Path:
     """PaddleOCR's PP-OCRv4 text detector: MobileNetV3 backbone, DB head (ConvTranspose, Resize,
     Concat, Sigmoid); input N x 3 x H x W, H and W multiples of 32."""
     return _from_paddle_wheel(PADDLE_DET_MEMBER)
+
+
+def paddle_rec_model() -> Path:
+    """PaddleOCR's PP-OCRv4 text recognizer: a PP-LCNetV3 backbone (MobileNetV3-style blocks),
+    an SVTR neck (LayerNorm, attention) and a CTC head; input N x 3 x 48 x W. Its character
+    list is the model's ``character`` metadata (CTC index 0 is the blank, the last a space)."""
+    return _from_paddle_wheel(PADDLE_REC_MEMBER)

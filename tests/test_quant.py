@@ -44,10 +44,11 @@ def _consumers(model):
     return readers
 
 
-def assert_fully_integer(model: onnx.ModelProto, groups: list[dict]) -> None:
+def assert_fully_integer(model: onnx.ModelProto, groups: list[dict], float_outputs: tuple[str, ...] = ()) -> None:
     """Every op is inside exactly one integer kernel (group); a group reads only dequantized int8
     tensors (or its own intermediates, or int8/int32 constants behind DequantizeLinear) and its
-    output is read only by QuantizeLinear."""
+    output is read only by QuantizeLinear. ``float_outputs``: model outputs whose single op was
+    left float on purpose (--keep-float-output): one op reading a dequantized tensor."""
     producer = {o: n for n in model.graph.node for o in n.output}
     readers = _consumers(model)
     member = {}
@@ -56,6 +57,9 @@ def assert_fully_integer(model: onnx.ModelProto, groups: list[dict]) -> None:
             assert name not in member, f"{name} in two groups"
             member[name] = index
     compute = [n for n in model.graph.node if n.op_type not in QDQ]
+    kept = [n for n in compute if n.output[0] in float_outputs]
+    assert len(kept) == len(float_outputs) and all(producer[n.input[0]].op_type == "DequantizeLinear" for n in kept)
+    compute = [n for n in compute if n not in kept]
     assert {n.name for n in compute} == set(member), "an op outside every group: a float island"
     initializers = {i.name for i in model.graph.initializer}
     for node in compute:
@@ -356,6 +360,52 @@ def test_tf2onnx_style_squeeze_excite_quantizes_fully_integer():
         sqnr[channels_last] = compare(result.float_model, result.model, result.record.dequantized,
                                       samples).outputs["output"]
     assert abs(sqnr[True] - sqnr[False]) < 0.5, sqnr
+
+
+def test_paddleocr_recognizer_quantizes_fully_integer_and_can_keep_its_softmax_float(paddle_rec_path):
+    """PP-OCRv4's recognizer (PP-LCNetV3 backbone, SVTR neck: LayerNorm spelled in 9 ops,
+    attention; CTC head with a softmax over 6625 characters): refused by name before ('op
+    ReduceMean'). Fully integer; with --keep-float-output its last softmax runs in float on the
+    int8 logits: the best class per step is the same, but the others keep a probability (an int8
+    softmax rounds everything below 1/512 to 0, which a beam search or a confidence cannot use)."""
+    from mnv3compile.analysis import with_static_inputs
+
+    from ocr_recognizer import ctc_decode, rendered_lines
+
+    width = 160
+    model, _ = with_static_inputs(onnx.load(str(paddle_rec_path)), {"x": [1, 3, 48, width]})
+    lines, _ = rendered_lines(24, width, np.random.default_rng(0))
+    samples = [Sample(x[None]) for x in lines]
+    integer = quantize(model, samples[:16])
+    assert_fully_integer(integer.model, integer.record.groups)
+    kinds = {g["kind"] for g in integer.record.groups}
+    assert {"LayerNormalization", "MatMul", "Softmax", "AveragePool", "Gemm"} <= kinds, kinds
+    assert not kinds & {"ReduceMean", "Pow", "Sqrt", "Div"}
+    float_softmax = quantize(model, samples[:16], QuantizeSettings(keep_float_output=True))
+    (output,) = [o.name for o in model.graph.output]
+    assert float_softmax.record.float_outputs == [output]
+    assert_fully_integer(float_softmax.model, float_softmax.record.groups, (output,))
+    same, no_alternative = {"integer": [], "float softmax": []}, {"integer": [], "float softmax": []}
+    for sample in samples[16:]:
+        (fp32,) = verify.run(model, {"x": sample.tensor}).values()
+        for name, result in (("integer", integer), ("float softmax", float_softmax)):
+            (int8,) = verify.run(result.model, {"x": sample.tensor}).values()
+            same[name].append(np.mean(int8.argmax(-1) == fp32.argmax(-1)))
+            no_alternative[name].append(np.mean(np.sort(int8, -1)[..., -2] == 0))
+    # measured: 95.6% of the CTC steps (8 lines of 20) pick fp32's class either way; the second
+    # best class has probability 0 in 64% of the steps in int8, in none with the float softmax
+    assert min(np.mean(v) for v in same.values()) >= 0.9, same
+    assert np.mean(no_alternative["integer"]) > 0.3 and np.mean(no_alternative["float softmax"]) == 0
+    assert ctc_decode(np.eye(3)[[1, 1, 0, 2, 2, 0]], ["-", "a", "b"]) == "ab"
+
+
+def test_keep_float_output_needs_a_softmax_or_sigmoid_output(cli, tmp_path):
+    src = tmp_path / "m.onnx"
+    cli("export", "--model", "small-minimal", "--width", "0.5", "--resolution", "96", "-o", str(src))
+    code, _, err = cli("quantize", str(src), "--calib", "synthetic:2", "--keep-float-output", "-o", str(tmp_path / "o.onnx"))
+    assert (code, err.strip()) == (2, "error: --keep-float-output: no model output is produced by a Softmax or "
+                                      "Sigmoid; nothing would stay float")
+    assert not (tmp_path / "o.onnx").exists()
 
 
 def test_paddleocr_detector_quantizes_fully_integer(paddle_det_path):
