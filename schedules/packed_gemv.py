@@ -1,5 +1,7 @@
-"""GEMVs (the classifier at batch 1) on weights packed ``[N/L, K, L]``: float32, and int8 into
-int32 where no dot product takes them (AVX2, arm64 without dotprod).
+"""GEMVs (the classifier at batch 1) and GEMMs of a few rows (a transformer's tokens) on weights
+packed ``[N/L, K, L]``: float32, and int8 into int32 where no dot product takes them (AVX2, arm64
+without dotprod). Columns that fill no whole vector are padded with zero weights and the result
+sliced back.
 
 The gemv template (templates.py) keeps a tile of output vectors in registers and walks the
 reduction: for each input k it reads the tile's weights ``W[k, tile]``. Row-major ``[K, N]``
@@ -58,12 +60,17 @@ def to_packed_gemv(module):
         shape = getattr(call.args[0].ty, "shape", None)
         if weight is None or weight.ndim != 2 or weight.dtype != OPERAND_DTYPE[result] or shape is None:
             return None
-        if len(shape.values) != 2 or int(shape.values[0]) != 1 or dtype_of(call.args[0]) != weight.dtype.name:
-            return None  # a GEMM, not the batch-1 GEMV the template covers
-        lanes = _fitting_lanes(weight.shape[1], isa.lanes(result))
-        if lanes < 4:
+        if len(shape.values) != 2 or dtype_of(call.args[0]) != weight.dtype.name:
             return None
+        columns = weight.shape[1]
+        lanes = _fitting_lanes(columns, isa.lanes(result))
+        if lanes < 4:  # columns in no whole vectors (PP-OCRv4's CTC head: 6625): padded with zeros
+            lanes = isa.lanes(result)
+            weight = np.pad(weight, ((0, 0), (0, -columns % lanes)))
         packed = relax.const(pack_columns(weight, lanes), weight.dtype.name)
-        return builder.call_te(packed_matmul, call.args[0], packed, result, primfunc_name_hint="matmul_packed")
+        product = builder.call_te(packed_matmul, call.args[0], packed, result, primfunc_name_hint="matmul_packed")
+        if weight.shape[1] == columns:
+            return product
+        return builder.emit(relax.op.strided_slice(product, axes=[1], begin=[0], end=[columns]))
 
     return rewrite_calls(module, ("relax.matmul",), packed_gemv)

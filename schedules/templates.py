@@ -13,7 +13,8 @@ arithmetic -- and bit-exactness of the integer kernels -- is the kernel's own. W
   accumulators as registers allow); for depthwise convs one vector of channels per tap.
 - ``dot4`` (int8 convs and the classifier where the ISA has vpdpbusd or sdot, on weights packed by
   schedules/dot_product.py): the conv tile, one dot-product instruction per pixel and register.
-- ``gemv`` (the classifier at batch 1): the output vectorized, the reduction outside it.
+- ``gemv`` (the classifier at batch 1): the output vectorized, the reduction outside it; ``gemm``:
+  the same over a few rows at once (a transformer's tokens), each weight vector feeding each row.
 - ``pool`` (squeeze-excite and global average pooling, in NHWC a sum of pixel rows of channel
   vectors): channels innermost and vectorized, pixels outside.
 - ``pad`` (a depthwise conv's padding, and the int8 network input's quantize + NCHW -> NHWC + pad):
@@ -270,19 +271,32 @@ def _conv_name(kind: str, kh: int, kw: int) -> str:
 # gemv (classifier), pool (SE / global average), elementwise
 # ----------------------------------------------------------------------------------------------
 
+GEMM_ROWS = 4  # rows of a GEMM tile: each weight vector loaded feeds this many accumulators
+
+
 def schedule_gemv(sch, block, isa: Isa, knobs: dict) -> str:
+    """A GEMV: a tile of output vectors in registers over the whole reduction. A GEMM of M rows
+    (tokens) runs GEMM_ROWS rows per tile, each weight vector read once for all of them."""
     dtype = str(sch.get(block).reads[0].source.dtype)
     loops = sch.get_loops(block)
     *spatial, j, k = loops
-    if any(e != 1 for e in _extents(sch, spatial)):
+    rows = [e for e in _extents(sch, spatial) if e != 1]
+    if len(rows) > 1 or (rows and len(spatial) != 1):
         raise NoTemplate
     (outputs,) = _extents(sch, [j])
     lanes = _fitting_lanes(outputs, isa.lanes(dtype))
     if lanes < 4:
         raise NoTemplate
-    tile = lanes * _largest_divisor(outputs // lanes, knobs["gemv"])
+    row_tile = _largest_divisor(rows[0], GEMM_ROWS) if rows else 1
+    vectors = max(1, knobs["gemv"] // row_tile) if row_tile > 1 else knobs["gemv"]
+    tile = lanes * _largest_divisor(outputs // lanes, vectors)
     jo, ji = sch.split(j, [None, tile])
-    sch.reorder(jo, k, ji)
+    if row_tile > 1:
+        io, ii = sch.split(spatial[0], [None, row_tile])
+        sch.reorder(io, jo, k, ii, ji)
+        sch.unroll(ii)
+    else:
+        sch.reorder(jo, k, ji)
     epilogue = sch.get_consumers(block)
     if len(epilogue) == 1:
         sch.reverse_compute_at(epilogue[0], jo)
@@ -291,6 +305,8 @@ def schedule_gemv(sch, block, isa: Isa, knobs: dict) -> str:
     sch.decompose_reduction(block, k)
     if len(epilogue) == 1:
         _split_vectorize(sch, sch.get_loops(epilogue[0])[-1], lanes)
+    if row_tile > 1:
+        return f"gemm_{dtype}_{isa.name}_m{row_tile}n{tile}"
     return f"gemv_{dtype}_{isa.name}_n{tile}"
 
 

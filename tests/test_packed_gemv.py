@@ -1,6 +1,7 @@
-"""schedules/packed_gemv.py: the float32 classifier reads weights packed per output vector, the
-gemv template schedules it, and the result is the matmul's; the pass takes only batch-1 float32
-matmuls with a constant weight."""
+"""schedules/packed_gemv.py: the float32 classifier (and a GEMM of a few rows: a transformer's
+tokens) reads weights packed per output vector, the gemv/gemm template schedules it, and the
+result is the matmul's; the pass takes float32 (and int8 -> int32) matmuls with a constant weight,
+padding columns that fill no whole vector."""
 
 import numpy as np
 import pytest
@@ -23,25 +24,27 @@ def test_packed_columns_hold_each_output_vector_contiguously():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "int8"])
-@pytest.mark.parametrize("depth, outputs", [(576, 1024), (1024, 1000), (96, 40)])
-def test_packed_gemv_equals_the_matmul(depth, outputs, dtype):
+@pytest.mark.parametrize("rows, depth, outputs", [(1, 576, 1024), (1, 1024, 1000), (1, 96, 40), (40, 120, 96),
+                                                  (6, 64, 48)])
+def test_packed_gemv_equals_the_matmul(rows, depth, outputs, dtype):
     target = tvm_target(preset("host"))
     lanes = 8 if outputs % 16 else 16
     result = "int32" if dtype == "int8" else "float32"
     rng = np.random.default_rng(0)
     if dtype == "int8":  # -128 x -128 included
-        x, w = (rng.integers(-128, 128, shape).astype(np.int8) for shape in ((1, depth), (depth, outputs)))
+        x, w = (rng.integers(-128, 128, shape).astype(np.int8) for shape in ((rows, depth), (depth, outputs)))
         x[0, :8], w[:8] = -128, -128
     else:
-        x, w = (rng.standard_normal(shape).astype(np.float32) for shape in ((1, depth), (depth, outputs)))
+        x, w = (rng.standard_normal(shape).astype(np.float32) for shape in ((rows, depth), (depth, outputs)))
     xs = te.placeholder(x.shape, dtype, "x")
     ws = te.placeholder((outputs // lanes, depth, lanes), dtype, "w")
     acc = packed_matmul(xs, ws, result)
     out = te.compute(acc.shape, lambda *i: acc(*i) + 1, name="bias")  # an epilogue, as in a network
     scheduled, template = apply_template(te.create_prim_func([xs, ws, out]), isa_of(target))
-    assert template.startswith(f"gemv_{result if dtype == 'float32' else 'int8'}_")
+    kind = "gemv" if rows == 1 else "gemm"
+    assert template.startswith(f"{kind}_{result if dtype == 'float32' else 'int8'}_")
     library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)
-    got = tvm.runtime.tensor(np.zeros((1, outputs), result))
+    got = tvm.runtime.tensor(np.zeros((rows, outputs), result))
     library["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(pack_columns(w, lanes)), got)
     expected = x.astype(np.float64) @ w.astype(np.float64) + 1
     if dtype == "int8":
@@ -66,13 +69,32 @@ def _module(rows: int, dtype: str, constant: bool):
 
 @pytest.mark.parametrize("rows, dtype, constant, packed", [
     (1, "float32", True, True),     # the classifier
-    (4, "float32", True, False),    # a GEMM: the template covers batch 1 only
+    (4, "float32", True, True),     # a GEMM of tokens
     (1, "float32", False, False),   # weights not known at build time
     (1, "int8->int32", True, True),  # the int8 classifier where no dot product took it (AVX2)
     (1, "int32", True, False),      # int32 operands: no int8 model has them
 ])
-def test_the_pass_packs_only_batch_one_float_matmuls_with_constant_weights(rows, dtype, constant, packed):
+def test_the_pass_packs_float_matmuls_with_constant_weights(rows, dtype, constant, packed):
     with tvm_target(preset("host")):
         module = to_packed_gemv(_module(rows, dtype, constant))
     text = module.script()
     assert ("matmul_packed" in text) == packed and ("R.matmul" in text) == (not packed)
+
+
+def test_columns_in_no_whole_vector_are_padded_and_sliced_back():
+    """PP-OCRv4's CTC head: 120 -> 6625 characters, an odd count: zero columns to the next vector,
+    the product sliced back, and the whole module still the matmul."""
+    target = tvm_target(preset("host"))
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((8, 24)).astype(np.float32), rng.standard_normal((24, 37)).astype(np.float32)
+    xv = relax.Var("x", relax.TensorType((8, 24), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [xv]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.matmul(xv, relax.const(w)))
+        bb.emit_func_output(out)
+    with target:
+        module = to_packed_gemv(bb.get())
+    assert "matmul_packed" in module.script() and "R.strided_slice" in module.script()
+    vm = relax.VirtualMachine(tvm.compile(module, target), tvm.cpu())
+    np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(x)).numpy(), x @ w, rtol=1e-5, atol=1e-5)
