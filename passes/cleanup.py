@@ -1,5 +1,6 @@
-"""cleanup: constants as initializers, fold weight-only subgraphs, drop Identity/Dropout and dead
-nodes, sort topologically, give every node a unique name, infer shapes.
+"""cleanup: constants as initializers, fold weight-only subgraphs, drop Identity/Dropout, Reshapes
+to the shape their input already has (tf2onnx's squeeze-excite once its own transpose optimizer
+has run) and dead nodes, sort topologically, give every node a unique name, infer shapes.
 
 Runs before the fusions (so e.g. Paddle's ``Add(conv, Reshape(bias, [1,C,1,1]))`` shows a constant
 bias) and again at the end. Folding evaluates each all-constant node with onnx's reference
@@ -105,6 +106,24 @@ def remove_inference_dropout(graph: ir.Graph) -> int:
     return removed
 
 
+def remove_identity_reshapes(graph: ir.Graph) -> int:
+    """A Reshape to a constant shape equal to its input's (static) shape moves nothing."""
+    removed = 0
+    for node in list(graph):
+        if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.inputs) < 2:
+            continue
+        shape, target = node.inputs[0].shape, constant_array(node.inputs[1])
+        if shape is None or target is None or not all(isinstance(d, int) for d in shape):
+            continue
+        if [int(d) for d in target.reshape(-1)] != list(shape):
+            continue
+        if node.outputs[0].is_graph_output() and (node.inputs[0].is_graph_input() or node.inputs[0].is_graph_output()):
+            continue  # replace_subgraph would put an Identity back in its place
+        replace_subgraph(graph, [node], [], node.outputs[0], node.inputs[0])
+        removed += 1
+    return removed
+
+
 def _run(model: ir.Model) -> tuple[ir.Model, PassStats]:
     before = model.graph.num_nodes()
     ir_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(model)
@@ -113,6 +132,7 @@ def _run(model: ir.Model) -> tuple[ir.Model, PassStats]:
     _infer_shapes(model)
     changed += fold_static_shapes(model.graph)
     changed += fold_constants(model.graph, model.opset_imports.get("", 17))
+    changed += remove_identity_reshapes(model.graph)
     ir_passes.RemoveUnusedNodesPass()(model)
     ir_passes.TopologicalSortPass()(model)
     ir_passes.NameFixPass()(model)  # every node and value named, uniquely: later stages key on names
@@ -122,4 +142,4 @@ def _run(model: ir.Model) -> tuple[ir.Model, PassStats]:
 
 
 PASS = GraphPass("cleanup", "constants to initializers, fold weight-only subgraphs, drop Identity/"
-                 "Dropout/dead nodes, topological sort, shape inference", _run)
+                 "Dropout/identity Reshapes/dead nodes, topological sort, shape inference", _run)

