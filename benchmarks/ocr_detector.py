@@ -36,8 +36,24 @@ def median_ms(call, runs: int = 10) -> float:
     return float(np.median(times) * 1e3)
 
 
-def main() -> None:
+def one_thread_session(model):
+    """onnxruntime on one thread (as every latency here) for a ModelProto or a path."""
     import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def data_arguments(parser: argparse.ArgumentParser, what: str, calib: int, evaluation: int, out: str) -> None:
+    """--calib, --eval (rendered samples) and --out, as every OCR benchmark takes them."""
+    parser.add_argument("--calib", type=int, default=calib, help=f"rendered calibration {what}")
+    parser.add_argument("--eval", type=int, default=evaluation, help=f"rendered evaluation {what} (others)")
+    parser.add_argument("--out", type=Path, default=Path(out))
+
+
+def main() -> None:
     from assets import paddle_det_model
 
     from mnv3compile.analysis import with_static_inputs
@@ -47,9 +63,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=640)
-    parser.add_argument("--calib", type=int, default=16, help="rendered calibration pages")
-    parser.add_argument("--eval", type=int, default=8, help="rendered evaluation pages (others)")
-    parser.add_argument("--out", type=Path, default=Path("build/ocr-det"))
+    data_arguments(parser, "pages", 16, 8, "build/ocr-det")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     pages = [detector_input(render_page(rng, args.size, args.size, lines=12)) for _ in range(args.calib + args.eval)]
@@ -58,9 +72,7 @@ def main() -> None:
     np.save(calib_file, np.concatenate(pages[:args.calib]))
     evaluation = pages[args.calib:]
     model, _ = with_static_inputs(onnx.load(str(paddle_det_model())), {"x": [1, 3, args.size, args.size]})
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    reference = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    reference = one_thread_session(model)
     fp32_maps = [reference.run(None, {"x": x})[0] for x in evaluation]
     rows = []
     for quant in ("none", "int8"):
@@ -69,7 +81,7 @@ def main() -> None:
         result = build(BuildRequest(preset("host"), folder, "det", model, quant, str(calib_file) if quant == "int8" else None))
         seconds = time.perf_counter() - started
         runner = BundleRunner(result.bundle)
-        own = ort.InferenceSession(str(folder / runner.manifest["model"]), options, providers=["CPUExecutionProvider"])
+        own = one_thread_session(folder / runner.manifest["model"])
         ours = [runner(x) for x in evaluation]
         theirs = [own.run(None, {"x": x})[0] for x in evaluation]
         report = json.loads((folder / "build_report.json").read_text())

@@ -26,7 +26,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from ocr_detector import median_ms  # noqa: E402
+from ocr_detector import data_arguments, median_ms, one_thread_session  # noqa: E402
 from textlines import fonts, render_text_line  # noqa: E402
 
 HEIGHT = 48
@@ -59,7 +59,6 @@ def ctc_decode(probabilities: np.ndarray, characters: list[str]) -> str:
 
 
 def main() -> None:
-    import onnxruntime as ort
     from assets import paddle_rec_model
 
     from mnv3compile.analysis import with_static_inputs
@@ -69,9 +68,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--calib", type=int, default=32, help="rendered calibration lines")
-    parser.add_argument("--eval", type=int, default=200, help="rendered evaluation lines (others)")
-    parser.add_argument("--out", type=Path, default=Path("build/ocr-rec"))
+    data_arguments(parser, "lines", 32, 200, "build/ocr-rec")
     args = parser.parse_args()
     source = onnx.load(str(paddle_rec_model()))
     characters = ["<blank>", *dict((p.key, p.value) for p in source.metadata_props)["character"].splitlines(), " "]
@@ -82,9 +79,7 @@ def main() -> None:
     calib_file = args.out / "calib.npy"
     np.save(calib_file, calib)
     model, _ = with_static_inputs(source, {"x": [1, 3, HEIGHT, args.width]})
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    reference = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    reference = one_thread_session(model)
     fp32 = [reference.run(None, {"x": x[None]})[0] for x in evaluation]
     fp32_text = [ctc_decode(p, characters) for p in fp32]
     rows = [{"name": "onnxruntime fp32", "read": np.mean([a == b for a, b in zip(fp32_text, truth)]), "same": 1.0}]
@@ -95,7 +90,7 @@ def main() -> None:
                                     str(calib_file) if quant == "int8" else None, keep_float_output=keep_float_output))
         seconds = time.perf_counter() - started
         runner = BundleRunner(result.bundle)
-        own = ort.InferenceSession(str(folder / runner.manifest["model"]), options, providers=["CPUExecutionProvider"])
+        own = one_thread_session(folder / runner.manifest["model"])
         ours = [runner(x[None]) for x in evaluation]
         theirs = [own.run(None, {"x": x[None]})[0] for x in evaluation]
         text = [ctc_decode(p, characters) for p in ours]

@@ -37,7 +37,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from ocr_detector import median_ms  # noqa: E402
+from ocr_detector import median_ms, one_thread_session as _session  # noqa: E402
 
 KERAS = Path.home() / ".cache" / "mnv3compile" / "keras"
 CALIBRATION, EVALUATION = 16, 8
@@ -127,15 +127,6 @@ MODELS = {
     "paddle-det": (_paddle("rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx", (1, 3, 640, 640)), _pages),
     "paddle-rec": (_paddle("rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx", (1, 3, 48, 320)), _lines),
 }
-
-
-def _session(model):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model),
-                                options, providers=["CPUExecutionProvider"])
 
 
 def _sqnr(reference: list[np.ndarray], other: list[np.ndarray]) -> float:
