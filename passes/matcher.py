@@ -263,7 +263,7 @@ def replace_subgraph(graph: ir.Graph, old_nodes: list[ir.Node], new_nodes: list[
         new_output = identity.outputs[0]
     if new_nodes:
         graph.insert_before(root, new_nodes)
-    name = old_output.name
+    name, was_graph_output = old_output.name, old_output.is_graph_output()
     # The replacement computes the same tensor: it inherits what is known of its type and shape.
     if new_output.type is None:
         new_output.type = old_output.type
@@ -271,5 +271,5 @@ def replace_subgraph(graph: ir.Graph, old_nodes: list[ir.Node], new_nodes: list[
         new_output.shape = old_output.shape
     old_output.replace_all_uses_with(new_output, replace_graph_outputs=True)
     graph.remove(old_nodes, safe=True)
-    if new_output.producer() in new_nodes:
+    if new_output.producer() in new_nodes or was_graph_output:  # a model output keeps its name
         new_output.name = name

@@ -67,6 +67,7 @@ def _layer_weights(model: onnx.ModelProto, layer: str) -> np.ndarray:
     return q * scale.reshape(-1, *[1] * (q.ndim - 1))
 
 
+@pytest.mark.slow
 def test_quantize_with_adaround_lowers_each_layers_output_error_on_the_calibration_data():
     """Small x0.35 at 96: for a pointwise and a depthwise conv, the mean square of (W~ - W) x over
     the calibration data (x the float layer input, as AdaRound sees it) is lower with --adaround

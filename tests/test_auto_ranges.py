@@ -66,6 +66,7 @@ def test_fake_quantize_is_int8_rounding():
     np.testing.assert_allclose(got, np.clip(np.round(x / scale), -128, 127) * scale, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_auto_on_a_zoo_model_records_a_candidate_for_every_calibrated_tensor():
     spec = build_spec("small", 0.5, 96)
     rng = np.random.default_rng(0)

@@ -17,6 +17,7 @@ def tiny_int8_bundle(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_bench_json_has_bundle_and_onnxruntime_rows_with_ratios(cli, tiny_int8_bundle):
     code, stdout, err = cli("bench", str(tiny_int8_bundle), "--vs-onnxruntime", "--runs", "12", "--json")
     assert code == 0, err

@@ -65,12 +65,14 @@ def test_bundle_manifest_lists_everything_with_checksums(small_host):
     assert manifest["target"]["preset"] == "host" and "apache-tvm" in manifest["versions"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, resolution", [("large", 224), ("lraspp-small", 128), ("lraspp-small", "96x160")])
 def test_zoo_models_on_host_match_onnxruntime(tmp_path_factory, model, resolution):
     result = _build(tmp_path_factory, build_model(build_spec(model, 1.0, resolution)), "host", name=model.replace("-", "_"))
     _assert_matches_onnxruntime(result, samples=1)
 
 
+@pytest.mark.slow
 def test_paddleocr_classifier_on_host_matches_onnxruntime(tmp_path_factory, paddle_cls_path):
     from assets import PADDLE_CLS_SHAPE
 
@@ -78,6 +80,7 @@ def test_paddleocr_classifier_on_host_matches_onnxruntime(tmp_path_factory, padd
     _assert_matches_onnxruntime(_build(tmp_path_factory, model, "host", name="cls"))
 
 
+@pytest.mark.slow
 def test_int8_fake_lowering_agrees_with_onnxruntime_qdq(tmp_path_factory):
     """--int8-lowering fake (kept for comparison) vs onnxruntime on the same QDQ model (onnxruntime's
     optimizations off, so it too dequantizes -> float op -> quantizes). Float accumulation order flips
@@ -116,6 +119,7 @@ def test_android_library_is_a_clean_aarch64_shared_object(small_android):
     assert undefined <= {"TVMFFIErrorSetRaisedFromCStrParts", "memcpy", "memset", "memmove"}, undefined
 
 
+@pytest.mark.slow
 @NEEDS_ARM64_GCC
 def test_arm64_linux_library(tmp_path_factory):
     result = _build(tmp_path_factory, build_model(build_spec("small-minimal", 0.5, 96)), "arm64-linux", name="s")
@@ -155,6 +159,7 @@ def test_cli_build_unsupported_op_is_named(cli, tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".bundle*"))
 
 
+@pytest.mark.slow
 def test_cli_build_fixes_a_dynamic_batch_and_says_so(cli, tmp_path, paddle_cls_path):
     out = tmp_path / "cls"
     code, stdout, err = cli("build", "--onnx", str(paddle_cls_path), "--input-shape", "x=-1,3,48,192",
@@ -187,6 +192,7 @@ def test_host_cpu_can_be_named_to_build_another_code_path(monkeypatch):
     assert str(tvm_target(preset("host")).attrs["mcpu"]) == codegen.llvm_get_system_cpu()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weight_bits", [8, 7])
 def test_the_avx2_path_computes_the_same_integers_as_this_cpus(monkeypatch, tmp_path, weight_bits):
     """int8 bundles for AVX2 (znver3: vpmaddwd pairs for 8-bit weights, vpmaddubsw dot products for

@@ -264,6 +264,7 @@ def test_run_over_rpc_refuses_a_bundle_the_keys_devices_cannot_run(cli, tmp_path
                               f"{why}\n")
 
 
+@pytest.mark.slow
 def test_the_readme_run_example_works_on_the_shipped_image(cli, tmp_path):
     """README's 'run' example: a bundle built with --preprocess, run on examples/sample.png (a scene
     drawn for the repository), prints the top-5 classes."""

@@ -18,7 +18,7 @@ from mnv3compile.targets.presets import preset
 from mnv3compile.zoo import build_model, build_spec
 
 LABELS = [f"class {i}" for i in range(1000)]
-pytestmark = NEEDS_CMAKE  # every test here builds the C runtime with CMake
+pytestmark = [NEEDS_CMAKE, pytest.mark.slow]  # every test here builds the C runtime with CMake
 
 
 def _bundle(tmp_path_factory, name: str, model, target: str = "host", quant: str = "none", **extra):

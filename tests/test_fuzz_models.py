@@ -4,9 +4,11 @@ unknown domains, fed to inspect, optimize, quantize and build. Every case ends a
 in one 'error:' line: no traceback, no other exit code, none slow. A fixed seed and budget here;
 benchmarks/fuzz_models.py runs longer budgets."""
 
+import pytest
 from model_fuzz import COMMANDS, fuzz
 
 
+@pytest.mark.slow
 def test_malformed_models_are_refused_in_one_line_never_a_traceback(tmp_path):
     result = fuzz(cases=120, seed=0, work=tmp_path)
     assert not result["crashes"], result["crashes"][0]

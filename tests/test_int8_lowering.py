@@ -390,6 +390,7 @@ def small_int8_bundle(tmp_path_factory):
     return build(BuildRequest(preset("host"), out, "small8", build_model(spec), "int8"))
 
 
+@pytest.mark.slow
 def test_int8_bundle_is_integer_end_to_end(small_int8_bundle):
     """No float conv/matmul, no dequantize but the output's, no float tensor read or written by any
     kernel but the input's quantize and the output's dequantize; with fixed-point requantization,
@@ -441,6 +442,7 @@ def test_int8_bundle_against_onnxruntime_qdq_end_to_end(small_int8_bundle):
     assert steps.max() <= 8.01 and steps.mean() <= 1.0 and agree >= 7, (steps.max(), steps.mean(), agree)
 
 
+@pytest.mark.slow
 def test_onnxruntime_quantize_static_model_with_float_hswish_lowers(tmp_path):
     """onnxruntime's own QDQ (per-channel) leaves HardSwish as a float island between Q/DQ pairs:
     our lowering turns that island into a table and the bundle still agrees with onnxruntime."""
@@ -475,6 +477,7 @@ def test_onnxruntime_quantize_static_model_with_float_hswish_lowers(tmp_path):
     assert np.abs(got - expected).max() <= 0.25 * np.abs(expected).max()
 
 
+@pytest.mark.slow
 def test_paddleocr_int8_bundle_accuracy_equals_its_qdq_model(tmp_path, paddle_cls_path):
     """The trained PaddleOCR classifier on rendered text lines: the integer bundle's accuracy is
     within 0.25 points of onnxruntime running the same QDQ model, and they agree on >= 99.5%."""

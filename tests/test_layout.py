@@ -58,6 +58,7 @@ def _compiled_output(module, x: np.ndarray, channels_last: bool) -> np.ndarray:
     return (result.numpy() if hasattr(result, "numpy") else result[0].numpy())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name, transposes", [("small", 1), ("lraspp-small", 2)])
 def test_network_runs_nhwc_with_one_transpose_in_and_one_out(model_name, transposes):
     module = to_channels_last(_imported(_optimized(build_model(build_spec(model_name, 0.5, 96)))))
@@ -67,6 +68,7 @@ def test_network_runs_nhwc_with_one_transpose_in_and_one_out(model_name, transpo
     assert _activation_transposes(module) == transposes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantized", [False, True])
 def test_results_equal_nchw(quantized):
     """int8: bit for bit. fp32: TVM's NCHW conv sums input channels outermost and its NHWC conv

@@ -30,6 +30,7 @@ def _assert_canonical_and_equal(before: onnx.ModelProto, after: onnx.ModelProto,
     assert max(e.max_rel for e in errors) <= 1e-4, errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["large", "small", "lraspp-small"])
 def test_zoo_models(model):
     spec = build_spec(model, 1.0, 224 if not model.startswith("lraspp") else 160)
@@ -61,6 +62,7 @@ def test_paddleocr_with_dynamic_shape_optimizes_without_verification(paddle_cls_
     assert verify.compare(original, verify.run(after, feeds))[0].max_rel <= 1e-4  # still any batch/width
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spelled", [False, True], ids=["nn.Hardswish", "relu6-arithmetic"])
 def test_torch_onnx_export(tmp_path, spelled):
     torch = pytest.importorskip("torch")
@@ -109,6 +111,7 @@ def test_fused_model_imports_into_tvm():
     assert "main" in [gv.name_hint for gv in module.get_global_vars()]
 
 
+@pytest.mark.slow
 def test_optimize_is_idempotent():
     once, _ = optimize(build_model(build_spec("small", 0.5, 96)), PIPELINE)
     twice, report = optimize(once, PIPELINE)

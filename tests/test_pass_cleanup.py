@@ -54,3 +54,11 @@ def test_a_reshape_to_the_shape_its_input_has_is_dropped():
     after, _ = apply(cleanup.PASS, model)
     assert ops(after) == ["GlobalAveragePool", "Reshape"]
     assert_same_outputs(model, after)
+
+
+def test_a_dropped_reshape_that_was_the_output_leaves_the_output_its_name():
+    model = graph_model([node("Relu", ["x"], "r"), node("Reshape", ["r", "same"], "y")], {"x": [1, 6]}, ["y"],
+                        {"same": np.array([1, 6], np.int64)})
+    after, _ = apply(cleanup.PASS, model)
+    assert ops(after) == ["Relu"] and [o.name for o in after.graph.output] == ["y"]
+    assert_same_outputs(model, after)

@@ -11,6 +11,8 @@ from mnv3compile.pipeline import BuildRequest, build
 from mnv3compile.targets.presets import preset
 from mnv3compile.zoo import build_model, build_spec
 
+pytestmark = pytest.mark.slow  # the whole module is slow: see the README's test section
+
 
 def _bundle(tmp_path, model_name, quant, width=1.0, resolution=224, target="arm64-linux"):
     spec = build_spec(model_name, width, resolution)

@@ -122,6 +122,7 @@ def test_hsigmoid_outputs_use_the_fixed_unit_scale(small_int8):
         assert result.record.activations[name]["scale"] == 1 / 256 and result.record.activations[name]["zero_point"] == -128
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings", [QuantizeSettings("percentile", 99.9), QuantizeSettings("entropy"),
                                       QuantizeSettings("mse"), QuantizeSettings("minmax", moving_average=0.9),
                                       QuantizeSettings("auto", symmetric_activations=True)],
@@ -137,6 +138,7 @@ def test_methods_and_schemes(settings):
         assert calibrated and all(a["zero_point"] == 0 for a in calibrated)
 
 
+@pytest.mark.slow
 def test_7bit_weights_stay_in_their_range_and_cost_little(cli, tmp_path):
     """--weight-bits 7 (what AVX2's vpmaddubsw multiplies exactly): every Conv/Gemm weight in
     -63..63 with each channel's largest magnitude at 63, recorded in the sidecar; the model stays
@@ -166,6 +168,7 @@ def test_7bit_weights_stay_in_their_range_and_cost_little(cli, tmp_path):
     assert sqnr[7] > sqnr[8] - 6.0, sqnr  # one bit less of weights: at most its 6 dB
 
 
+@pytest.mark.slow
 def test_lraspp_is_fully_integer():
     spec = build_spec("lraspp-small", 0.5, 128)
     result = quantize(build_model(spec), _samples(spec, 4))
@@ -179,6 +182,7 @@ def text_lines(tmp_path_factory):
     return write_dataset(root / "calib", 200, seed=1), write_dataset(root / "eval", 400, seed=2)
 
 
+@pytest.mark.slow
 def test_paddleocr_classifier_keeps_its_accuracy(paddle_cls_path, text_lines):
     from assets import PADDLE_CLS_SHAPE
 
@@ -198,6 +202,7 @@ def test_paddleocr_classifier_keeps_its_accuracy(paddle_cls_path, text_lines):
     assert report.outputs["save_infer_model/scale_0.tmp_1"] > 25.0
 
 
+@pytest.mark.slow
 def test_cli_quantize_writes_model_sidecar_and_plot(cli, tmp_path):
     src, out, plot = tmp_path / "m.onnx", tmp_path / "m.int8.onnx", tmp_path / "sqnr.png"
     cli("export", "--model", "small", "--width", "0.5", "--resolution", "96", "-o", str(src))
@@ -265,6 +270,7 @@ def test_unknown_op_is_named(cli, tmp_path):
     assert not (tmp_path / "o.onnx").exists()
 
 
+@pytest.mark.slow
 def test_any_opset_from_11_to_21():
     from onnx import version_converter
 
@@ -281,6 +287,7 @@ def test_preprocess_presets():
         preset("caffe")
 
 
+@pytest.mark.slow
 def test_calibration_tensors_fix_a_models_dynamic_input(cli, tmp_path):
     """A model whose input is (N, 3, H, W) with every size dynamic, calibrated on a .npy of
     (4, 3, 64, 96): the data says the shape (and the note says so); build does the same; arrays of
@@ -362,6 +369,7 @@ def test_tf2onnx_style_squeeze_excite_quantizes_fully_integer():
     assert abs(sqnr[True] - sqnr[False]) < 0.5, sqnr
 
 
+@pytest.mark.slow
 def test_paddleocr_recognizer_quantizes_fully_integer_and_can_keep_its_softmax_float(paddle_rec_path):
     """PP-OCRv4's recognizer (PP-LCNetV3 backbone, SVTR neck: LayerNorm spelled in 9 ops,
     attention; CTC head with a softmax over 6625 characters): refused by name before ('op
@@ -408,6 +416,7 @@ def test_keep_float_output_needs_a_softmax_or_sigmoid_output(cli, tmp_path):
     assert not (tmp_path / "o.onnx").exists()
 
 
+@pytest.mark.slow
 def test_paddleocr_detector_quantizes_fully_integer(paddle_det_path):
     """PP-OCRv4's text detector (MobileNetV3-family backbone with learnable affine blocks, DB head
     with ConvTranspose + BN, nearest Resize, Concat, Sigmoid): refused by name before ('op

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the whole module is slow: see the README's test section
+
 CHILD = r"""
 import importlib, os, signal, sys, threading
 module_name, attribute, signum, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]

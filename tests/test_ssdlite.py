@@ -109,6 +109,7 @@ def _mnv3compile(*args):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_every_integer_kernel_of_ssdlite_within_one_step_of_onnxruntime():
     """The int8 detector's kernels (head, softmax, the box decoding's) on identical inputs."""
     spec = build_spec("ssdlite-small", 0.5, 160)
@@ -119,6 +120,7 @@ def test_every_integer_kernel_of_ssdlite_within_one_step_of_onnxruntime():
     assert worst.max_steps <= 1, (worst.output, worst.ops, worst.max_steps)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quant", ["none", "int8"])
 def test_detector_bundle_runs_and_draws(tmp_path, quant):
     """A host bundle of SSDLite-Small (0.5 x at 160) gives onnxruntime's boxes and scores (fp32:

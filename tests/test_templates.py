@@ -53,6 +53,7 @@ def _run_kernel(func, target, inputs, llvm_ir: list | None = None) -> np.ndarray
     return outputs[0].numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "int8"])
 def test_every_kernel_of_small_gets_a_template_that_changes_no_result(small_models, dtype):
     target = tvm_target(preset("host"))
@@ -81,6 +82,7 @@ def test_every_kernel_of_small_gets_a_template_that_changes_no_result(small_mode
         assert any(k.startswith(kind) and k.endswith(isa) for k in kinds), (kind, kinds)
 
 
+@pytest.mark.slow
 def test_build_report_counts_templated_kernels(small_models):
     target = tvm_target(preset("host"))
     module = _fused(small_models["float32"], target)
@@ -159,12 +161,14 @@ def _pointwise_assembly(small_models, target, dtype: str = "float32") -> str:
     ({"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon", "+dotprod"]},
      r"fmla\s+v\d+\.4s"),                                                                     # NEON
 ], ids=["avx2", "avx512", "neon"])
+@pytest.mark.slow
 def test_fp32_pointwise_template_uses_vector_fma(small_models, target_spec, pattern):
     """Compile-only: the assembly is read, nothing runs, so ISAs this machine lacks are checked too."""
     assembly = _pointwise_assembly(small_models, tvm.target.Target({"kind": "llvm", **target_spec}))
     assert len(re.findall(pattern, assembly)) >= 4
 
 
+@pytest.mark.slow
 def test_int8_pointwise_template_uses_vpmaddwd_on_avx2(small_models):
     """AVX2 has no int8 dot product: input channels go two at a time through vpmaddwd (16 int16
     multiply-adds per instruction; schedules/intrinsics.py). Exactness is the every-kernel test's."""
@@ -174,6 +178,7 @@ def test_int8_pointwise_template_uses_vpmaddwd_on_avx2(small_models):
     assert "vpmaddubsw" not in assembly  # 8-bit weights would saturate its int16 pair sums
 
 
+@pytest.mark.slow
 def test_int8_pointwise_template_uses_vpmaddubsw_on_avx2_for_7bit_weights(small_models):
     """With weights in -63..63 (--weight-bits 7), AVX2 takes 4 input channels per step: vpmaddubsw
     (unsigned x signed bytes, pairs summed to int16, exact for such weights) then vpmaddwd by ones."""
@@ -189,6 +194,7 @@ def test_int8_pointwise_template_uses_vpmaddubsw_on_avx2_for_7bit_weights(small_
     ({"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53", "mattr": ["+neon"]},
      r"smlal2?\s+v\d+\.4s, v\d+\.[48]h, v\d+\.h\[\d\]"),                                        # by element
 ], ids=["vnni", "sdot", "smlal"])
+@pytest.mark.slow
 def test_int8_pointwise_template_uses_the_dot_product_instruction(small_models, target_spec, pattern):
     """Where the ISA has a 4-deep int8 dot product, pointwise convs are dot4 kernels on packed
     weights (schedules/dot_product.py); arm64 without one (Cortex-A53) runs them 8 input channels
@@ -255,6 +261,7 @@ def _template_name(func, target) -> str:
         return ""
 
 
+@pytest.mark.slow
 def test_template_knobs_are_metaschedule_decisions(small_models):
     """Tuning's search space (schedules/tune.py): a template run on a traced schedule reads its
     tile knobs as sample_categorical decisions; different seeds give different tiles, each one

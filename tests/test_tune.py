@@ -11,6 +11,8 @@ import pytest
 from mnv3compile.runner import BundleRunner
 from mnv3compile.schedules.tune import PENDING, PROGRESS_FILE
 
+pytestmark = pytest.mark.slow  # the whole module is slow: see the README's test section
+
 SMALL = ("--model", "small-minimal", "--width", "0.35", "--resolution", "96", "--quant", "none")
 
 

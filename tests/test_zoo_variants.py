@@ -11,6 +11,7 @@ WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.25)
 RESOLUTIONS = (96, 160, 224)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("model", MODEL_NAMES)
