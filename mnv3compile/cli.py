@@ -248,8 +248,8 @@ ADAROUND_OPTION = click.option(
 KEEP_FLOAT_OUTPUT_OPTION = click.option(
     "--keep-float-output", is_flag=True,
     help="Run a Softmax or Sigmoid that produces a model output in float32, on its int8 input: "
-         "probabilities keep their float resolution (int8 has steps of 1/256, too coarse to rank "
-         "thousands of classes) for one small float kernel at the end.")
+         "every class keeps a probability (an int8 softmax rounds those below 1/512 to 0, which a "
+         "beam search or a confidence cannot use), for one small float kernel at the end.")
 BIAS_CORRECTION_OPTION = click.option(
     "--bias-correction/--no-bias-correction", default=True, show_default=True,
     help="Take the mean error that rounding each layer's weights adds to its output (what each tap reads on "

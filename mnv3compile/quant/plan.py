@@ -44,7 +44,7 @@ WEIGHT_INPUTS = {"Conv": (1, 0), "MatMul": (1, 1), "ConvTranspose": (1, 1)}
 
 
 # What --keep-float-output leaves in float when it produces a model output: the last op of a
-# classifier or a detector, whose int8 output (steps of 1/256) cannot order 6625 CTC classes.
+# classifier or a detector, whose int8 output (steps of 1/256) rounds small probabilities to 0.
 FLOAT_OUTPUT_OPS = ("Softmax", "Sigmoid")
 
 
