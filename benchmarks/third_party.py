@@ -66,7 +66,7 @@ def _keras(file: str):
         if not path.exists():
             raise FileNotFoundError(f"{path} (benchmarks/keras_models.py makes it)")
         return _logits(onnx.load(str(path))), (1, 224, 224, 3)
-    return load, lambda shape, count, seed: _normal(shape, count, seed)
+    return load, _normal
 
 
 def _zoo():
@@ -78,29 +78,25 @@ def _zoo():
 def _torch_small():
     import tempfile
 
-    import torch
-    from torch_reference import reference_model
+    from torch_reference import export_with_zoo_parameters
 
-    from mnv3compile.zoo import build_spec, random_state_dict
+    from mnv3compile.zoo import build_spec
 
     spec = build_spec("small", 1.0, 224)
-    net = reference_model(spec, spelled=False)
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in random_state_dict(spec).items()})
-    net.eval()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "torch_small.onnx"
-        torch.onnx.export(net, (torch.randn(*spec.input_shape),), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"])
+        export_with_zoo_parameters(spec, path)
         return onnx.load(str(path)), spec.input_shape
 
 
-def _paddle(member: str, shape):
+def _paddle(loader: str, shape):
+    """``loader``: the tests/assets.py function that fetches the model from the rapidocr wheel."""
     def load():
-        from assets import _from_paddle_wheel
+        import assets
 
         from mnv3compile.analysis import with_static_inputs
 
-        model, _ = with_static_inputs(onnx.load(str(_from_paddle_wheel(member))), {"x": list(shape)})
+        model, _ = with_static_inputs(onnx.load(str(getattr(assets, loader)())), {"x": list(shape)})
         return model, shape
     return load
 
@@ -124,9 +120,9 @@ MODELS = {
     "keras-large": _keras("keras_mobilenetv3_large.onnx"),
     "torch-small": (_torch_small, _normal),
     "zoo-small": (_zoo, _normal),
-    "paddle-cls": (_paddle("rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx", (1, 3, 48, 192)), _lines),
-    "paddle-det": (_paddle("rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx", (1, 3, 640, 640)), _pages),
-    "paddle-rec": (_paddle("rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx", (1, 3, 48, 320)), _lines),
+    "paddle-cls": (_paddle("paddle_cls_model", (1, 3, 48, 192)), _lines),
+    "paddle-det": (_paddle("paddle_det_model", (1, 3, 640, 640)), _pages),
+    "paddle-rec": (_paddle("paddle_rec_model", (1, 3, 48, 320)), _lines),
 }
 
 

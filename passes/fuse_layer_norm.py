@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op
+from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op, reduce_axes
 
 
 def _deviation():
@@ -34,11 +34,8 @@ SQUARES = (lambda d: op.Pow(d, Const("two", 2.0)), lambda d: op.Mul(d, d))
 
 
 def _axes(node, rank: int) -> list[int] | None:
-    axes = node.attributes.get_ints("axes", None)
-    if len(node.inputs) > 1 and node.inputs[1] is not None:
-        constant = node.inputs[1].const_value
-        axes = None if constant is None else constant.numpy().reshape(-1).tolist()
-    return None if axes is None else sorted(int(a) % rank for a in axes)
+    axes = reduce_axes(node)
+    return None if axes is None else sorted(a % rank for a in axes)
 
 
 def _normalized_axes(m: Match) -> list[int] | str:

@@ -82,6 +82,16 @@ def constant_array(value: ir.Value | None) -> np.ndarray | None:
     return value.const_value.numpy()
 
 
+def reduce_axes(node: ir.Node) -> list[int] | None:
+    """The axes a Reduce* node names (its ``axes`` input from opset 18, or attribute before), as
+    given (maybe negative); None when they are not constant or not given (all axes)."""
+    if len(node.inputs) > 1 and node.inputs[1] is not None:
+        axes = constant_array(node.inputs[1])
+        return None if axes is None else [int(a) for a in axes.reshape(-1)]
+    axes = node.attributes.get_ints("axes", None)
+    return None if axes is None else [int(a) for a in axes]
+
+
 def is_scalar_like(array: np.ndarray, target: float, rtol: float = 1e-5) -> bool:
     if array.size == 0 or not np.issubdtype(array.dtype, np.floating):
         return False

@@ -14,7 +14,7 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.matcher import Match, RewriteBuilder, Rule, Var, constant_array, op
+from mnv3compile.passes.matcher import Match, RewriteBuilder, Rule, Var, op, reduce_axes
 
 CHANNELS_LAST = (0, 2, 3, 1)
 
@@ -25,16 +25,10 @@ def _axes(node: ir.Node) -> set[int] | None:
     rank = len(shape) if shape is not None else 4 if _channels_last_source(node) is not None else None
     if rank != 4:
         return None
-    if len(node.inputs) > 1 and node.inputs[1] is not None:
-        given = constant_array(node.inputs[1])
-        if given is None:
-            return None
-        values = given.reshape(-1).tolist()
-    else:
-        values = node.attributes.get_ints("axes", None)
-        if values is None:
-            return None  # all axes: not a pooling
-    return {int(a) % rank for a in values}
+    values = reduce_axes(node)
+    if values is None:
+        return None  # not constant, or all axes: not a pooling
+    return {a % rank for a in values}
 
 
 def _channels_last_source(node: ir.Node) -> ir.Value | None:

@@ -20,7 +20,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common as ir_passes
 
 from mnv3compile.passes.base import GraphPass
-from mnv3compile.passes.matcher import PassStats, add_initializer, constant_array
+from mnv3compile.passes.matcher import PassStats, add_initializer, constant_array, reduce_axes
 
 UNARY = {"Relu", "HardSwish", "HardSigmoid", "Sigmoid", "Clip", "LeakyRelu", "Tanh", "Neg", "Abs", "Exp", "Elu",
          "Softplus", "Identity"}  # elementwise in their first input; other inputs are scalars
@@ -71,20 +71,12 @@ def _sinkable(node: ir.Node) -> tuple[int, ...] | None:
     if node.op_type in BINARY and any(constant_array(node.inputs[i]) is not None
                                       and constant_array(node.inputs[i]).ndim > len(perm) for i in _data_inputs(node)):
         return None
-    if node.op_type == "ReduceMean" and (node.attributes.get_int("keepdims", 1) != 1 or _reduce_axes(node) is None):
+    if node.op_type == "ReduceMean" and (node.attributes.get_int("keepdims", 1) != 1 or reduce_axes(node) is None):
         return None
     if node.op_type == "Pad" and (len(node.inputs) > 3 and node.inputs[3] is not None
                                   or constant_array(node.inputs[1]) is None):
         return None
     return perm
-
-
-def _reduce_axes(node: ir.Node) -> list[int] | None:
-    if len(node.inputs) > 1 and node.inputs[1] is not None:
-        axes = constant_array(node.inputs[1])
-        return None if axes is None else [int(a) for a in axes.reshape(-1)]
-    axes = node.attributes.get_ints("axes", None)
-    return None if axes is None else [int(a) for a in axes]
 
 
 def _sink(graph: ir.Graph, node: ir.Node, perm: tuple[int, ...]) -> None:
@@ -103,7 +95,7 @@ def _sink(graph: ir.Graph, node: ir.Node, perm: tuple[int, ...]) -> None:
             node.replace_input_with(index, add_initializer(graph, np.ascontiguousarray(aligned.transpose(inverse)),
                                                            f"{value.name}/untransposed"))
     if node.op_type == "ReduceMean":
-        axes = [perm[a % rank] for a in _reduce_axes(node)]
+        axes = [perm[a % rank] for a in reduce_axes(node)]
         if len(node.inputs) > 1 and node.inputs[1] is not None:
             node.replace_input_with(1, add_initializer(graph, np.array(axes, np.int64), f"{node.name}/axes"))
         else:
@@ -180,6 +172,8 @@ def _transposes(model: ir.Model) -> int:
 
 
 def run(model: ir.Model) -> tuple[ir.Model, PassStats]:
+    if not _transposes(model):
+        return model, PassStats()  # nothing to sink (every NCHW export): no copy of the weights to make
     untouched = ir.from_proto(ir.to_proto(model))
     graph = model.graph
     stats = PassStats()

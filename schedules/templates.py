@@ -288,7 +288,7 @@ def schedule_gemv(sch, block, isa: Isa, knobs: dict) -> str:
     if lanes < 4:
         raise NoTemplate
     row_tile = _largest_divisor(rows[0], GEMM_ROWS) if rows else 1
-    vectors = max(1, knobs["gemv"] // row_tile) if row_tile > 1 else knobs["gemv"]
+    vectors = max(1, knobs["gemv"] // row_tile)
     tile = lanes * _largest_divisor(outputs // lanes, vectors)
     jo, ji = sch.split(j, [None, tile])
     if row_tile > 1:

@@ -66,17 +66,12 @@ def test_paddleocr_with_dynamic_shape_optimizes_without_verification(paddle_cls_
 @pytest.mark.parametrize("spelled", [False, True], ids=["nn.Hardswish", "relu6-arithmetic"])
 def test_torch_onnx_export(tmp_path, spelled):
     torch = pytest.importorskip("torch")
-    from torch_reference import reference_model
-
-    from mnv3compile.zoo import random_state_dict
+    from torch_reference import export_with_zoo_parameters
 
     spec = build_spec("small", 1.0, 128)
-    net = reference_model(spec, spelled=spelled)
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in random_state_dict(spec).items()})
     path = tmp_path / "exported.onnx"
-    torch.onnx.export(net, (torch.randn(*spec.input_shape),), str(path), dynamo=False, opset_version=17,
-                      input_names=["input"], output_names=["logits"], training=torch.onnx.TrainingMode.PRESERVE,
-                      do_constant_folding=False)
+    export_with_zoo_parameters(spec, path, spelled, training=torch.onnx.TrainingMode.PRESERVE,
+                               do_constant_folding=False)
     before = onnx.load(str(path))
     if spelled:
         assert non_canonical(before).get("(x*relu6(x+3))/6", 0) > 0

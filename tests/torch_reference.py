@@ -142,3 +142,14 @@ def reference_model(spec: ModelSpec, spelled: bool = False) -> nn.Module:
         return (LRASPP(spec) if spec.segmentation else MobileNetV3(spec)).eval()
     finally:
         _SPELLED = False
+
+
+def export_with_zoo_parameters(spec: ModelSpec, path, spelled: bool = False, **export_options) -> None:
+    """``torch.onnx.export`` (the TorchScript exporter, opset 17) of the reference model holding the
+    zoo's random parameters for ``spec``; ``export_options`` go to the exporter."""
+    from mnv3compile.zoo import random_state_dict
+
+    net = reference_model(spec, spelled=spelled)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in random_state_dict(spec).items()})
+    torch.onnx.export(net, (torch.randn(*spec.input_shape),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"], **export_options)

@@ -63,11 +63,10 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
     canonical, _ = optimize(model, PIPELINE)
     ir_model = ir.from_proto(canonical)
     groups = plan_groups(ir_model)
-    if settings.keep_float_output:
-        groups, kept = split_float_outputs(groups)
-        if not kept:
-            raise UserError("--keep-float-output: no model output is produced by a "
-                            f"{' or '.join(FLOAT_OUTPUT_OPS)}; nothing would stay float")
+    groups, kept = split_float_outputs(groups) if settings.keep_float_output else (groups, [])
+    if settings.keep_float_output and not kept:
+        raise UserError("--keep-float-output: no model output is produced by a "
+                        f"{' or '.join(FLOAT_OUTPUT_OPS)}; nothing would stay float")
     inputs = [v.name for v in ir_model.graph.inputs if v.const_value is None]
     observed = inputs + [g.output.name for g in groups if g.range_rule == CALIBRATED]
     # Bias correction needs what each weighted layer's taps read on average, AdaRound their second
@@ -87,8 +86,7 @@ def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: Quanti
                                     progress)
     record = quantize_graph(ir_model, groups, ranges, settings.symmetric_activations, settings.weight_bits,
                             found.input_means, found.input_moments)
-    if settings.keep_float_output:
-        record.float_outputs = [g.output.name for g in kept]
+    record.float_outputs = [g.output.name for g in kept]
     for name, method in methods.items():
         record.activations[name]["method"] = method
     ir_passes.RemoveUnusedNodesPass()(ir_model)  # the float weights the int8 ones replaced

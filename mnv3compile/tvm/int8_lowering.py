@@ -267,6 +267,10 @@ class Emitter:
         wide = self.cast(expr, dtype)
         return wide if zero == 0 else self.emit(op.subtract(wide, self.const(zero, dtype)))
 
+    def float_steps(self, leaf: Leaf, remap: Callable):
+        """``q - zero`` of an int8 input, in float32 (what the ops computed in float run on)."""
+        return self.emit(op.astype(self.centered(remap(leaf.int8), leaf.zero), "float32"))
+
     def rounding_shift(self, expr, bits: int):
         """round(expr / 2**bits), half towards +infinity: (expr + 2**(bits-1)) >> bits."""
         rounded = op.add(expr, self.const(1 << (bits - 1), "int64"))
@@ -633,7 +637,7 @@ def _linear_in_steps(group: Group, em: Emitter, remap: Callable, name: str, what
         raise Unsupported(f"it is not {what} of one int8 tensor")
     if em.requantize != "float":
         raise Unsupported(f"{what} needs the float requantization")
-    steps = em.emit(op.astype(em.centered(remap(leaf.int8), leaf.zero), "float32"))
+    steps = em.float_steps(leaf, remap)
     result = em.emit(relax.Call(call.op, [steps, *call.args[1:]], call.attrs, call.ty_args))
     return em.epilogue([(result, np.array(leaf.scale))], AffineClip(1.0, 0.0, -np.inf, np.inf), group.scale,
                        group.zero, ())
@@ -660,7 +664,7 @@ def lower_layer_norm(group: Group, em: Emitter, remap: Callable):
     if em.requantize != "float":
         raise Unsupported("a layer norm needs the float requantization")
     gamma, beta = (constant_value(a, group.bindings).astype(np.float32) for a in norm.args[1:3])
-    steps = em.emit(op.astype(em.centered(remap(leaf.int8), leaf.zero), "float32"))
+    steps = em.float_steps(leaf, remap)
     attrs = norm.attrs
     normalized = em.emit(op.nn.layer_norm(steps, em.const(gamma, "float32"), em.const(beta, "float32"),
                                           [int(a) for a in attrs.axes], float(attrs.epsilon) / leaf.scale**2,
