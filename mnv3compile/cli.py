@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mnv3compile import __version__
-from mnv3compile.errors import UserError
+from mnv3compile.errors import DynamicShapeError, NotCanonicalError, UserError
 from mnv3compile.zoo.spec import MODEL_NAMES
 
 console = Console()
@@ -168,10 +168,11 @@ Examples:
   mnv3compile optimize ch_ppocr_mobile_v2.0_cls_infer.onnx --input-shape x=1,3,48,192 -o cls.opt.onnx --verify
   mnv3compile optimize model.onnx --passes cleanup,fold_batchnorm -o model.bn.onnx
   mnv3compile optimize model.onnx -o out.onnx --report-json report.json
+  mnv3compile optimize model.onnx --explain canonicalize_hswish
 """)
 @click.argument("model_path", metavar="IN.onnx", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the optimized model (written atomically).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the optimized model (written atomically); required unless --explain.")
 @click.option("--passes", "pass_names", default=None, metavar="a,b,c",
               help="Run only these passes, in this order [default: the whole pipeline].")
 @click.option("--verify", is_flag=True,
@@ -183,15 +184,16 @@ Examples:
               help="Write the report as JSON.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
               help="Fix a dynamic input's shape (needed to --verify a model with dynamic inputs).")
-def optimize(model_path: Path, output: Path, pass_names: str | None, verify: bool, tolerance: float,
-             report: bool, report_json: Path | None, input_shapes: tuple[str, ...]) -> None:
+@click.option("--explain", "explain_pass", default=None, metavar="PASS",
+              help="Print why each rewrite rule of PASS matches or not, on the model as PASS sees it "
+                   "in the pipeline (onnxscript's matching tracer), and write nothing.")
+def optimize(model_path: Path, output: Path | None, pass_names: str | None, verify: bool, tolerance: float,
+             report: bool, report_json: Path | None, input_shapes: tuple[str, ...], explain_pass: str | None) -> None:
     """Rewrite an ONNX model into mnv3compile's canonical form.
 
     \b
-    The pipeline ('mnv3compile passes' lists it with what each pass does):
-      upgrade_opset, cleanup, fold_conv_add, fold_batchnorm, decompose_batchnorm,
-      hardsigmoid_to_relu6, canonicalize_hswish, fuse_conv_activation, cleanup
-    Afterwards no BatchNormalization remains, every hard-sigmoid reads
+    The pipeline is 'mnv3compile passes' (each pass with what it does), built on onnxscript's
+    rewriter. Afterwards no BatchNormalization remains, every hard-sigmoid reads
     Mul(Clip(Add(x,3),0,6),1/6), every h-swish is one HardSwish op, and each Conv with its
     bias and activation is annotated as one fused unit.
     """
@@ -205,6 +207,14 @@ def optimize(model_path: Path, output: Path, pass_names: str | None, verify: boo
     model = load_onnx(model_path)
     if input_shapes:
         model, _ = with_static_inputs(model, parse_input_shapes(input_shapes, model))
+    if explain_pass is not None:
+        from mnv3compile.passes.optimize import explain
+
+        for line in explain(model, passes, explain_pass):
+            print(line)
+        return
+    if output is None:
+        raise UserError("give -o OUT.onnx (where to write the optimized model)")
     with console.status("optimizing") as status:
         try:
             result, pass_report = run_passes(model, passes, check_numerics=verify, tolerance=tolerance,
@@ -1242,6 +1252,15 @@ def inspect(model_path: Path, as_json: bool, input_shapes: tuple[str, ...]) -> N
 _INVOCATION: list[str] = []  # the arguments main() runs with ('tune' repeats them to say how to resume)
 
 
+def user_message(exc: UserError) -> str:
+    """The library's typed errors, worded with what to do about them on the command line."""
+    if isinstance(exc, DynamicShapeError):
+        return f"{exc}; give --input-shape {exc.input_name}=N,C,H,W {exc.purpose}"
+    if isinstance(exc, NotCanonicalError):
+        return f"{exc}; run 'mnv3compile optimize' first"
+    return str(exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry: run the CLI; user errors become one line on stderr and exit 2;
     SIGINT/SIGTERM one line and exit 130/143, nothing half-written (mnv3compile/signals.py)."""
@@ -1257,7 +1276,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: aborted ({exc})", file=sys.stderr)
             return signals.exit_code(exc.signum)
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {user_message(exc)}", file=sys.stderr)
             return 2
         except click.exceptions.Exit as exc:
             return exc.exit_code

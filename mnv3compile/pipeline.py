@@ -183,7 +183,7 @@ def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
     spec = preset(request.preprocess) if request.preprocess else None
     result = quantize(model, load_samples(calib, shape, spec), QuantizeSettings(
         request.quant_method, weight_bits=request.weight_bits, bias_correction=request.bias_correction,
-        adaround=request.adaround, keep_float_output=request.keep_float_output))
+        adaround=request.adaround, keep_float_output=request.keep_float_output), optimized=True)
     return result.model, json.loads(json.dumps(result.sidecar({"source": calib}), default=_plain))
 
 

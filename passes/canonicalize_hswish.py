@@ -1,41 +1,57 @@
 """canonicalize_hswish: every spelling of h-swish becomes the single op ``HardSwish(x)``.
 
-Spellings recognised (operands of Mul/Add in either order): ``x * HardSigmoid(x)`` (1/6, 1/2),
-``x * (Clip(x+3,0,6) * 1/6)`` (the form hardsigmoid_to_relu6 leaves), ``(x * Clip(x+3,0,6)) * 1/6``,
-``(x * Clip(x+3,0,6)) / 6`` (Paddle's) and ``x * (Clip(x+3,0,6) / 6)``. One op is the canonical
-form because every later stage treats h-swish as one unit: the quantizer gives it one output scale,
-TVM imports it as one fused elementwise tail of the conv.
+One op is the canonical form because every later stage treats h-swish as one unit: the quantizer
+gives it one output scale, TVM imports it as one fused elementwise tail of the conv.
+Spellings (operands of Mul/Add in either order):
+
+- onnxscript's kept rules: ``x * HardSigmoid(x)`` (1/6, 1/2) and ``(x * Clip(x+3,0,6)) / 6``
+  (Paddle's). Its third rule of the set, ``Clip(x+3,0,6) / 6 -> HardSigmoid``, is left out: our
+  canonical h-sigmoid is the ReLU6 form (``hardsigmoid_to_relu6``);
+- ours, which the library lacks: ``x * (Clip(x+3,0,6) * 1/6)`` (the form hardsigmoid_to_relu6
+  leaves), ``(x * Clip(x+3,0,6)) * 1/6`` and ``x * (Clip(x+3,0,6) / 6)``.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from onnxscript.rewriter import RewriteRuleSet
+from onnxscript.rewriter.rules.common import fuse_hardswish_rules
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op
+from mnv3compile.passes.canonical import SIXTH, is_relu6_of_x_plus_3, relu6_of_x_plus_3
+from mnv3compile.passes.rules import SKIP, Rule, scalar_close
 
-SIXTH = float(np.float32(1.0 / 6.0))
-
-
-def _to_hardswish(m: Match, b: RewriteBuilder):
-    return b.op("HardSwish", [m.values["x"]], "hardswish")
-
-
-def _is_mobilenet_hardsigmoid(m: Match) -> str | None:
-    node = m.nodes["hs"]
-    alpha, beta = node.attributes.get_float("alpha", 0.2), node.attributes.get_float("beta", 0.5)
-    if abs(alpha - 1 / 6) > 1e-6 or abs(beta - 0.5) > 1e-6:
-        return f"HardSigmoid(alpha={alpha:g}, beta={beta:g}) is not h-swish's"
-    return None
+LIBRARY_RULES = RewriteRuleSet([rule for rule in fuse_hardswish_rules() if rule.name != "HardSigmoidFusion"])
+# What the library's rules are called where we name spellings (the optimize report's census).
+SPELLINGS = {"HardSwishFusionFromHardSigmoid": "x*HardSigmoid(x)", "HardSwishFusion": "(x*relu6(x+3))/6"}
 
 
-x = Var("x")
-RELU6 = op.Clip(op.Add(x, Const("three", 3.0)), Const("zero", 0.0), Const("six", 6.0))
-RULES = [
-    Rule("x*HardSigmoid(x)", op.Mul(x, op.HardSigmoid(x, name="hs")), _to_hardswish, _is_mobilenet_hardsigmoid),
-    Rule("x*(relu6(x+3)*1/6)", op.Mul(x, op.Mul(RELU6, Const("c", SIXTH))), _to_hardswish),
-    Rule("(x*relu6(x+3))*1/6", op.Mul(op.Mul(x, RELU6), Const("c", SIXTH)), _to_hardswish),
-    Rule("(x*relu6(x+3))/6", op.Div(op.Mul(x, RELU6), Const("c", 6.0)), _to_hardswish),
-    Rule("x*(relu6(x+3)/6)", op.Mul(x, op.Div(RELU6, Const("c", 6.0))), _to_hardswish),
+class Relu6HSwish(Rule):
+    """``x * relu6(x + 3)`` scaled by 1/6 in one of three places (``spelling``)."""
+
+    def __init__(self, name: str, spelling: str):
+        super().__init__(name)
+        self.spelling = spelling
+
+    def pattern(self, op, x, three, zero, six, c):
+        relu6 = relu6_of_x_plus_3(op, x, three, zero, six)
+        if self.spelling == "x*(relu6*c)":
+            return op.Mul(x, op.Mul(relu6, c))
+        if self.spelling == "(x*relu6)*c":
+            return op.Mul(op.Mul(x, relu6), c)
+        return op.Mul(x, op.Div(relu6, c))  # x*(relu6/c)
+
+    def refusal(self, x, three, zero, six, c):
+        scale = 6.0 if self.spelling == "x*(relu6/c)" else float(SIXTH)
+        return None if is_relu6_of_x_plus_3(three, zero, six) and scalar_close(c, scale) else SKIP
+
+    def rewrite(self, op, x, three, zero, six, c):
+        return op.HardSwish(x, _name=self.node_name("hardswish"))
+
+
+OUR_RULES = [
+    Relu6HSwish.sweep("x*(relu6(x+3)*1/6)", "x*(relu6*c)"),
+    Relu6HSwish.sweep("(x*relu6(x+3))*1/6", "(x*relu6)*c"),
+    Relu6HSwish.sweep("x*(relu6(x+3)/6)", "x*(relu6/c)"),
 ]
+RULES = [LIBRARY_RULES, *OUR_RULES]
 PASS = rule_pass("canonicalize_hswish", "rewrite every spelling of h-swish as HardSwish(x)", RULES)

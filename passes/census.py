@@ -1,7 +1,7 @@
 """What is left to canonicalize: counts of non-canonical spellings a model still contains.
 
-It asks the rewrite rules themselves (without rewriting), so the census and the passes can never
-disagree about what "canonical" means.
+It asks the rewrite rules themselves (their patterns and checks, without rewriting), so the
+census and the passes can never disagree about what "canonical" means.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from onnx_ir.passes import common as ir_passes
 
 from mnv3compile.passes import canonicalize_hswish, hardsigmoid_to_relu6
 from mnv3compile.passes.cleanup import fold_constants
-from mnv3compile.passes.matcher import find_match
+from mnv3compile.passes.rules import sweep_rules
 
 
 def non_canonical(model: onnx.ModelProto) -> dict[str, int]:
@@ -26,9 +26,10 @@ def non_canonical(model: onnx.ModelProto) -> dict[str, int]:
     batchnorms = sum(1 for n in graph if n.op_type == "BatchNormalization")
     if batchnorms:
         found["BatchNormalization"] = batchnorms
-    for rule in [*hardsigmoid_to_relu6.RULES, *canonicalize_hswish.RULES]:
-        for node in graph:
-            m = find_match(rule.pattern, node)
-            if m is not None and rule.when(m):
-                found[rule.name] = found.get(rule.name, 0) + 1
+    for sweep in [*hardsigmoid_to_relu6.RULES, *canonicalize_hswish.RULES]:
+        for rule in sweep_rules(sweep):
+            roots = {id(node) for node in graph if rule.match(ir_model, graph, node)}
+            name = canonicalize_hswish.SPELLINGS.get(rule.name, rule.name)
+            if roots:
+                found[name] = found.get(name, 0) + len(roots)
     return found

@@ -16,7 +16,8 @@ from onnx.reference import ReferenceEvaluator
 from onnx_ir.passes import common as ir_passes
 
 from mnv3compile.passes.base import GraphPass
-from mnv3compile.passes.matcher import PassStats, add_initializer, constant_array, replace_subgraph
+from mnv3compile.passes.graph_edit import add_initializer, constant_array, replace_subgraph
+from mnv3compile.passes.rules import PassStats
 
 # Ops whose value changes from run to run: never fold them.
 _NONDETERMINISTIC = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
@@ -52,7 +53,9 @@ def fold_constants(graph: ir.Graph, opset: int) -> int:
             continue
         try:
             results = _evaluate(node, opset)
-        except Exception:  # an op the reference evaluator cannot run stays as it is
+        except (NotImplementedError, RuntimeError, TypeError, ValueError):
+            # An op (or an attribute of one) onnx's reference evaluator does not implement, or
+            # rejects: the node stays as it is, computed at run time.
             continue
         if any(np.asarray(r).size > _MAX_FOLDED_ELEMENTS for r in results):
             continue
@@ -84,10 +87,9 @@ def fold_static_shapes(graph: ir.Graph) -> int:
 
 
 def _infer_shapes(model: ir.Model) -> None:
-    try:
-        ir_passes.ShapeInferencePass(strict_mode=False)(model)
-    except Exception:  # shapes help (static Shape folding, later stages) but are not required
-        pass
+    # Shapes help (static Shape folding, later stages) but are not required: the pass itself
+    # leaves the model unchanged (and logs why) when onnx's inference fails.
+    ir_passes.ShapeInferencePass(strict_mode=False)(model)
 
 
 def remove_inference_dropout(graph: ir.Graph) -> int:

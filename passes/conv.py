@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from mnv3compile.passes.matcher import RewriteBuilder, add_initializer, constant_array
+from mnv3compile.passes.graph_edit import constant_array
+from mnv3compile.passes.rules import SKIP, Rule, const
 
 
 def per_channel(array: np.ndarray, channels: int) -> np.ndarray | None:
@@ -54,11 +55,35 @@ def scale_outputs(conv: ir.Node, weight: np.ndarray, k: np.ndarray) -> np.ndarra
     return weight * k.reshape(shape)
 
 
-def rebuild_conv(b: RewriteBuilder, graph: ir.Graph, conv: ir.Node, weight: np.ndarray,
-                 bias: np.ndarray, name: str) -> ir.Value:
+def rebuild_conv(rule: Rule, op, conv: ir.Node, weight: np.ndarray, bias: np.ndarray, name: str) -> ir.Value:
     """A copy of ``conv`` (same input and attributes) with new weight and bias initializers."""
-    w = add_initializer(graph, weight.astype(np.float32), f"{name}.weight")
-    bv = add_initializer(graph, bias.astype(np.float32), f"{name}.bias")
-    node = ir.Node("", conv.op_type, [conv.inputs[0], w, bv], attributes=list(conv.attributes.values()), name=name)
-    b.nodes.append(node)
-    return node.outputs[0]
+    w = rule.initializer(op, weight.astype(np.float32), f"{name}.weight")
+    b = rule.initializer(op, bias.astype(np.float32), f"{name}.bias")
+    return op.op(conv.op_type, conv.inputs[0], w, b, _name=name, **dict(conv.attributes))
+
+
+class ConvThenConstant(Rule):
+    """Base of the rules folding ``op_type(Conv(x, ...), c)``, c a per-output-channel constant,
+    into the Conv (or an ungrouped ConvTranspose): ``op_type`` and what c is called are set by
+    the subclass."""
+
+    op_type = ""
+    constant_role = ""
+
+    def __init__(self, name: str, conv_type: str):
+        super().__init__(name)
+        self.conv_type = conv_type
+
+    def pattern(self, op, x, c):
+        conv = getattr(op, self.conv_type)(x, _allow_other_inputs=True, _outputs=["conv_out"])
+        return getattr(op, self.op_type)(conv, c)
+
+    def refusal(self, x, c, conv_out):
+        if const(c) is None:
+            return SKIP  # a product or sum of two activations: not this rule's case
+        parts = conv_weight_and_bias(conv_out.producer())
+        if parts is None:
+            return "conv weights are not constant (or a grouped ConvTranspose)"
+        if per_channel(const(c), parts[1].size) is None:
+            return f"{self.constant_role} is not per output channel"
+        return None

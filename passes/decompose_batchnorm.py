@@ -2,7 +2,7 @@
 
 k = scale / sqrt(var + eps), t = shift - mean * k, shaped to broadcast over the channel axis.
 Runs after fold_batchnorm so that only BNs that could not be folded reach it; later stages then
-never see BatchNormalization.
+never see BatchNormalization. onnxscript has no such rule (its BN rules fuse into a producer).
 """
 
 from __future__ import annotations
@@ -10,33 +10,33 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.fold_batchnorm import batchnorm_affine, training_mode_reason
-from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op
+from mnv3compile.passes.rules import Rule, const
 
 
-def _rank(m: Match) -> int | None:
-    shape = m.values["x"].shape
-    return None if shape is None else len(shape)
+class DecomposeBatchNorm(Rule):
+    def pattern(self, op, x, scale, shift, mean, var):
+        return op.BatchNormalization(x, scale, shift, mean, var, _allow_other_attributes=True, _outputs=["y"])
+
+    def refusal(self, x, scale, shift, mean, var, y):
+        bn = y.producer()
+        if len(bn.outputs) > 1 and any(v.uses() or v.is_graph_output() for v in bn.outputs[1:]):
+            return "BatchNormalization in training mode (running statistics are read)"
+        if any(const(v) is None for v in (scale, shift, mean, var)):
+            return "parameters are not constant"
+        if x.shape is None:
+            return "input rank unknown"
+        return None
+
+    def rewrite(self, op, x, scale, shift, mean, var, y):
+        eps = y.producer().attributes.get_float("epsilon", 1e-5)
+        scale, shift, mean, var = (const(v).astype(np.float64) for v in (scale, shift, mean, var))
+        k = scale / np.sqrt(var + eps)
+        t = shift - mean * k
+        broadcast = (-1,) + (1,) * (len(x.shape) - 2)
+        k_value = self.initializer(op, k.reshape(broadcast).astype(np.float32), self.node_name("scale"))
+        t_value = self.initializer(op, t.reshape(broadcast).astype(np.float32), self.node_name("shift"))
+        return op.Add(op.Mul(x, k_value, _name=self.node_name("mul")), t_value, _name=self.node_name("add"))
 
 
-def _check(m: Match) -> str | None:
-    reason = training_mode_reason(m.nodes["bn"])
-    if reason is not None:
-        return reason
-    if _rank(m) is None:
-        return "input rank unknown"
-    return None
-
-
-def _rewrite(m: Match, b: RewriteBuilder):
-    graph = m.nodes["bn"].graph
-    k, t = batchnorm_affine(m)
-    broadcast = (-1,) + (1,) * (_rank(m) - 2)
-    k_value = b.initializer(graph, k.reshape(broadcast).astype(np.float32), "scale")
-    t_value = b.initializer(graph, t.reshape(broadcast).astype(np.float32), "shift")
-    return b.op("Add", [b.op("Mul", [m.values["x"], k_value], "mul"), t_value], "add")
-
-
-RULES = [Rule("bn", op.BatchNormalization(Var("x"), Const("scale"), Const("shift"), Const("mean"),
-                                          Const("var"), name="bn"), _rewrite, _check)]
+RULES = [DecomposeBatchNorm.sweep("bn")]
 PASS = rule_pass("decompose_batchnorm", "turn BatchNormalization not after a Conv into Mul+Add", RULES)

@@ -4,46 +4,31 @@
 Paddle2ONNX writes every convolution bias this way (``Add(conv, Reshape(b, [1,C,1,1]))``); after
 cleanup folds the Reshape, this makes them ordinary biased Convs the later fusions recognise.
 The ``+ 3`` of a hard-sigmoid (``Clip(conv + 3, 0, 6)``) is left alone: it is part of that form.
+onnxscript's ``conv_affine_fusion_rule`` needs both a scale and an offset (``Conv * a + b``) and
+leaves this spelling alone.
 """
 
 from __future__ import annotations
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.conv import conv_weight_and_bias, per_channel, rebuild_conv
-from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, is_scalar_like, op
+from mnv3compile.passes.conv import ConvThenConstant, conv_weight_and_bias, per_channel, rebuild_conv
+from mnv3compile.passes.rules import SKIP, const, scalar_close
 
 
-def _check(m: Match) -> str | None:
-    conv = m.nodes["conv"]
-    parts = conv_weight_and_bias(conv)
-    if parts is None:
-        return "conv weights are not constant (or a grouped ConvTranspose)"
-    if per_channel(m.const("c"), parts[1].size) is None:
-        return "added constant is not per output channel"
-    return None
+class FoldConvAdd(ConvThenConstant):
+    op_type, constant_role = "Add", "added constant"
+
+    def refusal(self, x, c, conv_out):
+        users = self.root.outputs[0].uses()
+        if scalar_close(c, 3.0) and users and all(u.op_type == "Clip" for u, _ in users):
+            return SKIP  # Clip(conv + 3, 0, 6) starts a hard-sigmoid: its +3 stays where the later passes look
+        return super().refusal(x, c, conv_out)
+
+    def rewrite(self, op, x, c, conv_out):
+        conv = conv_out.producer()
+        weight, bias = conv_weight_and_bias(conv)
+        return rebuild_conv(self, op, conv, weight, bias + per_channel(const(c), bias.size), conv.name or "conv")
 
 
-def _is_hard_sigmoid_offset(m: Match) -> bool:
-    """``Clip(conv + 3, 0, 6)`` is the start of a hard-sigmoid: keep its +3 where the later passes
-    and the quantizer look for it (folding it would hide the canonical form)."""
-    users = m.root.outputs[0].uses()
-    return is_scalar_like(m.const("c"), 3.0) and bool(users) and all(u.op_type == "Clip" for u, _ in users)
-
-
-def _rewrite(m: Match, b: RewriteBuilder):
-    conv = m.nodes["conv"]
-    weight, bias = conv_weight_and_bias(conv)
-    added = per_channel(m.const("c"), bias.size)
-    return rebuild_conv(b, conv.graph, conv, weight, bias + added, conv.name or "conv")
-
-
-RULES = [
-    Rule(f"{name}+add", op.Add(getattr(op, kind)(Var("x"), Const("w"), name="conv"), Const("c")), _rewrite, _check,
-         when=lambda m: not _is_hard_sigmoid_offset(m))
-    for kind, name in (("Conv", "conv"), ("ConvTranspose", "convtranspose"))
-] + [
-    Rule(f"{name}(bias)+add", op.Add(getattr(op, kind)(Var("x"), Const("w"), Const("b"), name="conv"), Const("c")),
-         _rewrite, _check, when=lambda m: not _is_hard_sigmoid_offset(m))
-    for kind, name in (("Conv", "conv"), ("ConvTranspose", "convtranspose"))
-]
+RULES = [FoldConvAdd.sweep("conv+add", "Conv"), FoldConvAdd.sweep("convtranspose+add", "ConvTranspose")]
 PASS = rule_pass("fold_conv_add", "fold a per-channel constant Add after a Conv into its bias", RULES)

@@ -6,7 +6,9 @@ LayerNorm as ``d = x - ReduceMean(x)``, ``var = ReduceMean(d^2)`` (``Pow(d, 2)``
 ``y = d / Sqrt(var + eps)`` (or ``d * Reciprocal(...)``), then ``y * gamma + beta``. Nine ops that
 the quantizer would have to put in int8 one by one (the squared deviation and the variance
 lose most of their precision there); as one op the statistics stay inside one kernel that reads
-and writes int8. It runs before ``sink_transposes`` so a layout Transpose never splits one apart.
+and writes int8. It runs before ``sink_transposes`` so a layout Transpose never splits one apart. onnxscript's
+LayerNorm fusion (``rewriter.rules.fusion``) matches only ``axes=[-1]`` given as an input (opset
+18+); Paddle2ONNX's opset 11-17 models give the axes as an attribute, and over several axes.
 """
 
 from __future__ import annotations
@@ -14,23 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op, reduce_axes
-
-
-def _deviation():
-    return op.Sub(Var("x"), op.ReduceMean(Var("x"), name="mean"), name="deviation")
-
-
-def _normalized(square, scale_by_inverse: bool):
-    deviation = _deviation()
-    variance = op.ReduceMean(square(deviation), name="variance")
-    std = op.Sqrt(op.Add(variance, Const("epsilon")))
-    if scale_by_inverse:
-        return op.Mul(deviation, op.Reciprocal(std), name="normalized")
-    return op.Div(deviation, std, name="normalized")
-
-
-SQUARES = (lambda d: op.Pow(d, Const("two", 2.0)), lambda d: op.Mul(d, d))
+from mnv3compile.passes.graph_edit import reduce_axes
+from mnv3compile.passes.rules import Rule, const, scalar_close
 
 
 def _axes(node, rank: int) -> list[int] | None:
@@ -38,76 +25,88 @@ def _axes(node, rank: int) -> list[int] | None:
     return None if axes is None else sorted(a % rank for a in axes)
 
 
-def _normalized_axes(m: Match) -> list[int] | str:
-    """The axes both means reduce (a suffix of the input's), or why the match is refused."""
-    shape = m.values["x"].shape
-    if shape is None:
-        return "input rank unknown"
-    rank = len(shape)
-    means = [m.nodes["mean"], m.nodes["variance"]]
-    if any(n.attributes.get_int("keepdims", 1) != 1 for n in means):
-        return "a mean without keepdims"
-    axes = [_axes(n, rank) for n in means]
-    if axes[0] is None or axes[0] != axes[1]:
-        return "the two means reduce different or unknown axes"
-    if axes[0] != list(range(rank - len(axes[0]), rank)):
-        return "the normalized axes are not the last ones"
-    return axes[0]
+class LayerNormSpelledOut(Rule):
+    """One spelling: the square as ``Pow(d, 2)`` or ``d * d``, the scaling as ``d / std`` or
+    ``d * Reciprocal(std)``, with or without the affine ``* gamma + beta``."""
+
+    def __init__(self, name: str, square_by_pow: bool, scale_by_inverse: bool, affine: bool):
+        super().__init__(name)
+        self.square_by_pow, self.scale_by_inverse, self.affine = square_by_pow, scale_by_inverse, affine
+
+    def pattern(self, op, x, two, epsilon, gamma, beta):
+        deviation = op.Sub(x, op.ReduceMean(x, _allow_other_inputs=True, _outputs=["mean"]))
+        square = op.Pow(deviation, two) if self.square_by_pow else op.Mul(deviation, deviation)
+        variance = op.ReduceMean(square, _allow_other_inputs=True, _outputs=["variance"])
+        std = op.Sqrt(op.Add(variance, epsilon))
+        normalized = op.Mul(deviation, op.Reciprocal(std)) if self.scale_by_inverse else op.Div(deviation, std)
+        return op.Add(op.Mul(normalized, gamma), beta) if self.affine else normalized
+
+    def normalized_axes(self, x, mean, variance) -> list[int] | str:
+        """The axes both means reduce (a suffix of the input's), or why the match is refused."""
+        if x.shape is None:
+            return "input rank unknown"
+        rank = len(x.shape)
+        means = [mean.producer(), variance.producer()]
+        if any(n.attributes.get_int("keepdims", 1) != 1 for n in means):
+            return "a mean without keepdims"
+        axes = [_axes(n, rank) for n in means]
+        if axes[0] is None or axes[0] != axes[1]:
+            return "the two means reduce different or unknown axes"
+        if axes[0] != list(range(rank - len(axes[0]), rank)):
+            return "the normalized axes are not the last ones"
+        return axes[0]
+
+    @staticmethod
+    def affine_shape(x, value, name: str, axes: list[int]) -> np.ndarray | str:
+        """gamma/beta broadcast to the normalized shape, or why it cannot be (it varies over an
+        axis that is not normalized, or it broadcasts the output to a larger shape)."""
+        shape = x.shape
+        if not all(isinstance(shape[a], int) for a in axes):
+            return "normalized dimensions not static"
+        array = const(value)
+        if array is None:
+            return f"{name} is not constant"
+        array = array.astype(np.float32)
+        rank = len(shape)
+        if array.ndim > rank:
+            return f"{name} has more axes than the input"
+        aligned = array.reshape((1,) * (rank - array.ndim) + array.shape)
+        if any(aligned.shape[a] != 1 for a in range(rank) if a not in axes):
+            return f"{name} varies over an axis that is not normalized"
+        return np.ascontiguousarray(np.broadcast_to(aligned.reshape(aligned.shape[rank - len(axes):]),
+                                                    [shape[a] for a in axes]))
+
+    def refusal(self, x, two, epsilon, gamma, beta, mean, variance):
+        if self.square_by_pow and not scalar_close(two, 2.0):
+            return "the square's exponent is not 2"
+        axes = self.normalized_axes(x, mean, variance)
+        if isinstance(axes, str):
+            return axes
+        if const(epsilon) is None or const(epsilon).size != 1:
+            return "epsilon is not a constant scalar"
+        if self.affine:
+            for name, value in (("gamma", gamma), ("beta", beta)):
+                affine = self.affine_shape(x, value, name, axes)
+                if isinstance(affine, str):
+                    return affine
+        return None
+
+    def rewrite(self, op, x, two, epsilon, gamma, beta, mean, variance):
+        axes = self.normalized_axes(x, mean, variance)
+        normalized_shape = [x.shape[a] for a in axes]
+        if self.affine:
+            gamma_array, beta_array = (self.affine_shape(x, v, n, axes) for v, n in ((gamma, "gamma"), (beta, "beta")))
+        else:
+            gamma_array, beta_array = np.ones(normalized_shape, np.float32), np.zeros(normalized_shape, np.float32)
+        return op.LayerNormalization(x, self.initializer(op, gamma_array, self.node_name("gamma")),
+                                     self.initializer(op, beta_array, self.node_name("beta")),
+                                     axis=axes[0], epsilon=float(const(epsilon).reshape(-1)[0]),
+                                     _name=self.node_name("layer_norm"))
 
 
-def _affine_shape(m: Match, name: str, axes: list[int]) -> np.ndarray | str:
-    """gamma/beta broadcast to the normalized shape, or why it cannot be (it varies over an axis
-    that is not normalized, or it broadcasts the output to a larger shape)."""
-    shape = m.values["x"].shape
-    if not all(isinstance(shape[a], int) for a in axes):
-        return "normalized dimensions not static"
-    array = m.const(name).astype(np.float32)
-    rank = len(shape)
-    if array.ndim > rank:
-        return f"{name} has more axes than the input"
-    aligned = array.reshape((1,) * (rank - array.ndim) + array.shape)
-    if any(aligned.shape[a] != 1 for a in range(rank) if a not in axes):
-        return f"{name} varies over an axis that is not normalized"
-    return np.ascontiguousarray(np.broadcast_to(aligned.reshape(aligned.shape[rank - len(axes):]),
-                                                [shape[a] for a in axes]))
-
-
-def _check(m: Match) -> str | None:
-    axes = _normalized_axes(m)
-    if isinstance(axes, str):
-        return axes
-    if m.const("epsilon").size != 1:
-        return "epsilon is not a scalar"
-    for name in ("gamma", "beta"):
-        if name in m.values:
-            affine = _affine_shape(m, name, axes)
-            if isinstance(affine, str):
-                return affine
-    return None
-
-
-def _rewrite(m: Match, b: RewriteBuilder):
-    graph = m.root.graph
-    axes = _normalized_axes(m)
-    normalized_shape = [m.values["x"].shape[a] for a in axes]
-    gamma = _affine_shape(m, "gamma", axes) if "gamma" in m.values else np.ones(normalized_shape, np.float32)
-    beta = _affine_shape(m, "beta", axes) if "beta" in m.values else np.zeros(normalized_shape, np.float32)
-    return b.op("LayerNormalization", [m.values["x"], b.initializer(graph, gamma, "gamma"),
-                                       b.initializer(graph, beta, "beta")], "layer_norm",
-                axis=axes[0], epsilon=float(m.const("epsilon").reshape(-1)[0]))
-
-
-def _rules() -> list[Rule]:
-    rules = []
-    for square_index, square in enumerate(SQUARES):
-        for inverse in (False, True):
-            normalized = _normalized(square, inverse)
-            spelling = f"{'pow' if square_index == 0 else 'mul'}-{'reciprocal' if inverse else 'div'}"
-            affine = op.Add(op.Mul(normalized, Const("gamma")), Const("beta"))
-            rules.append(Rule(f"layer_norm({spelling})+affine", affine, _rewrite, _check))
-            rules.append(Rule(f"layer_norm({spelling})", normalized, _rewrite, _check))
-    return rules
-
-
-RULES = _rules()
+RULES = [
+    LayerNormSpelledOut.sweep(f"layer_norm({'pow' if by_pow else 'mul'}-{'reciprocal' if inverse else 'div'})"
+                        f"{'+affine' if affine else ''}", by_pow, inverse, affine)
+    for by_pow in (True, False) for inverse in (False, True) for affine in (True, False)
+]
 PASS = rule_pass("fuse_layer_norm", "layer normalization spelled in elementwise ops -> LayerNormalization", RULES)

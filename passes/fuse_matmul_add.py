@@ -1,48 +1,53 @@
-"""fuse_matmul_add: ``Add(MatMul(x, W), b)`` with constant 2-D W and a bias over its columns
-becomes ``Gemm(x, W, b)`` (Paddle's classifier head), so the layer is one op with an int32 bias
-after quantization, like torch's ``Linear`` export. An x of more axes (a transformer's tokens,
-PP-OCRv4's SVTR neck: 1 x T x C) with a static shape is flattened to rows around the Gemm:
-``Reshape(Gemm(Reshape(x, [-1, K]), W, b), [..., N])``; reshapes move no data.
+"""fuse_matmul_add: ``Add(MatMul(x, W), b)`` becomes ``Gemm(x, W, b)`` (Paddle's classifier head), so
+the layer is one op with an int32 bias after quantization, like torch's ``Linear`` export.
+
+2-D x: onnxscript's kept rules (``matmul_add_to_gemm_rule`` and its transposed-operand
+variants). An x of more axes (a transformer's tokens, PP-OCRv4's SVTR neck: 1 x T x C) with a
+static shape, constant 2-D W and a bias over the output columns, which the library leaves alone,
+is flattened to rows around the Gemm here: ``Reshape(Gemm(Reshape(x, [-1, K]), W, b), [..., N])``;
+reshapes move no data.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from onnxscript.rewriter.rules.common import (matmul_add_to_gemm_rule, transpose_a_matmul_add_to_gemm_rule,
+                                              transpose_ab_matmul_add_to_gemm_rule,
+                                              transpose_b_matmul_add_to_gemm_rule)
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.matcher import Const, Match, RewriteBuilder, Rule, Var, op
+from mnv3compile.passes.rules import SKIP, Rule, const
 
 
-def _check(m: Match) -> str | None:
-    shape = m.values["x"].shape
-    if shape is None or len(shape) < 2:
-        return "MatMul input rank unknown or below 2"
-    if len(shape) > 2 and not all(isinstance(d, int) for d in shape):
-        return "MatMul input of more than 2 axes without a static shape"
-    weight, bias = m.const("w"), m.const("b")
-    if weight.ndim != 2 or bias.size not in (1, weight.shape[1]) or any(d != 1 for d in bias.shape[:-1]):
-        return "bias does not broadcast over the output columns only"
-    if bias.ndim > len(shape):
-        return "bias has more axes than the output"
-    return None
+class TokensMatMulAddToGemm(Rule):
+    def pattern(self, op, x, w, b):
+        return op.Add(op.MatMul(x, w), b)
+
+    def refusal(self, x, w, b):
+        shape = x.shape
+        if shape is None or len(shape) <= 2 or const(w) is None or const(b) is None:
+            return SKIP  # 2-D: the library's rule; activations: a MatMul of two activations
+        if not all(isinstance(d, int) for d in shape):
+            return "MatMul input of more than 2 axes without a static shape"
+        weight, bias = const(w), const(b)
+        if weight.ndim != 2 or bias.size not in (1, weight.shape[1]) or any(d != 1 for d in bias.shape[:-1]):
+            return "bias does not broadcast over the output columns only"
+        if bias.ndim > len(shape):
+            return "bias has more axes than the output"
+        return None
+
+    def rewrite(self, op, x, w, b):
+        weight, bias = const(w), const(b).reshape(-1)
+        if bias.size == 1:
+            bias = bias.repeat(weight.shape[1])
+        rows_shape = self.initializer(op, np.array([-1, weight.shape[0]], np.int64), self.node_name("rows"))
+        rows = op.Reshape(x, rows_shape, _name=self.node_name("rows"))
+        gemm = op.Gemm(rows, w, self.initializer(op, bias, self.node_name("bias")), _name=self.node_name("gemm"))
+        output_shape = np.array([*x.shape[:-1], weight.shape[1]], np.int64)
+        return op.Reshape(gemm, self.initializer(op, output_shape, self.node_name("shape")),
+                          _name=self.node_name("unflatten"))
 
 
-def _rewrite(m: Match, b: RewriteBuilder):
-    graph = m.root.graph
-    weight = m.const("w")
-    bias = m.const("b").reshape(-1)
-    if bias.size == 1:
-        bias = bias.repeat(weight.shape[1])
-    x, shape = m.values["x"], m.values["x"].shape
-    rows = x
-    if len(shape) > 2:
-        rows = b.op("Reshape", [x, b.initializer(graph, np.array([-1, weight.shape[0]], np.int64), "rows")], "rows")
-    gemm = b.op("Gemm", [rows, m.values["w"], b.initializer(graph, bias, "bias")], "gemm")
-    if len(shape) == 2:
-        return gemm
-    output_shape = np.array([*shape[:-1], weight.shape[1]], np.int64)
-    return b.op("Reshape", [gemm, b.initializer(graph, output_shape, "shape")], "unflatten")
-
-
-RULES = [Rule("matmul+add", op.Add(op.MatMul(Var("x"), Const("w")), Const("b")), _rewrite, _check)]
-PASS = rule_pass("fuse_matmul_add", "turn MatMul + constant bias Add into Gemm", RULES)
+RULES = [matmul_add_to_gemm_rule, transpose_a_matmul_add_to_gemm_rule, transpose_b_matmul_add_to_gemm_rule,
+         transpose_ab_matmul_add_to_gemm_rule, TokensMatMulAddToGemm.sweep("matmul+add over tokens")]
+PASS = rule_pass("fuse_matmul_add", "turn MatMul + bias Add into Gemm", RULES)

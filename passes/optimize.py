@@ -93,3 +93,22 @@ def optimize(model: onnx.ModelProto, passes: Sequence[GraphPass], check_numerics
     if check_numerics:
         report.errors = verify.compare(original, previous)
     return current, report
+
+
+def explain(model: onnx.ModelProto, passes: Sequence[GraphPass], name: str) -> list[str]:
+    """Why the rules of pass ``name`` match or not where it runs in ``passes``: the model is taken
+    through the passes before it, then onnxscript's tracer reports each rule's best (near-)matches."""
+    from mnv3compile.errors import UserError
+    from mnv3compile.passes.rules import explain as trace_rules
+
+    names = [p.name for p in passes]
+    if name not in names:
+        raise UserError(f"--explain {name}: not a pass of this run; it runs: {', '.join(names)}")
+    index = names.index(name)
+    target = passes[index]
+    if not target.rules:
+        ruled = sorted({p.name for p in passes if p.rules})
+        raise UserError(f"--explain {name}: that pass walks the graph and has no rewrite rules to trace; "
+                        f"passes with rules: {', '.join(ruled)}")
+    before, _ = optimize(model, passes[:index])
+    return trace_rules(ir.from_proto(before), target.rules)

@@ -20,7 +20,8 @@ import onnx_ir as ir
 from onnx_ir.passes import common as ir_passes
 
 from mnv3compile.passes.base import GraphPass
-from mnv3compile.passes.matcher import PassStats, add_initializer, constant_array, reduce_axes
+from mnv3compile.passes.graph_edit import add_initializer, constant_array, reduce_axes
+from mnv3compile.passes.rules import PassStats
 
 UNARY = {"Relu", "HardSwish", "HardSigmoid", "Sigmoid", "Clip", "LeakyRelu", "Tanh", "Neg", "Abs", "Exp", "Elu",
          "Softplus", "Identity"}  # elementwise in their first input; other inputs are scalars

@@ -12,7 +12,7 @@ from onnx import version_converter
 
 from mnv3compile.errors import UserError
 from mnv3compile.passes.base import GraphPass
-from mnv3compile.passes.matcher import PassStats
+from mnv3compile.passes.rules import PassStats
 
 TARGET_OPSET = 17
 

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from mnv3compile.errors import UserError
+from mnv3compile.errors import DynamicShapeError, OutputMismatchError, UserError
 
 DEFAULT_TOLERANCE = 1e-4  # relative to the largest magnitude of each output (absolute below 1)
 
@@ -44,8 +44,7 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]
         tensor_type = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor_type.shape.dim]
         if any(d <= 0 for d in dims):
-            raise UserError(f"input '{value.name}' has a dynamic shape; give --input-shape "
-                            f"{value.name}=N,C,H,W to verify")
+            raise DynamicShapeError(value.name, "to verify")
         dtype = _NUMPY_TYPES.get(tensor_type.elem_type)
         if dtype is None:
             raise UserError(f"input '{value.name}' is not a float tensor; cannot make random inputs")
@@ -64,7 +63,7 @@ def compare(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> list
     for name, expected in before.items():
         actual = after[name]
         if actual.shape != expected.shape:
-            raise AssertionError(f"output {name!r} changed shape {expected.shape} -> {actual.shape}")
+            raise OutputMismatchError(f"output {name!r} changed shape {expected.shape} -> {actual.shape}")
         diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
         # Relative to the output's largest magnitude, but never to less than 1: a sigmoid map of
         # random inputs is ~1e-3 everywhere, where float32 noise of 1e-6 in its logits is 1e-4.

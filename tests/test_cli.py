@@ -182,6 +182,40 @@ def test_optimize_dynamic_model_needs_a_shape_to_verify(cli, tmp_path, paddle_cl
     assert code == 0 and "non-canonical spellings left: none" in stdout
 
 
+def test_optimize_explain_traces_a_pass_where_it_runs_and_writes_nothing(cli, tmp_path):
+    src, out = tmp_path / "s.onnx", tmp_path / "o.onnx"
+    cli("export", "--model", "small", "--resolution", "96", "-o", str(src))
+    code, stdout, err = cli("optimize", str(src), "--explain", "hardsigmoid_to_relu6")
+    assert code == 0, err
+    lines = stdout.splitlines()
+    assert lines[0] == "HardSigmoid: 9 x success"  # the zoo Small's 9 squeeze-excite gates
+    assert "Clip(x+beta,0,1): no node starts a match" in lines
+    code, _, err = cli("optimize", str(src), "--explain", "cleanup", "-o", str(out))
+    assert code == 2 and err.startswith("error: --explain cleanup: that pass walks the graph and has no rewrite "
+                                        "rules to trace; passes with rules: canonicalize_hswish, ")
+    code, _, err = cli("optimize", str(src), "--passes", "cleanup", "--explain", "fold_batchnorm")
+    assert (code, err) == (2, "error: --explain fold_batchnorm: not a pass of this run; it runs: cleanup\n")
+    assert cli("optimize", str(src))[2] == "error: give -o OUT.onnx (where to write the optimized model)\n"
+    assert not out.exists()
+
+
+def test_the_quantizer_refuses_a_model_without_the_canonical_form(cli, tmp_path):
+    """The library raises a typed error (NotCanonicalError); the CLI adds what to do about it."""
+    from mnv3compile.errors import NotCanonicalError
+    from mnv3compile.quant import quantize
+    from mnv3compile.quant.calibration import load_samples
+
+    src = tmp_path / "s.onnx"
+    cli("export", "--model", "small-minimal", "--resolution", "96", "-o", str(src))
+    model = onnx.load(str(src))
+    with pytest.raises(NotCanonicalError, match=r"^the quantizer needs the canonical form: Conv '.*' is in no "
+                                                r"fused unit \(and \d+ more\)$"):
+        quantize(model, load_samples("synthetic:2", (1, 3, 96, 96), None), optimized=True)
+    from mnv3compile.cli import user_message
+
+    assert user_message(NotCanonicalError("x")) == "x; run 'mnv3compile optimize' first"
+
+
 def test_unsorted_but_acyclic_graph_is_sorted_on_load(tmp_path):
     from onnx import helper
 

@@ -8,8 +8,9 @@ from mnv3compile.analysis import with_static_inputs
 from mnv3compile.passes import verify
 from mnv3compile.passes.base import GraphPass
 from mnv3compile.passes.census import non_canonical
-from mnv3compile.passes.fuse_conv_activation import check_units, read_units
-from mnv3compile.passes.matcher import PassStats, add_initializer
+from mnv3compile.passes.canonical import check_units, read_units
+from mnv3compile.passes.graph_edit import add_initializer
+from mnv3compile.passes.rules import PassStats
 from mnv3compile.passes.optimize import PassVerificationError, optimize
 from mnv3compile.passes.registry import PIPELINE, select
 from mnv3compile.errors import UserError

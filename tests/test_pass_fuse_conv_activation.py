@@ -1,6 +1,7 @@
 import onnx
 import pytest
 
+from mnv3compile.passes import canonical
 from mnv3compile.passes import fuse_conv_activation as fuse
 from pass_helpers import apply, assert_same_outputs, graph_model, node, scalar, weights
 
@@ -22,10 +23,10 @@ K = {"three": scalar(3), "zero": scalar(0), "six": scalar(6), "sixth": scalar(1 
 def test_conv_and_activation_form_one_unit(kind, tail, size):
     model = graph_model([CONV, *tail], SHAPE, ["y"], {**W, **K})
     after, stats = apply(fuse.PASS, model)
-    units = fuse.read_units(after)
+    units = canonical.read_units(after)
     assert [(u.conv, u.activation, len(u.nodes)) for u in units] == [("c", kind, size)]
     assert units[0].output == ("y" if size > 1 else "c")
-    assert fuse.check_units(after) == []
+    assert canonical.check_units(after) == []
     assert after.ir_version >= 10
     assert_same_outputs(model, after)  # still runs in onnxruntime, unchanged
 
@@ -33,14 +34,14 @@ def test_conv_and_activation_form_one_unit(kind, tail, size):
 def test_conv_read_twice_keeps_its_activation_outside():
     model = graph_model([CONV, node("Relu", ["c"], "y"), node("Add", ["c", "y"], "z")], SHAPE, ["z"], W)
     after, _ = apply(fuse.PASS, model)
-    assert [(u.activation, u.nodes) for u in fuse.read_units(after)] == [("none", ("c",))]
+    assert [(u.activation, u.nodes) for u in canonical.read_units(after)] == [("none", ("c",))]
 
 
 def test_annotation_survives_save_and_load(tmp_path):
     model = graph_model([CONV, node("HardSwish", ["c"], "y")], SHAPE, ["y"], W)
     after, _ = apply(fuse.PASS, model)
     onnx.save(after, tmp_path / "m.onnx")
-    assert fuse.read_units(onnx.load(tmp_path / "m.onnx"))[0].activation == "hswish"
+    assert canonical.read_units(onnx.load(tmp_path / "m.onnx"))[0].activation == "hswish"
 
 
 def test_check_units_reports_a_broken_annotation():
@@ -48,4 +49,4 @@ def test_check_units_reports_a_broken_annotation():
                         SHAPE, ["d"], W)
     after, _ = apply(fuse.PASS, model)
     del after.graph.node[2].metadata_props[:]
-    assert fuse.check_units(after) == ["Conv 'd' is in no fused unit"]
+    assert canonical.check_units(after) == ["Conv 'd' is in no fused unit"]

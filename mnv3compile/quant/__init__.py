@@ -9,6 +9,7 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_passes
 
+from mnv3compile.passes.canonical import require_units
 from mnv3compile.passes.optimize import optimize
 from mnv3compile.passes.registry import PIPELINE
 from mnv3compile.quant.auto_ranges import choose_ranges
@@ -58,9 +59,14 @@ class QuantizedModel:
 
 
 def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: QuantizeSettings = QuantizeSettings(),
-             progress: Progress | None = None) -> QuantizedModel:
-    """Quantize ``model`` (any opset 11-21 float model; it is canonicalized first) on ``samples``."""
-    canonical, _ = optimize(model, PIPELINE)
+             progress: Progress | None = None, optimized: bool = False) -> QuantizedModel:
+    """Quantize ``model`` on ``samples``: any opset 11-21 float model, canonicalized first, or one
+    ``optimized`` already (``build`` optimizes once), whose fused units are then checked."""
+    if optimized:
+        require_units(model, "the quantizer")
+        canonical = model
+    else:
+        canonical, _ = optimize(model, PIPELINE)
     ir_model = ir.from_proto(canonical)
     groups = plan_groups(ir_model)
     groups, kept = split_float_outputs(groups) if settings.keep_float_output else (groups, [])

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 import onnx_ir as ir
 
-from mnv3compile.errors import UserError
-from mnv3compile.passes.fuse_conv_activation import ACTIVATION, ROLE, UNIT
-from mnv3compile.passes.hardsigmoid_to_relu6 import relu6_hsigmoid_pattern
-from mnv3compile.passes.matcher import Var, find_match
+from mnv3compile.errors import NotCanonicalError, UserError
+from mnv3compile.passes.canonical import ACTIVATION, ROLE, UNIT, hsigmoid_nodes
 
 CALIBRATED, UNIT_INTERVAL, SAME_AS_INPUT = "calibrated", "unit-interval", "same-as-input"
 
@@ -74,7 +72,7 @@ def _unit_groups(graph: ir.Graph) -> tuple[list[Group], set[int]]:
     for nodes in members.values():
         conv = nodes[0]
         if conv.metadata_props.get(ROLE) != "conv":
-            raise UserError(f"fused unit of node {conv.name!r} does not start with its Conv; re-run optimize")
+            raise NotCanonicalError(f"fused unit of node {conv.name!r} does not start with its Conv")
         activation = conv.metadata_props.get(ACTIVATION, "none")
         rule = UNIT_INTERVAL if activation in ("hsigmoid", "sigmoid") else CALIBRATED
         groups.append(Group(f"conv:{activation}", nodes, nodes[-1].outputs[0], rule))
@@ -86,20 +84,18 @@ def plan_groups(model: ir.Model) -> list[Group]:
     """All groups in graph order. Raises UserError for an op the quantizer does not know."""
     graph = model.graph
     groups, covered = _unit_groups(graph)
-    hsigmoid = relu6_hsigmoid_pattern(Var("x"))
     for node in graph:
         if id(node) in covered:
             continue
-        m = find_match(hsigmoid, node)
-        if m is not None and not any(id(n) in covered for n in m.matched_nodes):
-            ordered = [n for n in graph if id(n) in {id(k) for k in m.matched_nodes}]
-            groups.append(Group("hsigmoid", ordered, node.outputs[0], UNIT_INTERVAL))
-            covered |= {id(n) for n in ordered}
+        found = hsigmoid_nodes(model, node)
+        if found is not None and not any(id(n) in covered for n in found[1]):
+            groups.append(Group("hsigmoid", found[1], node.outputs[0], UNIT_INTERVAL))
+            covered |= {id(n) for n in found[1]}
     for node in graph:
         if id(node) in covered:
             continue
         if node.op_type == "Conv":
-            raise UserError(f"Conv {node.name!r} is in no fused unit; run 'mnv3compile optimize' first")
+            raise NotCanonicalError(f"Conv {node.name!r} is in no fused unit")
         rule = OP_RANGES.get(node.op_type)
         if rule is None or node.domain not in ("", "ai.onnx"):
             raise UserError(f"the quantizer does not know op {node.op_type!r} (node {node.name!r}); "

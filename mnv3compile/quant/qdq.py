@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-from mnv3compile.passes.matcher import add_initializer, constant_array
+from mnv3compile.passes.graph_edit import add_initializer, constant_array
 from mnv3compile.quant.adaround import adaround
 from mnv3compile.quant.bias_correction import ConvGeometry, corrected_bias, output_shift
 from mnv3compile.quant.plan import SAME_AS_INPUT, UNIT_INTERVAL, WEIGHT_INPUTS, Group, data_inputs

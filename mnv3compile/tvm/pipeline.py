@@ -66,11 +66,14 @@ def module_pass(name: str, rewrite: Callable) -> Callable:
     return lambda: tvm.transform.module_pass(lambda module, _context: rewrite(module), opt_level=0, name=name)
 
 
-def run_pipeline(module, target, integer_only: bool = False):
-    with target:
-        for _, make in relax_passes(integer_only):
-            module = make()(module)
-    return module
+def run_pipeline(module, target, integer_only: bool = False, instruments: list | None = None):
+    """The passes as one ``tvm.transform.Sequential`` in a ``PassContext`` (opt level 3; TVM's pass
+    instruments, e.g. timing, when given)."""
+    import tvm
+
+    sequence = tvm.transform.Sequential([make() for _, make in relax_passes(integer_only)], name="mnv3compile")
+    with target, tvm.transform.PassContext(opt_level=3, instruments=instruments or []):
+        return sequence(module)
 
 
 def kernel_names(module) -> list[str]:

@@ -1,0 +1,154 @@
+"""Our rewrite rules on onnxscript's rewriter (``onnxscript.rewriter``).
+
+The library does the matching: patterns written as op calls, commuted operands, the check that
+returns a reason (``MatchResult.fail``), the refusal of a match whose interior is read from
+outside, the replacement and the tracer ``optimize --explain`` prints. This module adds only what
+our passes need and the library does not do:
+
+- ``Rule.refusal`` returns a reason (or ``SKIP`` for a match already in the rule's target form);
+  the reasons are counted per pass for the optimize report (the library keeps them only in its
+  tracer, which does not rewrite);
+- ``apply_rules`` runs each rule as its own sweep, in the order listed: the library tries every
+  rule of a set at each node in turn, so e.g. a one-sided ``Max -> Clip`` would fire on the Max of
+  ``Min(Max(x, 0), 6)`` before the two-sided rule saw the pair;
+- replacement nodes and initializers are named after the node they replace (fused units and the
+  quantizer's report are read by those names), under names no initializer has yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import (RULE_NAME_TAG, MatchingTracer, MatchResult, RewriteRule, RewriteRuleClassBase,
+                                 RewriteRuleSet)
+
+SKIP = "not a case of this rule"  # already in its target form, or an operand it needs constant is not: not counted
+
+
+@dataclass
+class PassStats:
+    matched: int = 0
+    rewritten: int = 0
+    refused: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+
+_current_stats: ContextVar[PassStats | None] = ContextVar("mnv3compile_pass_stats", default=None)
+
+
+class Rule(RewriteRuleClassBase):
+    """A rewrite rule: ``pattern`` (the library's), ``refusal`` (why not, or None) and ``rewrite``.
+
+    ``self.root`` is the node the current match is rooted at (the last node of the pattern),
+    set before ``refusal`` and ``rewrite`` run.
+    """
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.root: ir.Node | None = None
+
+    @classmethod
+    def sweep(cls, *args, **kwargs) -> RewriteRuleSet:
+        """The rule with its Add/Mul/Min/Max operands in either order, as one sweep."""
+        return RewriteRuleSet([cls.rule(*args, **kwargs)], commute=True)
+
+    def refusal(self, **values) -> str | None:
+        return None
+
+    def check(self, context, **values) -> MatchResult:
+        self.root = context.root
+        reason = self.refusal(**values)
+        result = MatchResult()
+        if reason is SKIP:
+            return result.fail(SKIP)
+        stats = _current_stats.get()
+        if stats is not None:
+            stats.matched += 1
+            if reason is not None:
+                stats.refuse(f"{self.name}: {reason}")
+        return result if reason is None else result.fail(reason)
+
+    # Naming of what a rewrite creates.
+    def base_name(self) -> str:
+        return self.root.name or self.root.op_type
+
+    def node_name(self, suffix: str) -> str:
+        return f"{self.base_name()}/{suffix}"
+
+    def initializer(self, op, array: np.ndarray, name: str) -> ir.Value:
+        """A new initializer holding ``array`` under ``name`` (or ``name_2``... when taken)."""
+        taken = set(self.root.graph.initializers) | {v.name for v in op.initializers}
+        unique, counter = name, 1
+        while unique in taken:
+            counter += 1
+            unique = f"{name}_{counter}"
+        return op.initializer(ir.tensor(np.asarray(array), name=unique), name=unique)
+
+
+def const(value: ir.Value | None) -> np.ndarray | None:
+    """The array of a constant value (an initializer, or a folded Constant), else None."""
+    if value is None:
+        return None
+    tensor = ir.convenience.get_const_tensor(value)
+    return None if tensor is None else tensor.numpy()
+
+
+def scalar_close(value: ir.Value | None, target: float, rtol: float = 1e-5) -> bool:
+    """A constant whose every element is ``target`` (relative tolerance ``rtol``)."""
+    array = const(value)
+    if array is None or array.size == 0 or not np.issubdtype(array.dtype, np.floating):
+        return False
+    return bool(np.allclose(array, target, rtol=rtol, atol=rtol * abs(target) + 1e-12))
+
+
+Sweep = RewriteRule | RewriteRuleSet  # one pass over the graph: a rule, or a rule's commuted variants
+
+
+def sweep_rules(sweep: Sweep) -> list[RewriteRule]:
+    return list(sweep) if isinstance(sweep, RewriteRuleSet) else [sweep]
+
+
+def apply_rules(model: ir.Model, sweeps: Sequence[Sweep]) -> PassStats:
+    """Each sweep over the main graph, in order."""
+    stats = PassStats()
+    token = _current_stats.set(stats)
+    try:
+        for sweep in sweeps:
+            stats.rewritten += RewriteRuleSet(sweep_rules(sweep)).apply_to_model(model)
+    finally:
+        _current_stats.reset(token)
+    # The library's rules have their own checks, which count no matches: a rewrite was one.
+    stats.matched = max(stats.matched, stats.rewritten)
+    for node in model.graph:  # provenance the library records; our models carry none of it
+        node.metadata_props.pop(RULE_NAME_TAG, None)
+    return stats
+
+
+def explain(model: ir.Model, sweeps: Sequence[Sweep], shown: int = 5) -> list[str]:
+    """Per rule, how its best attempts ended (onnxscript's tracer, which changes nothing): the
+    matches it would rewrite, the ones its check refuses and why, or the nearest misses."""
+    lines = []
+    for sweep in sweeps:
+        rules = sweep_rules(sweep)
+        tracer = MatchingTracer()
+        RewriteRuleSet(rules).apply_to_model(model, tracer=tracer)
+        infos = [info for infos in tracer.best_matches_map.values() for info in infos]
+        if not infos:
+            lines.append(f"{rules[0].name}: no node starts a match")
+            continue
+        status = infos[0].status.name.lower().replace("_", " ")
+        lines.append(f"{rules[0].name}: {len(infos)} x {status}" + ("" if status == "success" else
+                                                                    " (the nearest attempts)"))
+        for info in infos[:shown]:
+            nodes = ", ".join(f"{n.op_type} {n.name!r}" for n in info.match_result.nodes)
+            reason = "" if info.status.name == "SUCCESS" else f": {info.match_result.reason}"
+            lines.append(f"  at {info.root_node.op_type} {info.root_node.name!r}{reason} [{nodes}]")
+        if len(infos) > shown:
+            lines.append(f"  ... and {len(infos) - shown} more")
+    return lines
