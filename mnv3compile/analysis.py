@@ -107,12 +107,17 @@ def dynamic_input_shape(model: onnx.ModelProto, data_shape: Sequence[int] | None
 
 def with_static_inputs(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None
                        ) -> tuple[onnx.ModelProto, list[str]]:
-    """Copy of ``model`` with input shapes fixed: ``shapes[name]`` where given, else every
-    dynamic dimension set to 1 (with a note), so shapes can be inferred."""
+    """``model`` with input shapes fixed (a copy when any changes): ``shapes[name]`` where given, else every
+    dynamic dimension set to 1 (with a note), so shapes can be inferred. A model whose inputs are
+    all static already is returned as it is (``build`` fixes shapes once, when it loads the model;
+    the TVM frontend's call is then free)."""
     shapes = dict(shapes or {})
+    initializer_names = {init.name for init in model.graph.initializer}
+    if not shapes and all(d.HasField("dim_value") and d.dim_value > 0 for v in model.graph.input
+                          if v.name not in initializer_names for d in v.type.tensor_type.shape.dim):
+        return model, []
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
-    initializer_names = {init.name for init in model.graph.initializer}
     real_inputs = [v for v in fixed.graph.input if v.name not in initializer_names]
     unknown = set(shapes) - {v.name for v in real_inputs}
     if unknown:

@@ -11,8 +11,9 @@ our passes need and the library does not do:
 - ``apply_rules`` runs each rule as its own sweep, in the order listed: the library tries every
   rule of a set at each node in turn, so e.g. a one-sided ``Max -> Clip`` would fire on the Max of
   ``Min(Max(x, 0), 6)`` before the two-sided rule saw the pair;
-- replacement nodes and initializers are named after the node they replace (fused units and the
-  quantizer's report are read by those names), under names no initializer has yet.
+- a replacement keeps the name of the node of its own op it replaces (the library's have none),
+  and what our rules create is named after the node it replaces (fused units and the quantizer's
+  report are read by those names); new initializers under names no initializer has yet.
 """
 
 from __future__ import annotations
@@ -114,13 +115,39 @@ def sweep_rules(sweep: Sweep) -> list[RewriteRule]:
     return list(sweep) if isinstance(sweep, RewriteRuleSet) else [sweep]
 
 
+# The library gives its replacement nodes no name. Each node is stamped with its name under its
+# op type before a sweep; the library merges the stamps of the nodes a match removes into the
+# replacement, which then takes the name of the node of its own op it replaces (a BatchNorm
+# folded into a Conv keeps the Conv's name: fused units and reports are named after the Convs).
+_NAME_OF = "mnv3compile.name_of."
+
+
+def _stamp_names(graph: ir.Graph) -> None:
+    for node in graph:
+        node.metadata_props[_NAME_OF + node.op_type] = node.name or ""
+
+
+def _inherit_names(graph: ir.Graph) -> None:
+    used = {node.name for node in graph}
+    for node in graph:
+        inherited = node.metadata_props.get(_NAME_OF + node.op_type)
+        if inherited and inherited != node.name and inherited not in used:
+            used.discard(node.name)
+            node.name = inherited
+            used.add(inherited)
+        for key in [k for k in node.metadata_props if k.startswith(_NAME_OF)]:
+            del node.metadata_props[key]
+
+
 def apply_rules(model: ir.Model, sweeps: Sequence[Sweep]) -> PassStats:
     """Each sweep over the main graph, in order."""
     stats = PassStats()
     token = _current_stats.set(stats)
     try:
         for sweep in sweeps:
+            _stamp_names(model.graph)
             stats.rewritten += RewriteRuleSet(sweep_rules(sweep)).apply_to_model(model)
+            _inherit_names(model.graph)
     finally:
         _current_stats.reset(token)
     # The library's rules have their own checks, which count no matches: a rewrite was one.

@@ -84,8 +84,9 @@ def test_paddleocr_classifier_on_host_matches_onnxruntime(tmp_path_factory, padd
 def test_int8_fake_lowering_agrees_with_onnxruntime_qdq(tmp_path_factory):
     """--int8-lowering fake (kept for comparison) vs onnxruntime on the same QDQ model (onnxruntime's
     optimizations off, so it too dequantizes -> float op -> quantizes). Float accumulation order flips
-    a rounding now and then and the flips compound: the bounds are what was measured, not 1 step.
-    The integer lowering has its own tests (test_int8_lowering.py)."""
+    a rounding now and then and the flips compound: the bounds are what was measured, not 1 step
+    (4 steps until BatchNorm folding moved to onnxscript's float32 rule, 5 since: other weights,
+    other flips). The integer lowering has its own tests (test_int8_lowering.py)."""
     result = _build(tmp_path_factory, build_model(build_spec("small", 0.75, 160)), "host", "int8", name="small8",
                     int8_lowering="fake")
     model = onnx.load(str(result.bundle / result.manifest["model"]))
@@ -94,7 +95,7 @@ def test_int8_fake_lowering_agrees_with_onnxruntime_qdq(tmp_path_factory):
     for seed in range(3):
         x = np.random.default_rng(seed).standard_normal(runner.input_shape).astype(np.float32)
         steps = np.abs(runner(x) - verify.run(model, {"input": x})["logits"]) / step
-        assert steps.max() <= 4.01 and np.argmax(runner(x)) == np.argmax(verify.run(model, {"input": x})["logits"])
+        assert steps.max() <= 5.01 and np.argmax(runner(x)) == np.argmax(verify.run(model, {"input": x})["logits"])
 
 
 @pytest.fixture(scope="module")
