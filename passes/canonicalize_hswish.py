@@ -28,10 +28,6 @@ SPELLINGS = {"HardSwishFusionFromHardSigmoid": "x*HardSigmoid(x)", "HardSwishFus
 class Relu6HSwish(Rule):
     """``x * relu6(x + 3)`` scaled by 1/6 in one of three places (``spelling``)."""
 
-    def __init__(self, name: str, spelling: str):
-        super().__init__(name)
-        self.spelling = spelling
-
     def pattern(self, op, x, three, zero, six, c):
         relu6 = relu6_of_x_plus_3(op, x, three, zero, six)
         if self.spelling == "x*(relu6*c)":

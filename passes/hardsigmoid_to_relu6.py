@@ -60,11 +60,11 @@ class FromHardSigmoid(ToRelu6HSigmoid):
 
 
 class FromClip01(ToRelu6HSigmoid):
-    """``Clip(x * alpha + beta, 0, 1)`` (``with_slope``) or ``Clip(x + beta, 0, 1)``."""
+    """``Clip(x * alpha + beta, 0, 1)`` (spelling "slope") or ``Clip(x + beta, 0, 1)``."""
 
-    def __init__(self, name: str, with_slope: bool):
-        super().__init__(name)
-        self.with_slope = with_slope
+    @property
+    def with_slope(self) -> bool:
+        return self.spelling == "slope"
 
     def pattern(self, op, x, alpha, beta, lo, hi):
         if self.with_slope:
@@ -86,11 +86,11 @@ class FromClip01(ToRelu6HSigmoid):
 
 
 class FromRelu6OverSix(ToRelu6HSigmoid):
-    """``Clip(x + 3, 0, 6) / 6`` (``divide``) or ``Clip(x + 3, 0, 6) * c``, c a rounded 1/6."""
+    """``Clip(x + 3, 0, 6) / 6`` (spelling "divide") or ``Clip(x + 3, 0, 6) * c``, c a rounded 1/6."""
 
-    def __init__(self, name: str, divide: bool):
-        super().__init__(name)
-        self.divide = divide
+    @property
+    def divide(self) -> bool:
+        return self.spelling == "divide"
 
     def pattern(self, op, x, three, zero, six, c):
         relu6 = relu6_of_x_plus_3(op, x, three, zero, six)
@@ -111,9 +111,9 @@ class FromRelu6OverSix(ToRelu6HSigmoid):
 
 RULES = [
     FromHardSigmoid.sweep("HardSigmoid"),
-    FromClip01.sweep("Clip(alpha*x+beta,0,1)", with_slope=True),
-    FromClip01.sweep("Clip(x+beta,0,1)", with_slope=False),
-    FromRelu6OverSix.sweep("Clip(x+3,0,6)/6", divide=True),
-    FromRelu6OverSix.sweep("Clip(x+3,0,6)*(1/6)", divide=False),
+    FromClip01.sweep("Clip(alpha*x+beta,0,1)", "slope"),
+    FromClip01.sweep("Clip(x+beta,0,1)", "offset"),
+    FromRelu6OverSix.sweep("Clip(x+3,0,6)/6", "divide"),
+    FromRelu6OverSix.sweep("Clip(x+3,0,6)*(1/6)", "multiply"),
 ]
 PASS = rule_pass("hardsigmoid_to_relu6", "rewrite every hard-sigmoid as Mul(Clip(Add(x,3),0,6),1/6)", RULES)

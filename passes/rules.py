@@ -50,8 +50,9 @@ class Rule(RewriteRuleClassBase):
     set before ``refusal`` and ``rewrite`` run.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, spelling: str = ""):
         super().__init__(name)
+        self.spelling = spelling  # which of its class's spellings this rule matches, where there are several
         self.root: ir.Node | None = None
 
     @classmethod
