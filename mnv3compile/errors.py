@@ -14,7 +14,7 @@ class UserError(Exception):
 
 
 class NotCanonicalError(UserError):
-    """A model reached the quantizer or the backend without the canonical form the passes produce
+    """A model reached the quantizer without the canonical form the passes produce
     (``mnv3compile.passes.canonical``), or with an annotation that no longer describes it."""
 
 

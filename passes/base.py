@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import onnx_ir as ir
 from onnx_ir.passes import common as ir_passes
 
-
 from mnv3compile.passes.rules import PassStats, Sweep, apply_rules
 
 

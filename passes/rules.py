@@ -5,7 +5,8 @@ returns a reason (``MatchResult.fail``), the refusal of a match whose interior i
 outside, the replacement and the tracer ``optimize --explain`` prints. This module adds only what
 our passes need and the library does not do:
 
-- ``Rule.refusal`` returns a reason (or ``SKIP`` for a match already in the rule's target form);
+- ``Rule.refusal`` returns a reason (or ``SKIP``: the match is not a case of the rule, e.g. already
+  in its target form);
   the reasons are counted per pass for the optimize report (the library keeps them only in its
   tracer, which does not rewrite);
 - ``apply_rules`` runs each rule as its own sweep, in the order listed: the library tries every
