@@ -55,9 +55,10 @@ class HSigmoidPattern(rewriter_pattern.PatternBase):
         return result if constants_ok else result.fail("not the constants 3, 0, 6 and 1/6")
 
 
-_HSIGMOID_SPELLINGS = [rewriter_pattern.RewriteRule(HSigmoidPattern().pattern, lambda op, **_: None,
-                                                    HSigmoidPattern().check, name="hsigmoid")]
-_HSIGMOID_SPELLINGS = [r for rule in _HSIGMOID_SPELLINGS for r in rule.commute()]
+_HSIGMOID = HSigmoidPattern()
+# The library commutes operands of rules, not of bare patterns: a rule that never rewrites, for matching.
+_HSIGMOID_SPELLINGS = rewriter_pattern.RewriteRule(_HSIGMOID.pattern, lambda op, **_: None, _HSIGMOID.check,
+                                                   name="hsigmoid").commute()
 
 
 def hsigmoid_nodes(model: ir.Model, root: ir.Node) -> tuple[ir.Value, list[ir.Node]] | None:
