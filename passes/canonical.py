@@ -26,7 +26,7 @@ import onnx_ir as ir
 from onnxscript.rewriter import pattern as rewriter_pattern
 
 from mnv3compile.errors import NotCanonicalError
-from mnv3compile.passes.rules import scalar_close
+from mnv3compile.passes.graph_edit import scalar_close
 
 UNIT, ROLE, ACTIVATION = "mnv3compile.unit", "mnv3compile.role", "mnv3compile.activation"
 MIN_IR_VERSION = 10  # node metadata_props

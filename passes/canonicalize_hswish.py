@@ -18,7 +18,8 @@ from onnxscript.rewriter.rules.common import fuse_hardswish_rules
 
 from mnv3compile.passes.base import rule_pass
 from mnv3compile.passes.canonical import SIXTH, is_relu6_of_x_plus_3, relu6_of_x_plus_3
-from mnv3compile.passes.rules import SKIP, Rule, scalar_close
+from mnv3compile.passes.graph_edit import scalar_close
+from mnv3compile.passes.rules import SKIP, Rule
 
 LIBRARY_RULES = RewriteRuleSet([rule for rule in fuse_hardswish_rules() if rule.name != "HardSigmoidFusion"])
 # What the library's rules are called where we name spellings (the optimize report's census).

@@ -26,10 +26,10 @@ def non_canonical(model: onnx.ModelProto) -> dict[str, int]:
     batchnorms = sum(1 for n in graph if n.op_type == "BatchNormalization")
     if batchnorms:
         found["BatchNormalization"] = batchnorms
+    # A spelling's commuted variants can match at the same node: each node counts once.
+    roots: dict[str, set[int]] = {}
     for sweep in [*hardsigmoid_to_relu6.RULES, *canonicalize_hswish.RULES]:
         for rule in sweep_rules(sweep):
-            roots = {id(node) for node in graph if rule.match(ir_model, graph, node)}
             name = canonicalize_hswish.SPELLINGS.get(rule.name, rule.name)
-            if roots:
-                found[name] = found.get(name, 0) + len(roots)
-    return found
+            roots.setdefault(name, set()).update(id(node) for node in graph if rule.match(ir_model, graph, node))
+    return found | {name: len(ids) for name, ids in roots.items() if ids}

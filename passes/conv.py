@@ -6,7 +6,7 @@ import numpy as np
 import onnx_ir as ir
 
 from mnv3compile.passes.graph_edit import constant_array
-from mnv3compile.passes.rules import SKIP, Rule, const
+from mnv3compile.passes.rules import SKIP, Rule
 
 
 def per_channel(array: np.ndarray, channels: int) -> np.ndarray | None:
@@ -79,11 +79,11 @@ class ConvThenConstant(Rule):
         return getattr(op, self.op_type)(conv, c)
 
     def refusal(self, x, c, conv_out):
-        if const(c) is None:
+        if constant_array(c) is None:
             return SKIP  # a product or sum of two activations: not this rule's case
         parts = conv_weight_and_bias(conv_out.producer())
         if parts is None:
             return "conv weights are not constant (or a grouped ConvTranspose)"
-        if per_channel(const(c), parts[1].size) is None:
+        if per_channel(constant_array(c), parts[1].size) is None:
             return f"{self.constant_role} is not per output channel"
         return None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.rules import Rule, const
+from mnv3compile.passes.graph_edit import constant_array
+from mnv3compile.passes.rules import Rule
 
 
 class DecomposeBatchNorm(Rule):
@@ -21,7 +22,7 @@ class DecomposeBatchNorm(Rule):
         bn = y.producer()
         if len(bn.outputs) > 1 and any(v.uses() or v.is_graph_output() for v in bn.outputs[1:]):
             return "BatchNormalization in training mode (running statistics are read)"
-        if any(const(v) is None for v in (scale, shift, mean, var)):
+        if any(constant_array(v) is None for v in (scale, shift, mean, var)):
             return "parameters are not constant"
         if x.shape is None:
             return "input rank unknown"
@@ -29,7 +30,7 @@ class DecomposeBatchNorm(Rule):
 
     def rewrite(self, op, x, scale, shift, mean, var, y):
         eps = y.producer().attributes.get_float("epsilon", 1e-5)
-        scale, shift, mean, var = (const(v).astype(np.float64) for v in (scale, shift, mean, var))
+        scale, shift, mean, var = (constant_array(v).astype(np.float64) for v in (scale, shift, mean, var))
         k = scale / np.sqrt(var + eps)
         t = shift - mean * k
         broadcast = (-1,) + (1,) * (len(x.shape) - 2)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.rules import SKIP, Rule, const
+from mnv3compile.passes.graph_edit import constant_array
+from mnv3compile.passes.rules import SKIP, Rule
 
 
 class DivByConstant(Rule):
@@ -19,7 +20,7 @@ class DivByConstant(Rule):
         return op.Div(x, c)
 
     def refusal(self, x, c):
-        divisor = const(c)
+        divisor = constant_array(c)
         if divisor is None:
             return SKIP
         if not np.issubdtype(divisor.dtype, np.floating):
@@ -27,7 +28,7 @@ class DivByConstant(Rule):
         return "the divisor has a zero" if np.any(divisor == 0) else None
 
     def rewrite(self, op, x, c):
-        divisor = const(c)
+        divisor = constant_array(c)
         reciprocal = (1.0 / divisor.astype(np.float64)).astype(divisor.dtype)
         return op.Mul(x, self.initializer(op, reciprocal, self.node_name("reciprocal")), _name=self.node_name("mul"))
 

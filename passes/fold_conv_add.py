@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from mnv3compile.passes.base import rule_pass
 from mnv3compile.passes.conv import ConvThenConstant, conv_weight_and_bias, per_channel, rebuild_conv
-from mnv3compile.passes.rules import SKIP, const, scalar_close
+from mnv3compile.passes.graph_edit import constant_array, scalar_close
+from mnv3compile.passes.rules import SKIP
 
 
 class FoldConvAdd(ConvThenConstant):
@@ -27,7 +28,7 @@ class FoldConvAdd(ConvThenConstant):
     def rewrite(self, op, x, c, conv_out):
         conv = conv_out.producer()
         weight, bias = conv_weight_and_bias(conv)
-        return rebuild_conv(self, op, conv, weight, bias + per_channel(const(c), bias.size), conv.name or "conv")
+        return rebuild_conv(self, op, conv, weight, bias + per_channel(constant_array(c), bias.size), conv.name or "conv")
 
 
 RULES = [FoldConvAdd.sweep("conv+add", "Conv"), FoldConvAdd.sweep("convtranspose+add", "ConvTranspose")]

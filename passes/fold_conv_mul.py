@@ -15,7 +15,7 @@ import numpy as np
 
 from mnv3compile.passes.base import rule_pass
 from mnv3compile.passes.conv import ConvThenConstant, conv_weight_and_bias, per_channel, rebuild_conv, scale_outputs
-from mnv3compile.passes.rules import const
+from mnv3compile.passes.graph_edit import constant_array
 
 
 class FoldConvMul(ConvThenConstant):
@@ -25,7 +25,7 @@ class FoldConvMul(ConvThenConstant):
         conv = conv_out.producer()
         weight, bias = conv_weight_and_bias(conv)
         # In float64, rounded once to float32 when the conv is rebuilt.
-        k = per_channel(const(c), bias.size).astype(np.float64)
+        k = per_channel(constant_array(c), bias.size).astype(np.float64)
         return rebuild_conv(self, op, conv, scale_outputs(conv, weight.astype(np.float64), k), bias * k,
                             conv.name or "conv")
 

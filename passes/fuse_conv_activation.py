@@ -14,7 +14,8 @@ import onnx_ir as ir
 
 from mnv3compile.passes.base import GraphPass
 from mnv3compile.passes.canonical import ACTIVATION, MIN_IR_VERSION, ROLE, UNIT, hsigmoid_nodes
-from mnv3compile.passes.rules import PassStats, scalar_close
+from mnv3compile.passes.graph_edit import scalar_close
+from mnv3compile.passes.rules import PassStats
 
 SINGLE_OP_ACTIVATIONS = {"Relu": "relu", "HardSwish": "hswish", "Sigmoid": "sigmoid"}
 
@@ -40,13 +41,15 @@ def _activation_of(model: ir.Model, conv: ir.Node) -> tuple[str, list[ir.Node]]:
         if kind is not None:
             return kind, users
     # The canonical h-sigmoid ends two nodes after the Add that reads y.
-    for add in users:
-        for clip in {u for out in add.outputs for u, _ in out.uses()}:
-            for mul in {u for out in clip.outputs for u, _ in out.uses()}:
-                found = hsigmoid_nodes(model, mul)
-                if found is not None and found[0] is y and set(users) <= set(found[1]):
-                    return "hsigmoid", found[1]
+    for mul in {last for add in users for clip in _readers(add) for last in _readers(clip)}:
+        found = hsigmoid_nodes(model, mul)
+        if found is not None and found[0] is y and set(users) <= set(found[1]):
+            return "hsigmoid", found[1]
     return "none", []
+
+
+def _readers(node: ir.Node) -> set[ir.Node]:
+    return {user for output in node.outputs for user, _ in output.uses()}
 
 
 def _run(model: ir.Model) -> tuple[ir.Model, PassStats]:

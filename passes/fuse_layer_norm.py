@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.graph_edit import reduce_axes
-from mnv3compile.passes.rules import Rule, const, scalar_close
+from mnv3compile.passes.graph_edit import constant_array, reduce_axes, scalar_close
+from mnv3compile.passes.rules import Rule
 
 
 def _axes(node, rank: int) -> list[int] | None:
@@ -63,7 +63,7 @@ class LayerNormSpelledOut(Rule):
         shape = x.shape
         if not all(isinstance(shape[a], int) for a in axes):
             return "normalized dimensions not static"
-        array = const(value)
+        array = constant_array(value)
         if array is None:
             return f"{name} is not constant"
         array = array.astype(np.float32)
@@ -82,7 +82,7 @@ class LayerNormSpelledOut(Rule):
         axes = self.normalized_axes(x, mean, variance)
         if isinstance(axes, str):
             return axes
-        if const(epsilon) is None or const(epsilon).size != 1:
+        if constant_array(epsilon) is None or constant_array(epsilon).size != 1:
             return "epsilon is not a constant scalar"
         if self.affine:
             for name, value in (("gamma", gamma), ("beta", beta)):
@@ -100,7 +100,7 @@ class LayerNormSpelledOut(Rule):
             gamma_array, beta_array = np.ones(normalized_shape, np.float32), np.zeros(normalized_shape, np.float32)
         return op.LayerNormalization(x, self.initializer(op, gamma_array, self.node_name("gamma")),
                                      self.initializer(op, beta_array, self.node_name("beta")),
-                                     axis=axes[0], epsilon=float(const(epsilon).reshape(-1)[0]),
+                                     axis=axes[0], epsilon=float(constant_array(epsilon).reshape(-1)[0]),
                                      _name=self.node_name("layer_norm"))
 
 

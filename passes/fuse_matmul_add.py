@@ -16,7 +16,8 @@ from onnxscript.rewriter.rules.common import (matmul_add_to_gemm_rule, transpose
                                               transpose_b_matmul_add_to_gemm_rule)
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.rules import SKIP, Rule, const
+from mnv3compile.passes.graph_edit import constant_array
+from mnv3compile.passes.rules import SKIP, Rule
 
 
 class TokensMatMulAddToGemm(Rule):
@@ -25,11 +26,11 @@ class TokensMatMulAddToGemm(Rule):
 
     def refusal(self, x, w, b):
         shape = x.shape
-        if shape is None or len(shape) <= 2 or const(w) is None or const(b) is None:
+        if shape is None or len(shape) <= 2 or constant_array(w) is None or constant_array(b) is None:
             return SKIP  # 2-D: the library's rule; activations: a MatMul of two activations
         if not all(isinstance(d, int) for d in shape):
             return "MatMul input of more than 2 axes without a static shape"
-        weight, bias = const(w), const(b)
+        weight, bias = constant_array(w), constant_array(b)
         if weight.ndim != 2 or bias.size not in (1, weight.shape[1]) or any(d != 1 for d in bias.shape[:-1]):
             return "bias does not broadcast over the output columns only"
         if bias.ndim > len(shape):
@@ -37,7 +38,7 @@ class TokensMatMulAddToGemm(Rule):
         return None
 
     def rewrite(self, op, x, w, b):
-        weight, bias = const(w), const(b).reshape(-1)
+        weight, bias = constant_array(w), constant_array(b).reshape(-1)
         if bias.size == 1:
             bias = bias.repeat(weight.shape[1])
         rows_shape = self.initializer(op, np.array([-1, weight.shape[0]], np.int64), self.node_name("rows"))

@@ -16,8 +16,10 @@ def constant_array(value: ir.Value | None) -> np.ndarray | None:
     return value.const_value.numpy()
 
 
-def is_scalar_like(array: np.ndarray, target: float, rtol: float = 1e-5) -> bool:
-    if array.size == 0 or not np.issubdtype(array.dtype, np.floating):
+def scalar_close(value: ir.Value | None, target: float, rtol: float = 1e-5) -> bool:
+    """A constant whose every element is ``target`` (relative tolerance ``rtol``)."""
+    array = constant_array(value)
+    if array is None or array.size == 0 or not np.issubdtype(array.dtype, np.floating):
         return False
     return bool(np.allclose(array, target, rtol=rtol, atol=rtol * abs(target) + 1e-12))
 

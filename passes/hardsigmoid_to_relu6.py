@@ -17,7 +17,8 @@ import onnx_ir as ir
 from mnv3compile.passes.base import rule_pass
 from mnv3compile.passes.canonical import SIXTH, is_relu6_of_x_plus_3, relu6_of_x_plus_3
 from mnv3compile.passes.conv import conv_weight_and_bias, rebuild_conv
-from mnv3compile.passes.rules import SKIP, Rule, const, scalar_close
+from mnv3compile.passes.graph_edit import constant_array, scalar_close
+from mnv3compile.passes.rules import SKIP, Rule
 
 
 class ToRelu6HSigmoid(Rule):
@@ -72,17 +73,17 @@ class FromClip01(ToRelu6HSigmoid):
         return op.Clip(op.Add(x, beta), lo, hi)
 
     def refusal(self, x, beta, lo, hi, alpha=None):
-        if not (scalar_close(lo, 0.0) and scalar_close(hi, 1.0)) or const(beta) is None:
+        if not (scalar_close(lo, 0.0) and scalar_close(hi, 1.0)) or constant_array(beta) is None:
             return SKIP
-        if self.with_slope and const(alpha) is None:
+        if self.with_slope and constant_array(alpha) is None:
             return SKIP
-        if const(beta).size != 1 or (self.with_slope and const(alpha).size != 1):
+        if constant_array(beta).size != 1 or (self.with_slope and constant_array(alpha).size != 1):
             return "per-channel slope or offset"
         return None
 
     def rewrite(self, op, x, beta, lo, hi, alpha=None):
-        slope = float(const(alpha).reshape(-1)[0]) if self.with_slope else 1.0
-        return self.emit(op, self.linear_input(op, x, slope, float(const(beta).reshape(-1)[0])))
+        slope = float(constant_array(alpha).reshape(-1)[0]) if self.with_slope else 1.0
+        return self.emit(op, self.linear_input(op, x, slope, float(constant_array(beta).reshape(-1)[0])))
 
 
 class FromRelu6OverSix(ToRelu6HSigmoid):
@@ -101,7 +102,7 @@ class FromRelu6OverSix(ToRelu6HSigmoid):
             return SKIP
         if self.divide:
             return None if scalar_close(c, 6.0) else SKIP
-        if not scalar_close(c, float(SIXTH)) or const(c).reshape(-1)[0] == SIXTH:
+        if not scalar_close(c, float(SIXTH)) or constant_array(c).reshape(-1)[0] == SIXTH:
             return SKIP  # not 1/6, or exactly the canonical float32 1/6 already
         return None
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.passes.base import rule_pass
-from mnv3compile.passes.rules import SKIP, Rule, const
+from mnv3compile.passes.graph_edit import constant_array
+from mnv3compile.passes.rules import SKIP, Rule
 
 
 def _scalar(value) -> float | None:
-    array = const(value)
+    array = constant_array(value)
     return float(array.reshape(())) if array is not None and array.size == 1 else None
 
 
@@ -33,7 +34,7 @@ class MinMaxClip(Rule):
         return op.Min(op.Max(x, lo), hi) if self.max_inside else op.Max(op.Min(x, hi), lo)
 
     def refusal(self, x, lo, hi):
-        if const(lo) is None or const(hi) is None:
+        if constant_array(lo) is None or constant_array(hi) is None:
             return SKIP
         low, high = _scalar(lo), _scalar(hi)
         if low is None or high is None:
@@ -55,7 +56,7 @@ class OneSidedClip(Rule):
         return getattr(op, self.op_type)(x, bound)
 
     def refusal(self, x, bound):
-        if const(bound) is None:
+        if constant_array(bound) is None:
             return SKIP  # a Min/Max of two activations
         return None if _scalar(bound) is not None else "the bound is not a scalar"
 

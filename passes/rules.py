@@ -77,12 +77,9 @@ class Rule(RewriteRuleClassBase):
                 stats.refuse(f"{self.name}: {reason}")
         return result if reason is None else result.fail(reason)
 
-    # Naming of what a rewrite creates.
-    def base_name(self) -> str:
-        return self.root.name or self.root.op_type
-
     def node_name(self, suffix: str) -> str:
-        return f"{self.base_name()}/{suffix}"
+        """A name for what a rewrite creates: the root's, then ``/suffix``."""
+        return f"{self.root.name or self.root.op_type}/{suffix}"
 
     def initializer(self, op, array: np.ndarray, name: str) -> ir.Value:
         """A new initializer holding ``array`` under ``name`` (or ``name_2``... when taken)."""
@@ -92,22 +89,6 @@ class Rule(RewriteRuleClassBase):
             counter += 1
             unique = f"{name}_{counter}"
         return op.initializer(ir.tensor(np.asarray(array), name=unique), name=unique)
-
-
-def const(value: ir.Value | None) -> np.ndarray | None:
-    """The array of a constant value (an initializer, or a folded Constant), else None."""
-    if value is None:
-        return None
-    tensor = ir.convenience.get_const_tensor(value)
-    return None if tensor is None else tensor.numpy()
-
-
-def scalar_close(value: ir.Value | None, target: float, rtol: float = 1e-5) -> bool:
-    """A constant whose every element is ``target`` (relative tolerance ``rtol``)."""
-    array = const(value)
-    if array is None or array.size == 0 or not np.issubdtype(array.dtype, np.floating):
-        return False
-    return bool(np.allclose(array, target, rtol=rtol, atol=rtol * abs(target) + 1e-12))
 
 
 Sweep = RewriteRule | RewriteRuleSet  # one pass over the graph: a rule, or a rule's commuted variants
@@ -130,6 +111,8 @@ def _stamp_names(graph: ir.Graph) -> None:
 
 
 def _inherit_names(graph: ir.Graph) -> None:
+    """Names from the stamps, then the stamps and the library's provenance (which rule made a
+    node, ``RULE_NAME_TAG``) dropped: our models carry none of it."""
     used = {node.name for node in graph}
     for node in graph:
         inherited = node.metadata_props.get(_NAME_OF + node.op_type)
@@ -137,7 +120,7 @@ def _inherit_names(graph: ir.Graph) -> None:
             used.discard(node.name)
             node.name = inherited
             used.add(inherited)
-        for key in [k for k in node.metadata_props if k.startswith(_NAME_OF)]:
+        for key in [k for k in node.metadata_props if k.startswith(_NAME_OF) or k == RULE_NAME_TAG]:
             del node.metadata_props[key]
 
 
@@ -154,30 +137,33 @@ def apply_rules(model: ir.Model, sweeps: Sequence[Sweep]) -> PassStats:
         _current_stats.reset(token)
     # The library's rules have their own checks, which count no matches: a rewrite was one.
     stats.matched = max(stats.matched, stats.rewritten)
-    for node in model.graph:  # provenance the library records; our models carry none of it
-        node.metadata_props.pop(RULE_NAME_TAG, None)
     return stats
 
 
 def explain(model: ir.Model, sweeps: Sequence[Sweep], shown: int = 5) -> list[str]:
     """Per rule, how its best attempts ended (onnxscript's tracer, which changes nothing): the
-    matches it would rewrite, the ones its check refuses and why, or the nearest misses."""
+    matches it would rewrite, the ones its check refuses and why, or the nearest misses. A rule's
+    commuted variants are one rule here: the best status any of them reached, each node once."""
     lines = []
     for sweep in sweeps:
         rules = sweep_rules(sweep)
         tracer = MatchingTracer()
         RewriteRuleSet(rules).apply_to_model(model, tracer=tracer)
-        infos = [info for infos in tracer.best_matches_map.values() for info in infos]
-        if not infos:
-            lines.append(f"{rules[0].name}: no node starts a match")
-            continue
-        status = infos[0].status.name.lower().replace("_", " ")
-        lines.append(f"{rules[0].name}: {len(infos)} x {status}" + ("" if status == "success" else
-                                                                    " (the nearest attempts)"))
-        for info in infos[:shown]:
-            nodes = ", ".join(f"{n.op_type} {n.name!r}" for n in info.match_result.nodes)
-            reason = "" if info.status.name == "SUCCESS" else f": {info.match_result.reason}"
-            lines.append(f"  at {info.root_node.op_type} {info.root_node.name!r}{reason} [{nodes}]")
-        if len(infos) > shown:
-            lines.append(f"  ... and {len(infos) - shown} more")
+        attempts: dict[str, list] = {rule.name: [] for rule in rules}
+        for rule, infos in tracer.best_matches_map.items():
+            attempts[rule.name] += infos
+        for name, infos in attempts.items():
+            if not infos:
+                lines.append(f"{name}: no node starts a match")
+                continue
+            best = max(info.status for info in infos)
+            by_root = {id(info.root_node): info for info in infos if info.status == best}
+            status = best.name.lower().replace("_", " ")
+            lines.append(f"{name}: {len(by_root)} x {status}" + ("" if status == "success" else " (the nearest attempts)"))
+            for info in list(by_root.values())[:shown]:
+                nodes = ", ".join(f"{n.op_type} {n.name!r}" for n in info.match_result.nodes)
+                reason = "" if status == "success" else f": {info.match_result.reason}"
+                lines.append(f"  at {info.root_node.op_type} {info.root_node.name!r}{reason} [{nodes}]")
+            if len(by_root) > shown:
+                lines.append(f"  ... and {len(by_root) - shown} more")
     return lines

@@ -80,3 +80,20 @@ def test_the_canonical_hsigmoid_is_found_in_either_operand_order_and_only_with_i
     model = ir.from_proto(graph_model([node("Add", ["x", "three"], "a"), node("Clip", ["a", "zero", "six"], "r"),
                                        node("Mul", ["r", "sixth"], "y")], {"x": [1, 4]}, ["y"], inits))
     assert canonical.hsigmoid_nodes(model, next(n for n in model.graph if n.name == "y")) is None
+
+
+def test_explain_reports_each_rule_of_a_set_by_its_own_best_attempts():
+    """The library's h-swish set holds two rules (with commuted variants): Paddle's spelling is a
+    success of HardSwishFusion, and HardSwishFusionFromHardSigmoid's misses are its own line."""
+    from mnv3compile.passes import canonicalize_hswish
+    from mnv3compile.passes.rules import explain
+
+    inits = {"three": scalar(3), "zero": scalar(0), "six": scalar(6)}
+    model = ir.from_proto(graph_model([node("Add", ["x", "three"], "a"), node("Clip", ["a", "zero", "six"], "r"),
+                                       node("Mul", ["x", "r"], "m"), node("Div", ["m", "six"], "y")],
+                                      {"x": [1, 4]}, ["y"], inits))
+    lines = explain(model, canonicalize_hswish.RULES)
+    assert lines[:2] == ["HardSwishFusion: 1 x success",
+                         "  at Div 'y' [Div 'y', Mul 'm', Clip 'r', Add 'a']"]
+    assert lines[2].startswith("HardSwishFusionFromHardSigmoid: ") and "no match" in lines[2]
+    assert [n.op_type for n in model.graph] == ["Add", "Clip", "Mul", "Div"]  # explaining changes nothing
