@@ -55,6 +55,16 @@ def _extents(sch, loops) -> list[int]:
     return [int(sch.get(loop).extent) for loop in loops]
 
 
+L1_WEIGHT_BYTES = 16 * 1024  # half the smallest L1 data cache of the CPUs we target (32 KiB)
+
+
+def _bytes(buffer) -> int:
+    count = buffer.dtype.bits // 8
+    for extent in buffer.shape:
+        count *= int(extent)
+    return count
+
+
 def _largest_divisor(n: int, limit: int) -> int:
     return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
 
@@ -130,14 +140,19 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
         pixels, vectors = _largest_divisor(out_w, pixels_want), 0
     tile_channels = vectors * lanes if vectors else channels
     fo, fi = sch.split(f, [None, tile_channels])
+    # Channel blocks outermost keep a block's weights in L1 while every pixel passes by. When the
+    # whole weight fits in L1 anyway (depthwise convs, pointwise ones of few channels), pixels
+    # outermost read each input pixel's channels once and in order, not once per channel block:
+    # Large's 3x3 stride-2 depthwise conv over 112x112x64, fp32 AVX2 on Zen 4, 259 -> 103 us.
+    pixel_major = _bytes(sch.get(block).reads[1].source) <= L1_WEIGHT_BYTES
     if pixels > 1:
         xo, xi = sch.split(x, [None, pixels])
-        # Channel blocks outermost: a block's weights stay in L1 while every pixel passes by.
-        sch.reorder(n, fo, y, xo, ry, rx, rc, xi, fi)
-        tile_loop = xo
+        tile, inner = [xo], [xi]
     else:
-        sch.reorder(n, fo, y, x, ry, rx, rc, fi)
-        tile_loop = x
+        tile, inner = [x], []
+    outer = [y, *tile, fo] if pixel_major else [fo, y, *tile]
+    sch.reorder(n, *outer, ry, rx, rc, *inner, fi)
+    tile_loop = outer[-1]
     epilogue = sch.get_consumers(block)
     padded = _padding_epilogue(sch, epilogue)
     if epilogue and not padded:

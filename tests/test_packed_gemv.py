@@ -98,3 +98,33 @@ def test_columns_in_no_whole_vector_are_padded_and_sliced_back():
     assert "matmul_packed" in module.script() and "R.strided_slice" in module.script()
     vm = relax.VirtualMachine(tvm.compile(module, target), tvm.cpu())
     np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(x)).numpy(), x @ w, rtol=1e-5, atol=1e-5)
+
+
+def _conv_module(pixels: int, channels: int, outputs: int, weight: np.ndarray):
+    x = relax.Var("x", relax.TensorType((1, pixels, pixels, channels), "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = bb.emit(relax.op.nn.conv2d(x, relax.const(weight), data_layout="NHWC", kernel_layout="HWIO"))
+            out = bb.emit_output(relax.op.add(conv, relax.const(np.ones(outputs, np.float32))))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+@pytest.mark.parametrize("pixels, outputs, packed", [
+    (1, 96, True),    # squeeze-excite's FCs: a pointwise conv of one pixel is a GEMV
+    (1, 37, True),    # outputs in no whole vector: padded and sliced back along the channels
+    (2, 96, False),   # more pixels: a conv, for the conv template
+])
+def test_a_one_pixel_pointwise_conv_is_a_packed_gemv(pixels, outputs, packed):
+    target = tvm_target(preset("host"))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, pixels, pixels, 240)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 240, outputs)).astype(np.float32)
+    with target:
+        module = to_packed_gemv(_conv_module(pixels, 240, outputs, w))
+    text = module.script()
+    assert ("matmul_packed" in text) == packed and ("R.nn.conv2d" in text) == (not packed)
+    vm = relax.VirtualMachine(tvm.compile(module, target), tvm.cpu())
+    expected = np.einsum("nhwc,cf->nhwf", x.astype(np.float64), w[0, 0].astype(np.float64)) + 1
+    np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(x)).numpy(), expected, rtol=1e-4, atol=1e-4)

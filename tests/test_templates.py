@@ -373,3 +373,31 @@ def test_a_bare_conv_gets_its_template(tmp_path):
     x = rng.standard_normal((1, 8, 12, 20)).astype(np.float32)
     (expected,) = verify.run(model, {"x": x}).values()
     np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(x)).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("groups, channels, outputs, pixel_major", [
+    (64, 64, 64, True),    # depthwise 3x3 (2.3 KB of weights): rows outermost
+    (1, 256, 256, False),  # pointwise 256 -> 256 (256 KB): channel blocks outermost
+    (1, 16, 64, True),     # pointwise 16 -> 64 (4 KB): rows outermost
+])
+def test_conv_template_keeps_channel_blocks_outermost_only_for_weights_beyond_l1(groups, channels, outputs,
+                                                                                 pixel_major):
+    kernel = 3 if groups > 1 else 1
+    x = relax.Var("x", relax.TensorType((1, 28, 28, channels), "float32"))
+    w = np.ones((kernel, kernel, channels // groups, outputs), np.float32)
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = bb.emit(relax.op.nn.conv2d(x, relax.const(w), padding=kernel // 2, groups=groups,
+                                              data_layout="NHWC", kernel_layout="HWIO"))
+            out = bb.emit_output(relax.op.nn.relu(conv))
+        bb.emit_func_output(out)
+    target = tvm_target(preset("host"))
+    module = run_pipeline(bb.get(), target)
+    (func,) = [f for f in module.functions.values() if isinstance(f, tirx.PrimFunc)]
+    scheduled, _ = apply_template(func, isa_of(target))
+    sch = tvm.s_tir.Schedule(scheduled)
+    block = next(b for b in sch.get_child_blocks(sch.get_sblock("root"))
+                 if sch.get(b).name_hint.startswith(("conv2d_nhwc", "group_conv2d_nhwc")))
+    second = int(sch.get(sch.get_loops(block)[1]).extent)  # the loop under the batch
+    assert (second == 28) == pixel_major, second  # rows (28) or channel blocks
