@@ -94,6 +94,34 @@ def _tile(width: int, registers: int, pixels_want: int, vectors_want: int, wide_
     return pixels, vectors
 
 
+# A throughput model of the float pointwise tile's inner step (one input channel): pixels x vectors
+# FMAs, vectors weight loads and pixels broadcasts, each accumulator waiting FMA_LATENCY cycles for
+# its previous FMA (Zen 3/4, Haswell on: 2 FMA and 2 vector load ports, FMA latency 4-5).
+FMA_LATENCY, FMA_PORTS, LOAD_PORTS = 4, 2, 2
+MODEL_MARGIN = 1.05  # the model's tile replaces the knob's only where it predicts more than this
+
+
+def _fma_efficiency(pixels: int, vectors: int) -> float:
+    """The fraction of FMA issue slots the tile fills, by the model."""
+    accumulators = pixels * vectors
+    cycles = max(FMA_LATENCY, accumulators / FMA_PORTS, (pixels + vectors) / LOAD_PORTS)
+    return accumulators / FMA_PORTS / cycles
+
+
+def _fma_tile(width: int, registers: int, budget: int) -> tuple[int, int]:
+    """(pixels, vectors) of the float pointwise tile the model ranks first among those whose
+    accumulators, weight vectors and broadcast fit ``budget`` vector registers (pixels divide the
+    row's ``width``, vectors the ``registers`` of channels); the larger tile among equals. AVX2's
+    budget is 14 of its 16: tiles that need all 16 (4x3, 2x5, 14x1) spilled in LLVM's hands and
+    ran up to 1.7x slower, where 2x4 (14x14x112 -> 672: 374 -> 309 us a call) and 4x2 (112x112x16
+    -> 64: 289 -> 241 us) beat the 7x1 default (Large fp32 on Zen 4 as znver3)."""
+    tiles = [(pixels, vectors)
+             for pixels in range(1, min(width, 16) + 1) if width % pixels == 0
+             for vectors in range(1, min(registers, 12) + 1) if registers % vectors == 0
+             if pixels * vectors + vectors + 1 <= budget]
+    return max(tiles, key=lambda tile: (_fma_efficiency(*tile), tile[0] * tile[1]))
+
+
 def _vectorize_innermost(sch, block, lanes: int) -> None:
     """Unroll-free vectorization of a spatial block's innermost loop (in chunks of ``lanes``)."""
     loops = sch.get_loops(block)
@@ -136,6 +164,11 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
         pixels_want, vectors_want = knobs[f"{kind}_{dtype}"] if f"{kind}_{dtype}" in knobs else knobs[kind]
     if channels >= lanes:
         pixels, vectors = _tile(out_w, channels // lanes, pixels_want, vectors_want, knobs.get("wide_rows", False))
+        budget = knobs.get("fma_registers", 0)
+        if budget and kind == "pointwise" and dtype == "float32" and out_h * out_w > 1:
+            modeled = _fma_tile(out_w, channels // lanes, budget)
+            if _fma_efficiency(*modeled) > MODEL_MARGIN * _fma_efficiency(pixels, vectors):
+                pixels, vectors = modeled
     else:
         pixels, vectors = _largest_divisor(out_w, pixels_want), 0
     tile_channels = vectors * lanes if vectors else channels
@@ -502,9 +535,11 @@ def schedule_elementwise(sch, blocks, isa: Isa) -> str:
 # (vpmaddubsw, 7-bit weights): 1x4 beat 4x2, 4x3, 2x4, 2x3 and 7x1 by 2-8% on Small interleaved
 # (Zen 4 as znver3; one broadcast per four weight vectors, which the loads absorb). "wide_rows":
 # rows whose width has no divisor near the wanted pixels get wider tiles (``_tile``; x86 only).
+# "fma_registers": float pointwise tiles ranked by ``_fma_tile``'s throughput model within that
+# many registers, where it predicts a clear gain over the knob's (AVX2 only: measured there).
 DEFAULT_KNOBS = {
     "avx2": {"pointwise": (7, 1), "pointwise_int8": (4, 3), "int8_pairs": True, "dot4": (1, 4), "depthwise": (7, 1),
-             "conv": (4, 2), "gemv": 5, "wide_rows": True},
+             "conv": (4, 2), "gemv": 5, "wide_rows": True, "fma_registers": 14},
     "avx512": {"pointwise": (7, 2), "pointwise_int8": (4, 3), "dot4": (7, 3), "depthwise": (7, 1), "conv": (4, 2),
                "gemv": 5, "wide_rows": True},
     "neon": {"pointwise": (7, 3), "pointwise_int8": (4, 3), "dot4": (4, 4), "depthwise": (7, 2), "conv": (4, 3),
@@ -528,6 +563,7 @@ KNOB_CHOICES = {
     "depthwise": ((1, 2, 4, 7, 8), (1, 2, 3)),
     "conv": ((1, 2, 4, 7), (1, 2, 3)),
     "gemv": (1, 2, 3, 4, 5, 8),
+    "fma_registers": (0, 14),  # 0: the pointwise knob's tile as is; else the FMA model's (float, x86)
 }
 
 

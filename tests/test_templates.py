@@ -407,3 +407,33 @@ def test_conv_template_keeps_channel_blocks_outermost_only_for_weights_beyond_l1
                  if sch.get(b).name_hint.startswith(("conv2d_nhwc", "group_conv2d_nhwc")))
     second = int(sch.get(sch.get_loops(block)[1]).extent)  # the loop under the batch
     assert (second == 28) == pixel_major, second  # rows (28) or channel blocks
+
+
+@pytest.mark.parametrize("width, channels, outputs, tile", [
+    (14, 112, 672, "p2x32"),  # 2 pixels x 4 vectors: 8 accumulators where 7x1 keeps 7 (and 8 loads per 7 FMAs)
+    (56, 16, 64, "p2x32"),    # 2 x 4 and 4 x 2 rank equal: the first found
+    (112, 64, 16, "p4x16"),   # 2 vectors of outputs: 4 x 2
+    (7, 160, 960, "p7x8"),    # 7-pixel rows: nothing the model ranks clearly above 7x1 fits 14 registers
+    (14, 80, 184, "p7x8"),    # 23 vectors of channels: the same
+])
+def test_avx2_float_pointwise_tile_follows_the_fma_model_and_computes_the_conv(width, channels, outputs, tile):
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
+    rng = np.random.default_rng(0)
+    x = relax.Var("x", relax.TensorType((1, width, width, channels), "float32"))
+    w = rng.standard_normal((1, 1, channels, outputs)).astype(np.float32)
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = bb.emit(relax.op.nn.conv2d(x, relax.const(w), data_layout="NHWC", kernel_layout="HWIO"))
+            out = bb.emit_output(relax.op.nn.relu(conv))
+        bb.emit_func_output(out)
+    (func,) = [f for f in run_pipeline(bb.get(), target).functions.values() if isinstance(f, tirx.PrimFunc)]
+    scheduled, name = apply_template(func, isa_of(target))
+    assert name == f"conv1x1_nhwc_float32_avx2_{tile}"
+    if "avx2" not in _cpu_flags():
+        pytest.skip("this CPU cannot run AVX2 code (the tile was checked)")
+    data = rng.standard_normal((1, width, width, channels)).astype(np.float32)
+    got = _run_kernel(scheduled, target, [tvm.runtime.tensor(data), tvm.runtime.tensor(w),
+                                          tvm.runtime.tensor(np.zeros((1, width, width, outputs), np.float32))])
+    expected = np.maximum(np.einsum("nhwc,cf->nhwf", data.astype(np.float64), w[0, 0].astype(np.float64)), 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

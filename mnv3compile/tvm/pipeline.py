@@ -21,6 +21,7 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
     from mnv3compile.schedules.inline import inline_module
     from mnv3compile.schedules.layout import to_channels_last
     from mnv3compile.schedules.packed_gemv import to_packed_gemv
+    from mnv3compile.schedules.reciprocal import to_reciprocal_multiply
     from mnv3compile.schedules.separable_resize import to_separable_resize
     from mnv3compile.schedules.vector_channels import to_vector_channels
     from mnv3compile.tvm.narrow_multipliers import narrow_multipliers
@@ -49,6 +50,9 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
         # GEMVs (the classifier; int8 ones where no dot product took them) on weights packed per output
         # vector, read as sequential streams (schedules/packed_gemv.py).
         ("PackedGemv", module_pass("PackedGemv", to_packed_gemv)),
+        # h-swish's "/ 6" (and any float division by a constant) as a multiply: a vdivps per output
+        # vector cost more than the FMAs around it (schedules/reciprocal.py).
+        ("ReciprocalMultiply", module_pass("ReciprocalMultiply", to_reciprocal_multiply)),
         ("LegalizeOps", relax.transform.LegalizeOps),
         ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern),
         ("FoldConstant (TIR)", relax.transform.FoldConstant),
