@@ -164,8 +164,10 @@ def schedule_conv(sch, block, isa: Isa, knobs: dict) -> str:
         pixels_want, vectors_want = knobs[f"{kind}_{dtype}"] if f"{kind}_{dtype}" in knobs else knobs[kind]
     if channels >= lanes:
         pixels, vectors = _tile(out_w, channels // lanes, pixels_want, vectors_want, knobs.get("wide_rows", False))
-        budget = knobs.get("fma_registers", 0)
-        if budget and kind == "pointwise" and dtype == "float32" and out_h * out_w > 1:
+        # read only where it applies, so tuning's space for other kernels has no idle decision
+        gemm = kind == "pointwise" and dtype == "float32" and out_h * out_w > 1
+        budget = knobs.get("fma_registers", 0) if gemm else 0
+        if budget:
             modeled = _fma_tile(out_w, channels // lanes, budget)
             if _fma_efficiency(*modeled) > MODEL_MARGIN * _fma_efficiency(pixels, vectors):
                 pixels, vectors = modeled
