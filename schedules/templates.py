@@ -112,8 +112,8 @@ def _fma_tile(width: int, registers: int, budget: int) -> tuple[int, int]:
     """(pixels, vectors) of the float pointwise tile the model ranks first among those whose
     accumulators, weight vectors and broadcast fit ``budget`` vector registers (pixels divide the
     row's ``width``, vectors the ``registers`` of channels); the larger tile among equals. AVX2's
-    budget is 14 of its 16: tiles that need all 16 (4x3, 2x5, 14x1) spilled in LLVM's hands and
-    ran up to 1.7x slower, where 2x4 (14x14x112 -> 672: 374 -> 309 us a call) and 4x2 (112x112x16
+    budget is 14 of its 16: tiles that need all 16 (4x3, 2x5, 14x1) ran up to 1.7x slower (spills,
+    presumably), where 2x4 (14x14x112 -> 672: 374 -> 309 us a call) and 4x2 (112x112x16
     -> 64: 289 -> 241 us) beat the 7x1 default (Large fp32 on Zen 4 as znver3)."""
     tiles = [(pixels, vectors)
              for pixels in range(1, min(width, 16) + 1) if width % pixels == 0
