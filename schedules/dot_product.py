@@ -32,7 +32,7 @@ import numpy as np
 
 from mnv3compile.schedules.intrinsics import DOT4_INSTRUCTIONS, SMLAL_DEPTH, depth
 from mnv3compile.schedules.isa import Isa
-from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_calls
+from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, is_nhwc_conv, rewrite_calls
 
 # ISA -> (instruction, vector lanes of int32 it can use, widest first)
 DOT4_ISAS = {"avx512-vnni": ("vnni", (16, 8)), "neon-dotprod": ("sdot", (4,)), "avx2": ("pmaddubsw", (8,)),
@@ -123,8 +123,7 @@ def _conv_weight(call) -> np.ndarray | None:
     """The HWIO weight of an ungrouped, undilated int8 NHWC conv this kernel computes, else None."""
     attrs = call.attrs
     weight = constant_value(call.args[1])
-    if weight is None or (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != \
-            ("NHWC", "HWIO", "NHWC"):
+    if weight is None or not is_nhwc_conv(attrs):
         return None
     if int(attrs.groups) != 1 or any(int(v) != 1 for v in attrs.dilation) or not _int32_out(attrs):
         return None

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_calls
+from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, is_nhwc_conv, rewrite_calls
 
 # |int8 x int8| <= 128 * 128 = 2^14, and float32 holds every integer up to 2^24.
 MAX_EXACT_TAPS = 2**24 // 2**14
@@ -68,7 +68,7 @@ def taken_weight(call, depthwise_too: bool = True) -> np.ndarray | None:
     weight = constant_value(call.args[1])
     if weight is None or weight.dtype != np.int8 or dtype_of(call.args[0]) != "int8":
         return None
-    if (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != ("NHWC", "HWIO", "NHWC"):
+    if not is_nhwc_conv(attrs):
         return None
     kh, kw, per_group, outputs = weight.shape
     groups = int(attrs.groups)

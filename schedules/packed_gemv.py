@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, rewrite_calls
+from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, is_nhwc_conv, rewrite_calls
 
 BLOCK = "matmul_packed"  # a "matmul..." block: the gemv template schedules it
 
@@ -88,7 +88,7 @@ def _one_pixel_conv_weight(call, weight):
     shape = getattr(call.args[0].ty, "shape", None)
     if weight is None or shape is None or len(shape.values) != 4 or [int(d) for d in shape.values[:3]] != [1, 1, 1]:
         return None
-    if (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != ("NHWC", "HWIO", "NHWC"):
+    if not is_nhwc_conv(attrs):
         return None
     if weight.shape[:2] != (1, 1) or int(attrs.groups) != 1 or any(int(p) for p in attrs.padding):
         return None

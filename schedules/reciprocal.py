@@ -7,6 +7,8 @@ cycle (Large fp32, AVX2: 15 kernels). ``x * (1 / c)`` differs from ``x / c`` by 
 the last place, far inside the float bundles' tolerance (1e-4 of the output's magnitude). The
 int8 kernels have no float division (their epilogues are the lowering's own arithmetic), so they
 are untouched, as is a division by a constant with a zero or by a tensor known only at run time.
+The ONNX pass ``div_by_constant_to_mul`` does the same on the model, but this division is not in
+the model: the importer writes it, after every ONNX pass has run.
 """
 
 from __future__ import annotations

@@ -22,6 +22,12 @@ def dtype_of(expr) -> str:
     return str(getattr(expr.ty, "dtype", ""))
 
 
+def is_nhwc_conv(attrs) -> bool:
+    """A conv2d's attributes say NHWC data and output, HWIO weight: the one layout of the network
+    after ChannelsLast (schedules/layout.py), which the rewrites here take."""
+    return (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) == ("NHWC", "HWIO", "NHWC")
+
+
 def rewrite_functions(rewrite, module):
     """``module`` with every Relax function visited by ``rewrite`` (a PyExprMutator built on it)."""
     from tvm import relax

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, rewrite_calls
+from mnv3compile.schedules.relax_rewrite import OPERAND_DTYPE, constant_value, dtype_of, is_nhwc_conv, rewrite_calls
 
 VECTOR = 8  # channels are padded to a multiple of this (a ymm of float32, two NEON registers)
 
@@ -44,7 +44,7 @@ def to_vector_channels(module):
             return None
         if weight.dtype != OPERAND_DTYPE[dtype_of(call)]:
             return None
-        if (str(attrs.data_layout), str(attrs.kernel_layout), str(attrs.out_layout)) != ("NHWC", "HWIO", "NHWC"):
+        if not is_nhwc_conv(attrs):
             return None
         channels = weight.shape[-1]
         wide = builder.emit(op.nn.conv2d(

@@ -381,6 +381,21 @@ def test_a_bare_conv_gets_its_template(tmp_path):
     np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(x)).numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
+def _conv_relu_kernel(shape, weight: np.ndarray, target, groups: int = 1):
+    """The one fused kernel of an NHWC conv (HWIO ``weight``, "same" padding) + ReLU, as the
+    pipeline makes it for ``target``."""
+    x = relax.Var("x", relax.TensorType(shape, "float32"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = bb.emit(relax.op.nn.conv2d(x, relax.const(weight), padding=weight.shape[0] // 2, groups=groups,
+                                              data_layout="NHWC", kernel_layout="HWIO"))
+            out = bb.emit_output(relax.op.nn.relu(conv))
+        bb.emit_func_output(out)
+    (func,) = [f for f in run_pipeline(bb.get(), target).functions.values() if isinstance(f, tirx.PrimFunc)]
+    return func
+
+
 @pytest.mark.parametrize("groups, channels, outputs, pixel_major", [
     (64, 64, 64, True),    # depthwise 3x3 (2.3 KB of weights): rows outermost
     (1, 256, 256, False),  # pointwise 256 -> 256 (256 KB): channel blocks outermost
@@ -389,19 +404,9 @@ def test_a_bare_conv_gets_its_template(tmp_path):
 def test_conv_template_keeps_channel_blocks_outermost_only_for_weights_beyond_l1(groups, channels, outputs,
                                                                                  pixel_major):
     kernel = 3 if groups > 1 else 1
-    x = relax.Var("x", relax.TensorType((1, 28, 28, channels), "float32"))
     w = np.ones((kernel, kernel, channels // groups, outputs), np.float32)
-    bb = relax.BlockBuilder()
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            conv = bb.emit(relax.op.nn.conv2d(x, relax.const(w), padding=kernel // 2, groups=groups,
-                                              data_layout="NHWC", kernel_layout="HWIO"))
-            out = bb.emit_output(relax.op.nn.relu(conv))
-        bb.emit_func_output(out)
     target = tvm_target(preset("host"))
-    module = run_pipeline(bb.get(), target)
-    (func,) = [f for f in module.functions.values() if isinstance(f, tirx.PrimFunc)]
-    scheduled, _ = apply_template(func, isa_of(target))
+    scheduled, _ = apply_template(_conv_relu_kernel((1, 28, 28, channels), w, target, groups), isa_of(target))
     sch = tvm.s_tir.Schedule(scheduled)
     block = next(b for b in sch.get_child_blocks(sch.get_sblock("root"))
                  if sch.get(b).name_hint.startswith(("conv2d_nhwc", "group_conv2d_nhwc")))
@@ -419,16 +424,8 @@ def test_conv_template_keeps_channel_blocks_outermost_only_for_weights_beyond_l1
 def test_avx2_float_pointwise_tile_follows_the_fma_model_and_computes_the_conv(width, channels, outputs, tile):
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
     rng = np.random.default_rng(0)
-    x = relax.Var("x", relax.TensorType((1, width, width, channels), "float32"))
     w = rng.standard_normal((1, 1, channels, outputs)).astype(np.float32)
-    bb = relax.BlockBuilder()
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            conv = bb.emit(relax.op.nn.conv2d(x, relax.const(w), data_layout="NHWC", kernel_layout="HWIO"))
-            out = bb.emit_output(relax.op.nn.relu(conv))
-        bb.emit_func_output(out)
-    (func,) = [f for f in run_pipeline(bb.get(), target).functions.values() if isinstance(f, tirx.PrimFunc)]
-    scheduled, name = apply_template(func, isa_of(target))
+    scheduled, name = apply_template(_conv_relu_kernel((1, width, width, channels), w, target), isa_of(target))
     assert name == f"conv1x1_nhwc_float32_avx2_{tile}"
     if "avx2" not in _cpu_flags():
         pytest.skip("this CPU cannot run AVX2 code (the tile was checked)")
