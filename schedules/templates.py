@@ -91,6 +91,11 @@ def _tile(width: int, registers: int, pixels_want: int, vectors_want: int, wide_
         wider = _largest_divisor(width, accumulators)
         if wider > pixels:
             pixels, vectors = wider, _largest_divisor(registers, max(1, accumulators // wider))
+    if wide_rows and pixels * vectors == 1 < pixels_want * vectors_want:
+        # A 1x1 tile shares nothing (a broadcast per weight vector): a channel count with no
+        # divisor near the wanted vectors (184 = 23 x 8) gives its accumulators to pixels instead:
+        # AVX2 int8 14x14x80 -> 184: 1x8 61 -> 7x8 48 us.
+        pixels = _largest_divisor(width, pixels_want * vectors_want)
     return pixels, vectors
 
 
@@ -534,13 +539,15 @@ def schedule_elementwise(sch, blocks, isa: Isa) -> str:
 # pointwise tile (14 accumulators) spilled and ran 17% slower than 7x1; int8 accumulates with
 # widening multiplies that need no broadcast register per pixel, and 4x3 was 17% faster there;
 # its input channels two at a time through ``vpmaddwd`` ("int8_pairs") a further 7%. AVX2's dot4
-# (vpmaddubsw, 7-bit weights): 1x4 beat 4x2, 4x3, 2x4, 2x3 and 7x1 by 2-8% on Small interleaved
-# (Zen 4 as znver3; one broadcast per four weight vectors, which the loads absorb). "wide_rows":
+# (vpmaddubsw, 7-bit weights): one pixel by up to 8 vectors (1x4 had beaten 4x2, 4x3, 2x4, 2x3 and
+# 7x1 by 2-8% on Small; 1x8 then took Large's 40- to 672-channel kernels 5-45% under 1x4, whose
+# divisors of 5, 15, 25 vectors had left 1x8 and 1x24 tiles; Zen 4 as znver3): one broadcast
+# and its sign flip feed up to 8 weight vectors streamed from L1. "wide_rows":
 # rows whose width has no divisor near the wanted pixels get wider tiles (``_tile``; x86 only).
 # "fma_registers": float pointwise tiles ranked by ``_fma_tile``'s throughput model within that
 # many registers, where it predicts a clear gain over the knob's (AVX2 only: measured there).
 DEFAULT_KNOBS = {
-    "avx2": {"pointwise": (7, 1), "pointwise_int8": (4, 3), "int8_pairs": True, "dot4": (1, 4), "depthwise": (7, 1),
+    "avx2": {"pointwise": (7, 1), "pointwise_int8": (4, 3), "int8_pairs": True, "dot4": (1, 8), "depthwise": (7, 1),
              "conv": (4, 2), "gemv": 5, "wide_rows": True, "fma_registers": 14},
     "avx512": {"pointwise": (7, 2), "pointwise_int8": (4, 3), "dot4": (7, 3), "depthwise": (7, 1), "conv": (4, 2),
                "gemv": 5, "wide_rows": True},
@@ -561,7 +568,7 @@ def default_knobs(isa: Isa) -> dict:
 # count not above it), so every choice is valid for every kernel.
 KNOB_CHOICES = {
     "pointwise": ((1, 2, 4, 7, 8), (1, 2, 3, 4)),
-    "dot4": ((1, 2, 4, 7, 8), (1, 2, 3, 4, 6)),
+    "dot4": ((1, 2, 4, 7, 8), (1, 2, 3, 4, 6, 8)),
     "depthwise": ((1, 2, 4, 7, 8), (1, 2, 3)),
     "conv": ((1, 2, 4, 7), (1, 2, 3)),
     "gemv": (1, 2, 3, 4, 5, 8),

@@ -2,7 +2,7 @@
 MetaSchedule JSON database that ``build`` applies (schedules/database.py).
 
 The search space of a kernel is its template's knobs (``templates.KNOB_CHOICES``): tens of tiles
-per kernel (pointwise 5 x 4, dot4 5 x 5, depthwise 5 x 3, a GEMV 6), so it is enumerated, not
+per kernel (pointwise 5 x 4, dot4 5 x 6, depthwise 5 x 3, a GEMV 6), so it is enumerated, not
 sampled: each candidate is the template run on a traced schedule whose knob reads are
 ``sample_categorical`` decisions fixed to one choice (``FixedKnobs``), so a record is a replayable
 trace, exactly what MetaSchedule's own search would have stored. Choices that a kernel clamps to

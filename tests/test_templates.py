@@ -231,33 +231,68 @@ def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channel
     flag, mcpu, lanes, instruction, (low, high) = DOT4_HOSTS[host]
     if flag not in _cpu_flags():
         pytest.skip(f"this CPU has no {flag} to run {instruction} (its assembly is checked above)")
-    from tvm import te
-
     rng = np.random.default_rng(0)
     x = rng.integers(-128, 128, (1, 15, 29, channels)).astype(np.int8)
     x[0, :, 0], x[0, :, 1] = 127, -128
     w = rng.integers(low, high + 1, (kernel, kernel, channels, 80)).astype(np.int8)
     w[..., :16], w[..., 16:24] = low, high
+    scheduled, name, run = _dot4_kernel(x, w, stride, mcpu, lanes)
+    assert name.startswith(f"conv{kernel}x{kernel}_nhwc_int8_{instruction}_p")
+    run()
+
+
+def _dot4_kernel(x: np.ndarray, w: np.ndarray, stride: int, mcpu: str, lanes: int):
+    """The dot4 kernel of an int8 NHWC conv (HWIO ``w``, no padding) times 3, templated for
+    ``mcpu``: (scheduled, template name, a check that runs it here and compares it with the conv
+    in int64)."""
+    from tvm import te
+
+    from mnv3compile.schedules.dot_product import compensation, dot4_compute, pack_weights
+
+    kernel, channels, outputs = w.shape[0], x.shape[-1], w.shape[-1]
     x4 = np.zeros((*x.shape[:3], -(-channels // 4) * 4), np.int8)  # what the pass's pad does
     x4[..., :channels] = x
-    out_h, out_w = (15 - kernel) // stride + 1, (29 - kernel) // stride + 1
+    out_h, out_w = (x.shape[1] - kernel) // stride + 1, (x.shape[2] - kernel) // stride + 1
     xs = te.placeholder(x4.shape, "int8", "x")
     packed = te.placeholder(pack_weights(w, lanes).shape, "int8", "packed")
-    offsets = te.placeholder((80,), "int32", "offsets")
+    offsets = te.placeholder((outputs,), "int32", "offsets")
     acc = dot4_compute(xs, packed, offsets, (stride, stride))
     out = te.compute(acc.shape, lambda *i: acc(*i) * 3, name="epilogue")  # something to consume the tile
     target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu})
     func = te.create_prim_func([xs, packed, offsets, out])
     scheduled, name = apply_template(inline_elementwise(func), isa_of(target))
-    assert name.startswith(f"conv{kernel}x{kernel}_nhwc_int8_{instruction}_p")
-    got = _run_kernel(scheduled, target, [tvm.runtime.tensor(a) for a in (
-        x4, pack_weights(w, lanes), compensation(w), np.zeros((1, out_h, out_w, 80), np.int32))])
-    expected = np.zeros((1, out_h, out_w, 80), np.int64)
-    for ry in range(kernel):
-        for rx in range(kernel):
-            window = x[:, ry:ry + stride * (out_h - 1) + 1:stride, rx:rx + stride * (out_w - 1) + 1:stride]
-            expected += window.astype(np.int64) @ w[ry, rx].astype(np.int64)
-    assert np.array_equal(got, expected * 3)
+
+    def run() -> None:
+        got = _run_kernel(scheduled, target, [tvm.runtime.tensor(a) for a in (
+            x4, pack_weights(w, lanes), compensation(w), np.zeros((1, out_h, out_w, outputs), np.int32))])
+        expected = np.zeros((1, out_h, out_w, outputs), np.int64)
+        for ry in range(kernel):
+            for rx in range(kernel):
+                window = x[:, ry:ry + stride * (out_h - 1) + 1:stride, rx:rx + stride * (out_w - 1) + 1:stride]
+                expected += window.astype(np.int64) @ w[ry, rx].astype(np.int64)
+        assert np.array_equal(got, expected * 3)
+
+    return scheduled, name, run
+
+
+@pytest.mark.parametrize("width, outputs, tile", [
+    (28, 40, "p1x40"),    # 5 vectors of 8 outputs: all in one tile
+    (14, 672, "p1x56"),   # 84 vectors: 7 a tile
+    (56, 72, "p1x24"),    # 9 vectors: 3 a tile
+    (14, 184, "p7x8"),    # 23 vectors: no divisor but 1, so 7 pixels share each weight vector
+])
+def test_avx2_dot4_tile_is_one_pixel_by_up_to_8_vectors_or_a_row_of_pixels(width, outputs, tile):
+    """AVX2's vpmaddubsw tile: one pixel's broadcast feeds the largest divisor of the output vectors
+    up to 8; a channel count with no divisor but 1 gives the tile's accumulators to pixels instead
+    of a 1x1 tile that shares nothing. Exact against the conv where this CPU has AVX2."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(-128, 128, (1, 2, width, 24)).astype(np.int8)
+    w = rng.integers(-64, 64, (1, 1, 24, outputs)).astype(np.int8)
+    _, name, run = _dot4_kernel(x, w, 1, "znver3", 8)
+    assert name == f"conv1x1_nhwc_int8_vpmaddubsw_avx2_{tile}"
+    if "avx2" not in _cpu_flags():
+        pytest.skip("this CPU cannot run AVX2 code (the tile was checked)")
+    run()
 
 
 def _template_name(func, target) -> str:
