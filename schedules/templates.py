@@ -539,10 +539,10 @@ def schedule_elementwise(sch, blocks, isa: Isa) -> str:
 # pointwise tile (14 accumulators) spilled and ran 17% slower than 7x1; int8 accumulates with
 # widening multiplies that need no broadcast register per pixel, and 4x3 was 17% faster there;
 # its input channels two at a time through ``vpmaddwd`` ("int8_pairs") a further 7%. AVX2's dot4
-# (vpmaddubsw, 7-bit weights): one pixel by up to 8 vectors (1x4 had beaten 4x2, 4x3, 2x4, 2x3 and
-# 7x1 by 2-8% on Small; 1x8 then took Large's 40- to 672-channel kernels 5-45% under 1x4, whose
-# divisors of 5, 15, 25 vectors had left 1x8 and 1x24 tiles; Zen 4 as znver3): one broadcast
-# and its sign flip feed up to 8 weight vectors streamed from L1. "wide_rows":
+# (vpmaddubsw, 7-bit weights): one pixel by up to 8 vectors, so one broadcast and its sign flip
+# feed up to 8 weight vectors streamed from L1 (1x4 had beaten 4x2, 4x3, 2x4, 2x3 and 7x1 by 2-8%
+# on Small; 1x8 then ran Large's 40- to 672-channel kernels 5-45% faster than 1x4, where 5, 15 or
+# 25 vectors had left 1x8 or 1x24 tiles; Zen 4 as znver3). "wide_rows":
 # rows whose width has no divisor near the wanted pixels get wider tiles (``_tile``; x86 only).
 # "fma_registers": float pointwise tiles ranked by ``_fma_tile``'s throughput model within that
 # many registers, where it predicts a clear gain over the knob's (AVX2 only: measured there).
