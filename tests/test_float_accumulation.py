@@ -29,7 +29,7 @@ def test_float_accumulated_conv_equals_the_int32_conv(kernel, stride, inputs, na
     xs = te.placeholder(x.shape, "int8", "x")
     ws = te.placeholder(w.shape, "float32", "w")
     acc = float_accumulated_conv(xs, ws, (stride, stride))
-    out = te.compute(acc.shape, lambda *i: acc(*i) * 3, name="epilogue")  # an epilogue, as in a network
+    out = te.compute(acc.shape, lambda *i: acc(*i).astype("int32") * 3, name="epilogue")  # as in a network
     target = tvm_target(preset("host"))
     func = inline_elementwise(te.create_prim_func([xs, ws, out]))
     scheduled, template = apply_template(func, isa_of(target))
@@ -86,3 +86,31 @@ def test_the_pass_takes_only_exact_int8_window_convs(groups, kernel, dtype, targ
         target = tvm_target(preset("host"))
         run = lambda m: relax.VirtualMachine(tvm.compile(m, target), tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
         assert np.array_equal(run(module), run(_conv_module(groups, kernel, dtype)))
+
+
+def test_a_float_epilogue_reads_the_float_accumulator_without_a_cast_back_and_forth():
+    """conv -> int32 -> float32 (the float requantization's first step) reads the float32
+    accumulator itself: no astype is left in the graph, FuseOps sees one conv kernel with its
+    epilogue, and the result is the int32 conv's, exactly."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 9, 9, 16), "int8"))
+    weight = np.random.default_rng(2).integers(-128, 128, (3, 3, 1, 16)).astype(np.int8)
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            conv = bb.emit(relax.op.nn.conv2d(x, relax.const(weight), padding=[1] * 4, groups=16, data_layout="NHWC",
+                                              kernel_layout="HWIO", out_dtype="int32"))
+            scaled = bb.emit(relax.op.multiply(relax.op.astype(conv, "float32"), relax.const(0.5, "float32")))
+            out = bb.emit_output(scaled)
+        bb.emit_func_output(out)
+    module = bb.get()
+    with tvm.target.Target(X86):
+        rewritten = to_float_accumulation(module)
+    assert "conv_float_acc" in rewritten["main"].script() and "R.astype" not in rewritten["main"].script()
+    from mnv3compile.tvm.pipeline import kernel_names, run_pipeline
+
+    kernels = kernel_names(run_pipeline(module, tvm.target.Target(X86)))
+    assert [k for k in kernels if "conv_float_acc" in k] == ["fused_conv_float_acc_multiply"]
+    data = np.random.default_rng(3).integers(-128, 128, (1, 9, 9, 16)).astype(np.int8)
+    target = tvm_target(preset("host"))
+    run = lambda m: relax.VirtualMachine(tvm.compile(m, target), tvm.cpu())["main"](tvm.runtime.tensor(data)).numpy()
+    assert np.array_equal(run(rewritten), run(module))
