@@ -19,6 +19,7 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
     from mnv3compile.schedules.float_accumulation import to_float_accumulation
     from mnv3compile.schedules.dot_product import to_dot_products
     from mnv3compile.schedules.inline import inline_module
+    from mnv3compile.schedules.int8_round_trips import skip_int8_round_trips
     from mnv3compile.schedules.layout import to_channels_last
     from mnv3compile.schedules.packed_gemv import to_packed_gemv
     from mnv3compile.schedules.reciprocal import to_reciprocal_multiply
@@ -53,6 +54,10 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
         # h-swish's "/ 6" (and any float division by a constant) as a multiply: a vdivps per output
         # vector cost more than the FMAs around it (schedules/reciprocal.py).
         ("ReciprocalMultiply", module_pass("ReciprocalMultiply", to_reciprocal_multiply)),
+        # An int8 rounding read back inside what becomes one kernel (a projection conv and its
+        # residual add) taken as the float it came from, exactly (schedules/int8_round_trips.py);
+        # the fixed-point lowering has no float values to take.
+        *([] if integer_only else [("Int8RoundTrips", module_pass("Int8RoundTrips", skip_int8_round_trips))]),
         ("LegalizeOps", relax.transform.LegalizeOps),
         ("AnnotateTIROpPattern", relax.transform.AnnotateTIROpPattern),
         ("FoldConstant (TIR)", relax.transform.FoldConstant),

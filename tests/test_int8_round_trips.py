@@ -1,0 +1,56 @@
+"""schedules/int8_round_trips.py: an int8 rounding read back (int8 -> int32 - zero -> float32) is
+taken as the float it came from only where that is the same value, bit for bit."""
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+
+from mnv3compile.schedules.int8_round_trips import skip_int8_round_trips
+from mnv3compile.targets.presets import preset
+from mnv3compile.tvm.build import tvm_target
+
+
+def _requantized_then_read_back(clipped: bool, int8_is_an_output: bool):
+    """v -> int8(clip(round(v) - 5)) -> (int32(q) + 5) as float32 * 0.25: the integer lowering's
+    rounding and the next group's readback (a residual add's), as one kernel would hold them."""
+    from tvm.relax import op
+
+    bb = relax.BlockBuilder()
+    v = relax.Var("v", relax.TensorType((1, 4, 4, 8), "float32"))
+    with bb.function("main", [v]):
+        with bb.dataflow():
+            steps = bb.emit(op.add(op.round(v), relax.const(-5.0, "float32")))
+            if clipped:
+                steps = bb.emit(op.clip(steps, -128, 127))
+            q = bb.emit(op.astype(steps, "int8"))
+            back = bb.emit(op.subtract(op.astype(q, "int32"), relax.const(-5, "int32")))
+            scaled = bb.emit(op.multiply(op.astype(back, "float32"), relax.const(0.25, "float32")))
+            out = bb.emit_output(relax.Tuple([scaled, q]) if int8_is_an_output else scaled)
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def _run(module, v: np.ndarray):
+    result = relax.VirtualMachine(tvm.compile(module, tvm_target(preset("host"))), tvm.cpu())["main"](
+        tvm.runtime.tensor(v))
+    return [result.numpy()] if hasattr(result, "numpy") else [r.numpy() for r in result]
+
+
+@pytest.mark.parametrize("clipped, int8_is_an_output, skipped", [
+    (True, False, True),    # in int8's range by the clip, read once: the float is taken
+    (True, True, False),    # the int8 tensor has another reader: kept
+    (False, False, False),  # no clip: the cast to int8 may saturate, so the readback may differ
+])
+def test_a_readback_is_skipped_only_where_it_is_the_same_value(clipped, int8_is_an_output, skipped):
+    module = _requantized_then_read_back(clipped, int8_is_an_output)
+    rewritten = skip_int8_round_trips(module)
+    text = rewritten["main"].script()
+    assert ('dtype="int8"' not in text) == skipped
+    rng = np.random.default_rng(0)
+    v = (rng.standard_normal((1, 4, 4, 8)) * 60).astype(np.float32)
+    v.flat[:4] = [1e4, -1e4, 2.5, -3.5]  # saturated both ways; ties to even
+    if not clipped:
+        v = np.clip(v, -100, 100)  # an unclipped cast to int8 is defined only within its range
+    for got, expected in zip(_run(rewritten, v), _run(module, v)):
+        assert np.array_equal(got, expected)
