@@ -6,9 +6,15 @@ import pytest
 import tvm
 from tvm import relax
 
+from mnv3compile.quant import QuantizeSettings, quantize
+from mnv3compile.quant.calibration import load_samples
 from mnv3compile.schedules.int8_round_trips import skip_int8_round_trips
 from mnv3compile.targets.presets import preset
-from mnv3compile.tvm.build import tvm_target
+from mnv3compile.tvm.build import quantize_node_names, tvm_target
+from mnv3compile.tvm.frontend import import_onnx
+from mnv3compile.tvm.int8_lowering import lower_to_integer
+from mnv3compile.tvm.pipeline import kernel_names, relax_passes
+from mnv3compile.zoo import build_model, build_spec
 
 
 def _requantized_then_read_back(clipped: bool, int8_is_an_output: bool):
@@ -54,3 +60,23 @@ def test_a_readback_is_skipped_only_where_it_is_the_same_value(clipped, int8_is_
         v = np.clip(v, -100, 100)  # an unclipped cast to int8 is defined only within its range
     for got, expected in zip(_run(rewritten, v), _run(module, v)):
         assert np.array_equal(got, expected)
+
+
+@pytest.mark.slow
+def test_small_int8_keeps_its_kernels_with_the_readbacks_taken():
+    """In an int8 MobileNetV3-Small the rewrite fires (its residual kernels lose their readbacks)
+    and FuseOps still makes the same kernels: the float bound to a second name where a readback
+    was had cut a residual block in two (84 kernels instead of 83 at 224)."""
+    spec = build_spec("small", 1.0, 224)
+    samples = load_samples("synthetic:16", spec.input_shape, None)  # as 'build' calibrates by default
+    int8_model = quantize(build_model(spec), samples, QuantizeSettings(weight_bits=7)).model
+    module, _ = lower_to_integer(import_onnx(int8_model)[0], quantize_node_names(int8_model))
+
+    def kernels(skip: str = ""):
+        passes = [make() for name, make in relax_passes() if name != skip]
+        with tvm_target(preset("host")), tvm.transform.PassContext(opt_level=3):
+            return kernel_names(tvm.transform.Sequential(passes)(module))
+
+    taken, kept = kernels(), kernels(skip="Int8RoundTrips")
+    assert len(taken) == len(kept)
+    assert sum(name.count("cast") for name in taken) < sum(name.count("cast") for name in kept)
