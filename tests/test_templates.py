@@ -226,8 +226,6 @@ def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channel
     instruction takes (VNNI all of int8; AVX2's vpmaddubsw -64..63, where its int16 pair sums
     peak at 255 x -64 x 2), pointwise and the stem's 3x3 stride 2 over 3 channels (padded to 4,
     the 4th weighing 0); run where this CPU has the instruction."""
-    from mnv3compile.schedules.dot_product import compensation, dot4_compute, pack_weights
-
     flag, mcpu, lanes, instruction, (low, high) = DOT4_HOSTS[host]
     if flag not in _cpu_flags():
         pytest.skip(f"this CPU has no {flag} to run {instruction} (its assembly is checked above)")
@@ -236,7 +234,7 @@ def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channel
     x[0, :, 0], x[0, :, 1] = 127, -128
     w = rng.integers(low, high + 1, (kernel, kernel, channels, 80)).astype(np.int8)
     w[..., :16], w[..., 16:24] = low, high
-    scheduled, name, run = _dot4_kernel(x, w, stride, mcpu, lanes)
+    _, name, run = _dot4_kernel(x, w, stride, mcpu, lanes)
     assert name.startswith(f"conv{kernel}x{kernel}_nhwc_int8_{instruction}_p")
     run()
 
