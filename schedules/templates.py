@@ -543,7 +543,8 @@ def schedule_elementwise(sch, blocks, isa: Isa) -> str:
 # feed up to 8 weight vectors streamed from L1 (1x4 had beaten 4x2, 4x3, 2x4, 2x3 and 7x1 by 2-8%
 # on Small; 1x8 then ran Large's 40- to 672-channel kernels 5-45% faster than 1x4, where 5, 15 or
 # 25 vectors had left 1x8 or 1x24 tiles; Zen 4 as znver3). "wide_rows":
-# rows whose width has no divisor near the wanted pixels get wider tiles (``_tile``; x86 only).
+# rows whose width has no divisor near the wanted pixels, and channel counts that would leave a
+# 1x1 tile, get wider tiles (``_tile``; x86, and arm64's smlal kernels).
 # "fma_registers": float pointwise tiles ranked by ``_fma_tile``'s throughput model within that
 # many registers, where it predicts a clear gain over the knob's (AVX2 only: measured there).
 DEFAULT_KNOBS = {
