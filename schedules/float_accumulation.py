@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, is_nhwc_conv, rewrite_calls
+from mnv3compile.schedules.relax_rewrite import (constant_value, dtype_of, is_nhwc_conv, rewrite_calls,
+                                                 without_aliases)
 
 # |int8 x int8| <= 128 * 128 = 2^14, and float32 holds every integer up to 2^24.
 MAX_EXACT_TAPS = 2**24 // 2**14
@@ -112,14 +113,8 @@ def to_float_accumulation(module):
         accumulators.append(accumulator)
         return op.astype(accumulator, "int32")  # the conv's own result type
 
-    rewritten = rewrite_calls(module, ("relax.nn.conv2d", "relax.astype"), float_accumulation)
-    # An accumulator read where its cast back was is bound to a second name; FuseOps would not
-    # fuse across that alias. Then the int32 casts only float epilogues read go.
-    rewritten = relax.transform.CanonicalizeBindings()(rewritten)
-    for global_var, function in rewritten.functions.items():
-        if isinstance(function, relax.Function):
-            rewritten[global_var] = relax.analysis.remove_all_unused(function)
-    return rewritten
+    # the accumulator answers its own cast back: bound to a second name until without_aliases
+    return without_aliases(rewrite_calls(module, ("relax.nn.conv2d", "relax.astype"), float_accumulation))
 
 
 def _without_round_trip(call, builder, accumulators: list):

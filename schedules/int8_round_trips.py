@@ -27,18 +27,16 @@ import math
 
 import numpy as np
 
-from mnv3compile.schedules.relax_rewrite import constant_value, dtype_of, rewrite_calls
+from mnv3compile.schedules.relax_rewrite import dtype_of, rewrite_calls, scalar_value, without_aliases
 
 INT8_RANGE = (-128.0, 127.0)
 SMALL = 2.0**22  # integers this small, plus a few constants below 2^16, stay exact in float32 (2^24)
 
 
 def _scalar(expr) -> float | None:
-    value = constant_value(expr)
-    if value is None or value.size != 1:
-        return None
-    value = float(value.reshape(()))
-    return value if value == math.floor(value) else None
+    """A one-element constant that is a whole number, else None."""
+    value = scalar_value(expr)
+    return float(value) if value is not None and value == math.floor(value) else None
 
 
 def _integral_range(expr, lookup, depth: int = 0) -> tuple[float, float] | None:
@@ -85,10 +83,9 @@ def _range(expr, lookup, depth: int) -> tuple[float, float] | None:
         bound = lookup(expr)
         return None if bound is None or depth > 16 else _range(bound, lookup, depth + 1)
     if isinstance(expr, relax.Call) and getattr(expr.op, "name", "") in ("relax.maximum", "relax.minimum"):
-        constant = constant_value(expr.args[1])
-        if constant is not None and constant.size == 1:
+        bound = scalar_value(expr.args[1])
+        if bound is not None:
             inner = _range(expr.args[0], lookup, depth + 1) or (-math.inf, math.inf)
-            bound = float(constant.reshape(()))
             if expr.op.name == "relax.maximum":
                 return max(inner[0], bound), max(inner[1], bound)
             return min(inner[0], bound), min(inner[1], bound)
@@ -123,10 +120,8 @@ def skip_int8_round_trips(module):
             return _as_float(source, lookup)
         return None
 
-    # A float value read where its int8 readback was is bound to a second name; FuseOps would not
-    # fuse across that alias (it cut a residual block in two, a float32 tensor between the kernels).
-    rewritten = relax.transform.CanonicalizeBindings()(rewrite_calls(module, ("relax.astype",), read_back))
-    return relax.transform.DeadCodeElimination()(rewritten)
+    # the float answers its readback: bound to a second name until without_aliases
+    return without_aliases(rewrite_calls(module, ("relax.astype",), read_back))
 
 
 def _single_use_vars(module) -> set[str]:
@@ -168,12 +163,12 @@ def _as_float(expr, lookup, depth: int = 0):
         bounds = _integral_range(expr.args[0], lookup)
         return expr.args[0] if bounds is not None and -SMALL < bounds[0] and bounds[1] < SMALL else None
     if name in ("relax.add", "relax.subtract"):
-        constant = constant_value(expr.args[1])
-        if constant is None or constant.size != 1 or abs(int(constant.reshape(()))) >= 2**16:
+        constant = scalar_value(expr.args[1])
+        if constant is None or abs(int(constant)) >= 2**16:
             return None
         inner = _as_float(expr.args[0], lookup, depth + 1)
         if inner is None:
             return None
-        shifted = relax.const(np.float32(constant.reshape(())), "float32")
+        shifted = relax.const(np.float32(constant), "float32")
         return op.add(inner, shifted) if name == "relax.add" else op.subtract(inner, shifted)
     return None

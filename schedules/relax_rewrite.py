@@ -1,7 +1,8 @@
 """What the Relax rewrites in schedules/ (ChannelsLast, DotProducts, FloatAccumulation, VectorChannels,
-PackedGemv, SeparableResize) share: reading a call's operands, the operand dtype a result dtype
-implies, running a mutator over every Relax function of a module, and replacing the calls of
-given ops."""
+PackedGemv, SeparableResize, ReciprocalMultiply, Int8RoundTrips) share: reading a call's operands,
+the operand dtype a result dtype implies, running a mutator over every Relax function of a module,
+replacing the calls of given ops, and the clean-up after a rewrite that answers with a value
+already bound."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ def constant_value(expr):
     from tvm.ir import GenericConst  # TVM 0.27's tensor constant
 
     return expr.value.numpy() if isinstance(expr, GenericConst) else None
+
+
+def scalar_value(expr):
+    """A one-element tensor constant's value (a Python int or float), else None."""
+    value = constant_value(expr)
+    return value.reshape(()).item() if value is not None and value.size == 1 else None
 
 
 def dtype_of(expr) -> str:
@@ -54,3 +61,14 @@ def rewrite_calls(module, ops: tuple[str, ...], rewrite):
             return call if replacement is None else replacement
 
     return rewrite_functions(CallRewrite(module), module)
+
+
+def without_aliases(module):
+    """``module`` after a rewrite that answered a call with a value already bound (``x`` for
+    ``astype(astype(x, int32), float32)``): that leaves the value bound to a second name, and
+    FuseOps does not fuse across such an alias (it cut a residual block in two, a float32 tensor
+    between the kernels). CanonicalizeBindings reads the value where the alias was; what no one
+    reads any more (the casts skipped) goes."""
+    from tvm import relax
+
+    return relax.transform.DeadCodeElimination()(relax.transform.CanonicalizeBindings()(module))
