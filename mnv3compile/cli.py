@@ -1128,7 +1128,8 @@ def phone_stop() -> None:
 Examples:
   mnv3compile deploy-test build/small-int8-host
   mnv3compile deploy-test build/small-int8-arm64-linux       # under qemu-aarch64
-  mnv3compile deploy-test build/small-fp32-host --image cat.png
+  mnv3compile deploy-test build/small-none-host --image cat.png
+  mnv3compile deploy-test build/small-int8-pixel6            # Android: the loader check only
 """)
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -1141,13 +1142,21 @@ def deploy_test(bundle: Path, image: Path | None, build_dir: Path | None) -> Non
     the bundle and compare every output with the Python runtime's (max |difference| <= 1e-5).
 
     Host bundles run here; arm64-linux bundles run under qemu-aarch64 with the stand-in phone's
-    sysroot, the Python reference running inside it too. Exit code 1 when an output differs.
+    sysroot, the Python reference running inside it too. Both run under Android's loading rules:
+    every symbol bound at load (LD_BIND_NOW=1), and once more with the runtime loaded RTLD_LOCAL,
+    as System.loadLibrary loads it. Android bundles (arm64-android, pixel*) cannot run here: their
+    library is checked as Android's loader would check it (every undefined symbol provided by a
+    library it names in DT_NEEDED, 16 KiB segment alignment). Exit code 1 when a check fails.
     """
     from mnv3compile import deploy_check
     from mnv3compile.phone import home
 
     if image is not None and not image.is_file():
         raise UserError(f"{image}: no such image")
+    android = deploy_check.android_loader_check(bundle)
+    if android is not None:
+        _print_android_loader_check(android)
+        return
     folder = build_dir or home().parent / "runtime-build"
     with console.status("building the C runtime with CMake and running it"):
         report = deploy_check.check_bundle(bundle, folder, image)
@@ -1161,6 +1170,22 @@ def deploy_test(bundle: Path, image: Path | None, build_dir: Path | None) -> Non
     console.print(f"runtime built in {report.runtime}")
     if not report.ok:
         sys.exit(1)
+
+
+def _print_android_loader_check(check) -> None:
+    table = Table(title=f"Android loader check: {check.library}")
+    table.add_column("undefined symbol")
+    table.add_column("bound to (DT_NEEDED)")
+    for symbol, library in check.bindings:
+        table.add_row(symbol, library)
+    for symbol in check.unresolved:
+        table.add_row(symbol, "NOTHING: the load fails")
+    wide_console().print(table)
+    console.print(f"DT_NEEDED: {', '.join(check.needed)}; segment alignment: {min(check.load_alignments)} bytes")
+    if check.problems:
+        console.print("[red]it would not load on Android:[/red] " + "; ".join(check.problems))
+        sys.exit(1)
+    console.print("ok: it loads under Android's rules. Running it needs a device (README, 'Deploy').")
 
 
 @cli.command("passes", context_settings=CONTEXT, epilog="""\b

@@ -3,6 +3,10 @@ bundle's target, run on the bundle, and compared with the Python runtime on the 
 
 Host bundles run natively; arm64-linux bundles run under qemu-aarch64 with the stand-in phone's
 sysroot (its aarch64 TVM wheels are both what the C runtime links and the Python reference).
+Every program runs under Android's loading rules, as far as glibc can apply them: immediate binding
+(LD_BIND_NOW=1; bionic never binds lazily), and once with the runtime itself loaded RTLD_LOCAL
+(runtime/tests/load_local.c; System.loadLibrary does that), where a model library finds only what
+its own DT_NEEDED entries provide.
 """
 
 from __future__ import annotations
@@ -18,9 +22,13 @@ import numpy as np
 
 from mnv3compile.bundle import read_manifest
 from mnv3compile.errors import UserError
+from mnv3compile.targets.android_loader import LoaderCheck, check_android_library
+from mnv3compile.targets.presets import preset
 
 ARCH_OF_PRESET = {"host": "host", "arm64-linux": "arm64"}  # bundles whose programs run on this machine
 TOLERANCE = 1e-5
+# glibc's switch for what bionic always does: bind every symbol of a library when it is opened.
+ANDROID_BINDING = {"LD_BIND_NOW": "1"}
 
 # The Python runtime inside the emulated arm64 Python: all outputs, flattened, as raw float32.
 _ARM64_REFERENCE = """
@@ -54,6 +62,15 @@ def arch_of(manifest: dict) -> str:
                     "bundles (build the runtime for Android with the NDK: README, 'Deploy')")
 
 
+def android_loader_check(bundle: Path) -> LoaderCheck | None:
+    """For a bundle built for Android, whether its library would load there (no device needed:
+    targets/android_loader.py); None for bundles of other targets."""
+    manifest = read_manifest(bundle)
+    if preset(manifest["target"]["preset"]).toolchain != "android":
+        return None
+    return check_android_library(bundle / manifest["library"])
+
+
 @dataclass
 class RuntimeBuild:
     """A CMake build of the runtime, its example and its API test, and how to run its programs."""
@@ -66,11 +83,15 @@ class RuntimeBuild:
         path = str(self.folder / program)
         return ["qemu-aarch64", path, *args] if self.arch == "arm64" else [path, *args]
 
+    @property
+    def runtime_library(self) -> Path:
+        return self.folder / "libmnv3.so"
+
     def environment(self) -> dict[str, str]:
         if self.arch != "arm64":
-            return dict(os.environ)
+            return {**os.environ, **ANDROID_BINDING}
         site = self.sysroot / "opt" / "site"
-        return {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(self.sysroot),
+        return {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(self.sysroot), **ANDROID_BINDING,
                 "LD_LIBRARY_PATH": f"{site / 'tvm' / 'lib'}:{site / 'tvm_ffi' / 'lib'}"}
 
     def run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -186,6 +207,9 @@ def check_bundle(bundle: Path, build_dir: Path, image: Path | None = None, seed:
     build.run("classify", str(bundle), "--tensor", str(x_path), "--save-output", str(c_path))
     c_out, py_out = np.fromfile(c_path, np.float32), python_outputs(bundle, manifest, x, build, scratch)
     report.rows.append(_compare("random tensor", c_out, py_out, classes))
+    build.run("mnv3_load_local", str(build.runtime_library), str(bundle), str(x_path), str(c_path))
+    report.rows.append(_compare("random tensor, runtime loaded RTLD_LOCAL", np.fromfile(c_path, np.float32), py_out,
+                                classes))
 
     if image is not None:
         if not manifest.get("preprocess"):

@@ -6,13 +6,17 @@
   ``clang`` + ``lld`` with ``--target=aarch64-linux-android24 -nostdlib`` and one-line stub
   libc.so/libm.so/libdl.so, which gives the library NDK-style DT_NEEDED entries and no glibc
   dependency; ``-z max-page-size=16384`` for 16 KiB-page Android 15 devices.
+
+Every toolchain links the model against a stub ``libtvm_ffi.so`` (targets/tvm_ffi_stub.py), so the
+library names the TVM FFI library it calls in its DT_NEEDED entries: Android's loader resolves a
+library's symbols only from those (README, "Deploy").
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from mnv3compile.errors import UserError
 from mnv3compile.targets.presets import ANDROID_API, TargetPreset
+from mnv3compile.targets.tvm_ffi_stub import TVM_FFI_SONAME, build_stub_library, stub_source, tvm_ffi_c_api
 
 ANDROID_STUB_LIBS = ("c", "m", "dl")
 
@@ -29,7 +34,7 @@ class Toolchain:
     name: str
     compiler: str  # path
     flags: tuple[str, ...]
-    # Where the flags point (stub libraries); kept alive by the toolchain object.
+    # Where the flags point (link stubs); removed when the process ends.
     workdir: str | None = None
 
     def fcompile(self, strip: bool = True) -> Callable:
@@ -83,17 +88,22 @@ def status(kind: str) -> ToolchainStatus:
     return ToolchainStatus(kind, found, INSTALL[kind])
 
 
-def _android_stubs() -> str:
-    """A folder of one-line stub shared objects: linking against them records NDK-style
-    DT_NEEDED entries (libc.so, libm.so, libdl.so) without any glibc."""
-    folder = tempfile.mkdtemp(prefix="mnv3compile-android-stubs-")
-    source = Path(folder) / "stub.c"
-    source.write_text("void mnv3compile_stub(void) {}\n")
-    for lib in ANDROID_STUB_LIBS:
-        subprocess.run(["clang", f"--target=aarch64-linux-android{ANDROID_API}", "-shared", "-nostdlib",
-                        "-fuse-ld=lld", f"-Wl,-soname,lib{lib}.so", "-o", str(Path(folder) / f"lib{lib}.so"),
-                        str(source)], check=True, capture_output=True)
-    return folder
+def _link_stubs(compiler: str, target_flags: tuple[str, ...], system_libs: tuple[str, ...]) -> str:
+    """A folder of link-time stubs for one toolchain: libtvm_ffi.so (every model library needs it:
+    targets/tvm_ffi_stub.py) and, for Android without the NDK, one-line libc.so/libm.so/libdl.so that
+    give the library NDK-style DT_NEEDED entries without any glibc. Removed when the process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="mnv3compile-link-"))
+    atexit.register(shutil.rmtree, folder, True)
+    build_stub_library(folder, compiler, target_flags, TVM_FFI_SONAME, stub_source(tvm_ffi_c_api()))
+    for lib in system_libs:
+        build_stub_library(folder, compiler, target_flags, f"lib{lib}.so", "void mnv3compile_stub(void) {}\n")
+    return str(folder)
+
+
+def _link_tvm_ffi(stubs: str) -> tuple[str, ...]:
+    # TVM puts link options before the objects, and Debian's gcc links --as-needed: a library named
+    # before anything refers to it would be dropped without --no-as-needed.
+    return (f"-L{stubs}", "-Wl,--push-state,--no-as-needed", "-ltvm_ffi", "-Wl,--pop-state")
 
 
 def toolchain_for(target: TargetPreset) -> Toolchain:
@@ -101,16 +111,15 @@ def toolchain_for(target: TargetPreset) -> Toolchain:
     if found.found is None:
         raise UserError(f"no toolchain for target {target.name!r} ({target.toolchain}); install it: "
                         f"{found.how_to_install}")
-    if target.toolchain == "host":
-        return Toolchain("host cc", found.found, ())
-    if target.toolchain == "aarch64-linux-gnu":
-        return Toolchain("aarch64-linux-gnu-gcc", found.found, ())
-    common = ("-z", "max-page-size=16384")
-    ndk = _ndk_clang()
-    if ndk:
-        return Toolchain("Android NDK clang", ndk, ("-Wl,-z,max-page-size=16384",))
-    stubs = _android_stubs()
+    ndk = _ndk_clang() if target.toolchain == "android" else None
+    if target.toolchain in ("host", "aarch64-linux-gnu") or ndk:
+        name = {"host": "host cc", "aarch64-linux-gnu": "aarch64-linux-gnu-gcc"}.get(target.toolchain, "Android NDK clang")
+        compiler = ndk or found.found
+        stubs = _link_stubs(compiler, (), ())
+        page = ("-Wl,-z,max-page-size=16384",) if ndk else ()
+        return Toolchain(name, compiler, (*page, *_link_tvm_ffi(stubs)), stubs)
+    clang_android = (f"--target=aarch64-linux-android{ANDROID_API}", "-fuse-ld=lld")
+    stubs = _link_stubs(found.found, clang_android, ANDROID_STUB_LIBS)
     return Toolchain("clang + lld (no NDK)", found.found,
-                     (f"--target=aarch64-linux-android{ANDROID_API}", "-nostdlib", "-fuse-ld=lld",
-                      f"-L{stubs}", *(f"-l{lib}" for lib in ANDROID_STUB_LIBS),
-                      *(f"-Wl,{flag}" for flag in common)), stubs)
+                     (*clang_android, "-nostdlib", *_link_tvm_ffi(stubs), *(f"-l{lib}" for lib in ANDROID_STUB_LIBS),
+                      "-Wl,-z,max-page-size=16384"), stubs)

@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 
 from mnv3compile.errors import UserError
+from mnv3compile.targets.android_loader import require_loadable_on_android
 from mnv3compile.targets.presets import TargetPreset
 from mnv3compile.targets.toolchains import toolchain_for
 from mnv3compile.tvm.frontend import import_onnx
@@ -160,5 +161,7 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
                              "znver3), at some accuracy (README, 'AVX2')"]
     executable = tvm.compile(module, tvm_tgt)
     executable.export_library(str(output), fcompile=toolchain.fcompile(strip=not debug))
+    if target.toolchain == "android":  # fail here, not in an app on every device
+        require_loadable_on_android(output)
     return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning=tuning, int8=int8, templates=templates,
                            output_shapes=shapes)
