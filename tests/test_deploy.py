@@ -3,6 +3,7 @@ carries for apps: built with CMake, run, and compared with the Python runtime (h
 arm64 under qemu); every error path of the C API; ASan/UBSan clean over 100 runs."""
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import NEEDS_CMAKE
 
-from mnv3compile.deploy_check import TOLERANCE, build_runtime, check_bundle, source_root
+from mnv3compile.deploy_check import ANDROID_BINDING, TOLERANCE, build_runtime, check_bundle, source_root
 from mnv3compile.pipeline import BuildRequest, build
 from mnv3compile.quant.preprocess import PRESETS, load_image
 from mnv3compile.runner import BundleRunner
@@ -69,7 +70,8 @@ def test_c_runtime_matches_python_runtime_on_tensors_and_images(request, runtime
     the C runtime does itself (Pillow's resampling reproduced, so equal to the last bit)."""
     bundle = request.getfixturevalue(which)
     report = check_bundle(bundle, runtime_dir, _image(tmp_path / "image.ppm", *size))
-    assert [row.what for row in report.rows] == ["random tensor", "image image.ppm"]
+    assert [row.what for row in report.rows] == ["random tensor", "random tensor, runtime loaded RTLD_LOCAL",
+                                                 "image image.ppm"]
     for row in report.rows:
         assert row.max_abs_diff <= TOLERANCE and row.top5_c == row.top5_python
 
@@ -140,12 +142,30 @@ def test_arm64_runtime_under_qemu_matches_python_runtime_there(tmp_path_factory,
                      quant, preprocess="torchvision")
     image = _image(tmp_path / "image.ppm", 317, 213) if quant == "int8" else None  # qemu time: one image
     report = check_bundle(bundle, runtime_dir, image)
-    assert report.arch == "arm64" and report.ok and len(report.rows) == (2 if image else 1), report.rows
+    assert report.arch == "arm64" and report.ok and len(report.rows) == (3 if image else 2), report.rows
+    assert report.rows[1].what == "random tensor, runtime loaded RTLD_LOCAL"  # under LD_BIND_NOW=1, as all rows
     host = build_runtime("host", runtime_dir / "host")  # the arm64 library on this x86-64 host: refused
     library = bundle / json.loads((bundle / "small_arm64.json").read_text())["library"]
     assert _api(host, "open", str(bundle)) == [
         f"open: MNV3_ERR_LOAD: {library} was built for another CPU (ELF machine 183); this program runs on x86-64: "
         "rebuild the bundle for this target"]
+
+
+def test_a_library_without_the_tvm_ffi_in_dt_needed_fails_as_it_would_on_android(tmp_path_factory, host_runtime,
+                                                                                  monkeypatch):
+    """What every library was before the libtvm_ffi.so stub: it ran only where the process had put
+    libtvm_ffi.so in the global scope (classify links it), and not once the runtime is loaded
+    RTLD_LOCAL with immediate binding, as an Android app loads it."""
+    from mnv3compile.targets import toolchains
+
+    monkeypatch.setattr(toolchains, "_link_tvm_ffi", lambda stubs: (f"-L{stubs}",))
+    bundle = _bundle(tmp_path_factory, "unlinked", build_model(build_spec("small-minimal", 0.5, 96)))
+    x = tmp_path_factory.mktemp("unlinked-input") / "x.f32"
+    np.zeros((1, 3, 96, 96), np.float32).tofile(x)
+    assert host_runtime.run("classify", str(bundle), "--tensor", str(x), "--top", "1").returncode == 0
+    result = host_runtime.run("mnv3_load_local", str(host_runtime.runtime_library), str(bundle), str(x),
+                              str(x.with_suffix(".out")), check=False)
+    assert result.returncode == 1 and result.stderr.endswith("undefined symbol: TVMFFIErrorSetRaisedFromCStrParts\n")
 
 
 def _api(host_runtime, *args) -> list[str]:
@@ -327,21 +347,24 @@ target_compile_definitions(app PRIVATE MNV3_APP_BUNDLE="${{MNV3_BUNDLE_DIR}}")
 
 
 @pytest.mark.skipif(not shutil.which("javac") or not shutil.which("java"), reason="needs a JDK (javac, java)")
-def test_java_binding_runs_tensors_and_argb_pixels(host_runtime, small_fp32, tmp_path):
+def test_java_binding_runs_tensors_and_argb_pixels(host_runtime, small_fp32, small_int8, tmp_path):
     root = source_root()
     classes = tmp_path / "classes"
     sources = [*(root / "runtime/jni/java/com/mnv3compile").glob("*.java"), root / "runtime/tests/RunBundle.java"]
     subprocess.run(["javac", "-d", str(classes), *map(str, sources)], check=True, capture_output=True)
 
-    def java(*args):
+    def java(*args, binding=ANDROID_BINDING):
         return subprocess.run(["java", f"-Djava.library.path={host_runtime.folder}", "-cp", str(classes), "RunBundle",
-                               *args], capture_output=True, text=True, check=True).stdout
+                               *args], capture_output=True, text=True, check=True, env={**os.environ, **binding}).stdout
 
     x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
     x.tofile(tmp_path / "x.f32")
-    assert java(str(small_fp32), str(tmp_path / "x.f32"), str(tmp_path / "y.f32")) == "outputs: 1000 of 1000\n"
+    for bundle in (small_fp32, small_int8):  # bound at load as on Android, and lazily as glibc does by default
+        for binding in (ANDROID_BINDING, {}):
+            assert java(str(bundle), str(tmp_path / "x.f32"), str(tmp_path / "y.f32"),
+                        binding=binding) == "outputs: 1000 of 1000\n"
+            np.testing.assert_array_equal(np.fromfile(tmp_path / "y.f32", np.float32), BundleRunner(bundle)(x).ravel())
     runner = BundleRunner(small_fp32)
-    np.testing.assert_array_equal(np.fromfile(tmp_path / "y.f32", np.float32), runner(x).ravel())
 
     # ARGB pixels (Bitmap.getPixels) through the C preprocessing: the pattern RunBundle draws.
     from PIL import Image
