@@ -11,6 +11,7 @@ Android 15+ devices with 16 KiB pages also need every PT_LOAD segment aligned to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -78,12 +79,14 @@ class LoaderCheck:
         return found
 
 
-def check_android_library(path: Path, api: int = ANDROID_API) -> LoaderCheck:
+def check_android_library(path: Path, api: int = ANDROID_API,
+                          app_libraries: Mapping[str, frozenset[str]] | None = None) -> LoaderCheck:
+    """``app_libraries``: what the app's own libraries (libmnv3.so, say) export, by soname."""
     library = read_shared_library(path)
     provider: dict[str, str] = {}
     unknown = []
     for soname in library.needed:  # the loader searches them in this order
-        symbols = provided_by(soname, api)
+        symbols = (app_libraries or {}).get(soname) or provided_by(soname, api)
         if symbols is None:
             unknown.append(soname)
         else:

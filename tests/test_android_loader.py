@@ -1,6 +1,8 @@
 """Android's loader rules checked here (targets/android_loader.py): what every model library links
 against (the libtvm_ffi.so stub), and the check refusing libraries a device would refuse."""
 
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -74,3 +76,33 @@ def test_a_host_library_is_not_an_android_one():
     problems = check_android_library(installed_tvm_ffi()).problems
     assert problems[0].startswith("it is not an arm64 library (EM_")
     assert problems[1].startswith("it needs libdl.so.2, libpthread.so.0, libstdc++.so.6")
+
+
+@NEEDS_ANDROID_LINKER
+@pytest.mark.skipif(not Path("/usr/aarch64-linux-gnu/include/stdlib.h").is_file() or not shutil.which("javac"),
+                    reason="needs libc6-dev-arm64-cross (gcc-aarch64-linux-gnu) and a JDK's jni.h")
+def test_the_jni_binding_cross_compiles_for_android_needing_only_the_runtime_and_libc(tmp_path):
+    """runtime/jni/mnv3_jni.c as the APK's libmnv3_jni.so, linked as 'build' links Android libraries
+    (clang + lld, no NDK: bionic's headers are in the NDK only, so the C declarations come from
+    arm64 glibc's headers; the symbols it binds are checked against bionic's lists)."""
+    from mnv3compile.deploy_check import source_root
+
+    root, toolchain = source_root(), toolchain_for(preset("arm64-android"))
+    header = (root / "runtime/include/mnv3.h").read_text()
+    c_api = frozenset(re.findall(r"\b(mnv3_\w+)\(", header))
+    stub = tmp_path / "mnv3.c"
+    stub.write_text("".join(f"void {name}(void) {{}}\n" for name in sorted(c_api)))
+    target = [f for f in toolchain.flags if f.startswith(("--target", "-fuse-ld"))]
+    subprocess.run([toolchain.compiler, *target, "-shared", "-nostdlib", "-Wl,-soname,libmnv3.so", "-o",
+                    str(tmp_path / "libmnv3.so"), str(stub)], check=True, capture_output=True)
+    jdk = Path(shutil.which("javac")).resolve().parents[1] / "include"
+    output = tmp_path / "libmnv3_jni.so"
+    flags = [f for f in toolchain.flags if f != "-ltvm_ffi"]  # a model library's link, not the binding's
+    subprocess.run([toolchain.compiler, *flags, "-shared", "-fPIC", "-O2", f"-I{root / 'runtime/include'}",
+                    f"-I{jdk}", f"-I{jdk / 'linux'}", "-isystem", "/usr/aarch64-linux-gnu/include",
+                    str(root / "runtime/jni/mnv3_jni.c"), f"-L{tmp_path}", "-lmnv3", "-o", str(output)],
+                   check=True, capture_output=True)
+    check = check_android_library(output, app_libraries={"libmnv3.so": c_api})
+    assert check.problems == [] and check.needed == ("libc.so", "libm.so", "libdl.so", "libmnv3.so")
+    assert {symbol for symbol, library in check.bindings if library == "libc.so"} == {"malloc", "free"}
+    assert {symbol for symbol, library in check.bindings if library == "libmnv3.so"} >= {"mnv3_open", "mnv3_run_f32"}

@@ -19,21 +19,10 @@
 #include <string.h>
 
 #include "mnv3.h"
+#include "read_floats.h"
 
 static void say(const char *what, mnv3_status status, const mnv3_error *err) {
   printf("%s: %s: %s\n", what, mnv3_status_name(status), status == MNV3_OK ? "" : err->message);
-}
-
-static float *read_floats(const char *path, size_t *count) {
-  FILE *file = fopen(path, "rb");
-  if (!file) return NULL;
-  fseek(file, 0, SEEK_END);
-  long bytes = ftell(file);
-  rewind(file);
-  float *values = malloc((size_t)bytes);
-  *count = values && fread(values, 1, (size_t)bytes, file) == (size_t)bytes ? (size_t)bytes / sizeof(float) : 0;
-  fclose(file);
-  return values;
 }
 
 static int open_case(const char *dir) {

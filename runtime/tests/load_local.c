@@ -10,23 +10,12 @@
 #include <stdlib.h>
 
 #include "mnv3.h"
+#include "read_floats.h"
 
 typedef mnv3_model *(*open_fn)(const char *, mnv3_error *);
 typedef size_t (*count_fn)(const mnv3_model *);
 typedef mnv3_status (*run_fn)(mnv3_model *, const float *, size_t, float *, size_t, mnv3_error *);
 typedef void (*close_fn)(mnv3_model *);
-
-static float *read_floats(const char *path, size_t *count) {
-  FILE *file = fopen(path, "rb");
-  if (!file) return NULL;
-  fseek(file, 0, SEEK_END);
-  long bytes = ftell(file);
-  rewind(file);
-  float *values = malloc((size_t)bytes);
-  *count = values && fread(values, 1, (size_t)bytes, file) == (size_t)bytes ? (size_t)bytes / sizeof(float) : 0;
-  fclose(file);
-  return values;
-}
 
 int main(int argc, char **argv) {
   if (argc != 5) {
