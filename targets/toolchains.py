@@ -93,11 +93,16 @@ def _link_stubs(compiler: str, target_flags: tuple[str, ...], system_libs: tuple
     targets/tvm_ffi_stub.py) and, for Android without the NDK, one-line libc.so/libm.so/libdl.so that
     give the library NDK-style DT_NEEDED entries without any glibc. Removed when the process ends."""
     folder = Path(tempfile.mkdtemp(prefix="mnv3compile-link-"))
-    atexit.register(shutil.rmtree, folder, True)
+    atexit.register(_remove_if_ours, folder, os.getpid())
     build_stub_library(folder, compiler, target_flags, TVM_FFI_SONAME, stub_source(tvm_ffi_c_api()))
     for lib in system_libs:
         build_stub_library(folder, compiler, target_flags, f"lib{lib}.so", "void mnv3compile_stub(void) {}\n")
     return str(folder)
+
+
+def _remove_if_ours(folder: Path, owner: int) -> None:
+    if os.getpid() == owner:  # a forked child that exits through atexit must not take it away
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _link_tvm_ffi(stubs: str) -> tuple[str, ...]:

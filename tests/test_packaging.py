@@ -17,9 +17,10 @@ def test_tvm_comes_with_its_rpc_extra_only():
     assert not any(d.startswith("xgboost") for d in dependencies)
 
 
-def test_the_wheel_carries_the_qemu_helpers_and_the_shipped_databases(tmp_path):
-    """'tune --measure instructions' builds its plugin and runner from sources in the package, and
-    arm64 builds take the databases shipped in it: both must be in the wheel, not only in a checkout."""
+def test_the_wheel_carries_the_qemu_helpers_the_shipped_databases_and_the_ndk_symbol_lists(tmp_path):
+    """'tune --measure instructions' builds its plugin and runner from sources in the package, arm64
+    builds take the databases shipped in it, and Android builds are checked against the NDK's symbol
+    lists: all must be in the wheel, not only in a checkout."""
     import subprocess
     import sys
     import zipfile
@@ -31,3 +32,4 @@ def test_the_wheel_carries_the_qemu_helpers_and_the_shipped_databases(tmp_path):
     shipped = sorted(p.relative_to(PYPROJECT.parent / "schedules").as_posix()
                      for p in (PYPROJECT.parent / "schedules" / "databases").glob("*/*.json.gz"))
     assert shipped and {f"mnv3compile/schedules/{name}" for name in shipped} <= names
+    assert {f"mnv3compile/targets/android_symbols/lib{n}.so.txt" for n in ("c", "m", "dl")} <= names
