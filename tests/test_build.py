@@ -140,6 +140,15 @@ def test_android_library_loads_under_androids_rules(small_android):
     assert undefined - set().union(*map(_provided, needed)) == set()
 
 
+@NEEDS_ANDROID_LINKER
+def test_deploy_test_checks_an_android_bundle_as_androids_loader_would(cli, small_android):
+    code, out, _ = cli("deploy-test", str(small_android.bundle))
+    assert code == 0, out
+    assert "TVMFFIErrorSetRaisedFromCStrParts" in out and "libtvm_ffi.so" in out
+    assert "DT_NEEDED: libtvm_ffi.so, libc.so, libm.so, libdl.so; segment alignment: 16384" in " ".join(out.split())
+    assert "ok: it loads under Android's rules" in " ".join(out.split())
+
+
 @pytest.mark.slow
 @NEEDS_ARM64_GCC
 def test_arm64_linux_library(tmp_path_factory):
