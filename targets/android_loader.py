@@ -19,6 +19,7 @@ from pathlib import Path
 from mnv3compile.errors import UserError
 from mnv3compile.targets.elf_symbols import read_shared_library
 from mnv3compile.targets.presets import ANDROID_API
+from mnv3compile.targets.tvm_ffi_stub import TVM_FFI_SONAME, tvm_ffi_c_api
 
 SYMBOL_LISTS = Path(__file__).parent / "android_symbols"
 PAGE_SIZE = 16384  # the largest Android page size (Android 15+ devices)
@@ -39,17 +40,10 @@ def system_library_symbols(soname: str, api: int = ANDROID_API) -> frozenset[str
     return frozenset(symbols)
 
 
-@cache
-def _tvm_ffi_symbols() -> frozenset[str]:
-    from mnv3compile.targets.tvm_ffi_stub import tvm_ffi_c_api
-
-    return frozenset(s.name for s in tvm_ffi_c_api())
-
-
 def provided_by(soname: str, api: int = ANDROID_API) -> frozenset[str] | None:
-    from mnv3compile.targets.tvm_ffi_stub import TVM_FFI_SONAME
-
-    return _tvm_ffi_symbols() if soname == TVM_FFI_SONAME else system_library_symbols(soname, api)
+    if soname == TVM_FFI_SONAME:
+        return frozenset(s.name for s in tvm_ffi_c_api())
+    return system_library_symbols(soname, api)
 
 
 @dataclass(frozen=True)

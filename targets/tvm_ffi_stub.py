@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 from mnv3compile.errors import UserError
@@ -34,6 +35,7 @@ def installed_tvm_ffi() -> Path:
     return Path(libinfo.find_libtvm_ffi())
 
 
+@cache  # read once per process: every toolchain and every Android check wants it
 def tvm_ffi_c_api(library: Path | None = None) -> tuple[DynamicSymbol, ...]:
     """The C API symbols ``library`` (default: the installed wheel's libtvm_ffi.so) exports."""
     found = read_shared_library(library or installed_tvm_ffi())
@@ -46,7 +48,7 @@ def tvm_ffi_c_api(library: Path | None = None) -> tuple[DynamicSymbol, ...]:
 
 def stub_source(symbols: Sequence[DynamicSymbol]) -> str:
     """C with one definition per symbol: the linker needs each name and its kind, nothing more."""
-    lines = ["/* Link-time stand-in for libtvm_ffi.so (mnv3compile/targets/tvm_ffi_stub.py); never loaded. */"]
+    lines = ["/* A link-time stand-in written by mnv3compile/targets/tvm_ffi_stub.py; never loaded. */"]
     for symbol in sorted(symbols, key=lambda s: s.name):
         lines.append(f"char {symbol.name}[8];" if symbol.kind == "object" else f"void {symbol.name}(void) {{}}")
     return "\n".join(lines) + "\n"

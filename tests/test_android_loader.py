@@ -11,10 +11,10 @@ from conftest import NEEDS_ANDROID_LINKER
 
 from mnv3compile.errors import UserError
 from mnv3compile.targets.android_loader import check_android_library, require_loadable_on_android
-from mnv3compile.targets.elf_symbols import read_shared_library
+from mnv3compile.targets.elf_symbols import DynamicSymbol, read_shared_library
 from mnv3compile.targets.presets import preset
 from mnv3compile.targets.toolchains import toolchain_for
-from mnv3compile.targets.tvm_ffi_stub import installed_tvm_ffi, tvm_ffi_c_api
+from mnv3compile.targets.tvm_ffi_stub import build_stub_library, installed_tvm_ffi, stub_source, tvm_ffi_c_api
 
 CALLER = """
 #include <stddef.h>
@@ -90,11 +90,9 @@ def test_the_jni_binding_cross_compiles_for_android_needing_only_the_runtime_and
     root, toolchain = source_root(), toolchain_for(preset("arm64-android"))
     header = (root / "runtime/include/mnv3.h").read_text()
     c_api = frozenset(re.findall(r"\b(mnv3_\w+)\(", header))
-    stub = tmp_path / "mnv3.c"
-    stub.write_text("".join(f"void {name}(void) {{}}\n" for name in sorted(c_api)))
     target = [f for f in toolchain.flags if f.startswith(("--target", "-fuse-ld"))]
-    subprocess.run([toolchain.compiler, *target, "-shared", "-nostdlib", "-Wl,-soname,libmnv3.so", "-o",
-                    str(tmp_path / "libmnv3.so"), str(stub)], check=True, capture_output=True)
+    build_stub_library(tmp_path, toolchain.compiler, target, "libmnv3.so",
+                       stub_source([DynamicSymbol(name, "function") for name in c_api]))
     jdk = Path(shutil.which("javac")).resolve().parents[1] / "include"
     output = tmp_path / "libmnv3_jni.so"
     flags = [f for f in toolchain.flags if f != "-ltvm_ffi"]  # a model library's link, not the binding's
