@@ -4,7 +4,7 @@ Emulated time says nothing about a phone; executed instructions are deterministi
 work a kernel does (not its memory stalls or how well it dual-issues: a proxy, not a latency).
 For each configuration this builds a bundle (unstripped, so kernels keep their symbols), runs
 runtime/tests/api_test.c's `bench` mode (the C runtime, cross-compiled) under qemu-aarch64 with
-the TCG plugin schedules/qemu/count_insns.c, which counts instructions between two marker
+the TCG plugin schedules/tuning/qemu/count_insns.c, which counts instructions between two marker
 syscalls around the timed loop, and splits the count by kernel (symbol ranges of the library;
 what runs outside it is the TVM runtime and libc: VM calls, allocation).
 
@@ -32,11 +32,11 @@ import numpy as np
 
 from mnv3compile.deploy_check import build_runtime
 from mnv3compile.model_source import load_model
-from mnv3compile.phone import home
+from mnv3compile.targets.arm64_sysroot import home
 from mnv3compile.pipeline import BuildRequest, build
-from mnv3compile.schedules.instructions import counted, helpers_folder, plugin
-from mnv3compile.schedules.isa import isa_of
-from mnv3compile.schedules.shipped import find_database
+from mnv3compile.schedules.tuning.instructions import counted, helpers_folder, plugin
+from mnv3compile.schedules.kernels.isa import isa_of
+from mnv3compile.schedules.tuning.shipped import find_database
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import tvm_target
 from mnv3compile.zoo import build_model, build_spec

@@ -476,7 +476,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
     'mnv3compile profile' for where the time goes.
     """
     from mnv3compile.pipeline import BuildRequest, build as run_build
-    from mnv3compile.schedules.database import identity
+    from mnv3compile.schedules.tuning.database import identity
     from mnv3compile.targets.presets import preset as target_preset
     from mnv3compile.tvm.build import tvm_target
 
@@ -645,10 +645,10 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: st
 
     from mnv3compile import signals
     from mnv3compile.pipeline import BuildRequest, deployable_model
-    from mnv3compile.schedules.database import check_measure, default_folder, identity, write_identity
-    from mnv3compile.schedules.isa import isa_of
-    from mnv3compile.schedules.measure import DeviceLost, LocalMeasurer, Measurement, RpcMeasurer, free_devices
-    from mnv3compile.schedules.tune import PROGRESS_FILE, Budget, Tuner
+    from mnv3compile.schedules.tuning.database import check_measure, default_folder, identity, write_identity
+    from mnv3compile.schedules.kernels.isa import isa_of
+    from mnv3compile.schedules.tuning.measure import DeviceLost, LocalMeasurer, Measurement, RpcMeasurer, free_devices
+    from mnv3compile.schedules.tuning.tune import PROGRESS_FILE, Budget, Tuner
     from mnv3compile.targets.presets import preset as target_preset
     from mnv3compile.tuning_report import plot, tasks_table
     from mnv3compile.tvm.build import fused_module, tvm_target
@@ -702,7 +702,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: st
         settings = Measurement(repeat, min_repeat_ms, cooldown if cooldown is not None else
                                (0.0 if tracker is None else 1.0))
         if measure == "instructions":
-            from mnv3compile.schedules.instructions import InstructionMeasurer
+            from mnv3compile.schedules.tuning.instructions import InstructionMeasurer
 
             with console.status("preparing the qemu instruction counter (built once)"):
                 measurers = [InstructionMeasurer(tvm_tgt, Path(work))]
@@ -761,8 +761,8 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: st
 
 def _found_database(target, model_key: str, tuned_for: dict) -> Path | None:
     """The database build applies when no --db is given (shipped.find_database), said which."""
-    from mnv3compile.schedules.isa import isa_of
-    from mnv3compile.schedules.shipped import find_database
+    from mnv3compile.schedules.kernels.isa import isa_of
+    from mnv3compile.schedules.tuning.shipped import find_database
     from mnv3compile.tvm.build import tvm_target
 
     isa = isa_of(tvm_target(target)).name
@@ -812,7 +812,7 @@ def _check_build_inputs(labels: Path | None, calib: str | None, database: Path |
     """Every file 'build' will read, checked before any work starts (one error line, not a traceback
     at the stage that reads it)."""
     from mnv3compile.quant.calibration import check_source
-    from mnv3compile.schedules.database import check_database
+    from mnv3compile.schedules.tuning.database import check_database
 
     if labels is not None:
         if not labels.is_file():
@@ -1149,7 +1149,7 @@ def deploy_test(bundle: Path, image: Path | None, build_dir: Path | None) -> Non
     library it names in DT_NEEDED, 16 KiB segment alignment). Exit code 1 when a check fails.
     """
     from mnv3compile import deploy_check
-    from mnv3compile.phone import home
+    from mnv3compile.targets.arm64_sysroot import home
 
     if image is not None and not image.is_file():
         raise UserError(f"{image}: no such image")

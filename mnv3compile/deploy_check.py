@@ -118,11 +118,11 @@ def build_runtime(arch: str, folder: Path, sanitize: bool = False) -> RuntimeBui
         args += ["-G", "Ninja"]
     sysroot = None
     if arch == "arm64":
-        from mnv3compile import phone
+        from mnv3compile.targets.arm64_sysroot import ensure_sysroot
 
         _tool("aarch64-linux-gnu-g++", "apt-get install g++-aarch64-linux-gnu")
         _tool("qemu-aarch64", "apt-get install qemu-user")
-        sysroot = phone.ensure_sysroot()
+        sysroot = ensure_sysroot()
         args += [f"-DCMAKE_TOOLCHAIN_FILE={root / 'cmake' / 'aarch64-linux-gnu.cmake'}",
                  f"-DTVM_SITE_PACKAGES={sysroot / 'opt' / 'site'}"]
         if sanitize:

@@ -1,5 +1,5 @@
 """The model 'build' and 'tune' take: a zoo variant or an ONNX file, with its dynamic input
-dimensions fixed, and the key under which 'tune' stores its database (schedules/database.py)."""
+dimensions fixed, and the key under which 'tune' stores its database (schedules/tuning/database.py)."""
 
 from __future__ import annotations
 

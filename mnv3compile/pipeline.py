@@ -38,7 +38,7 @@ class BuildRequest:
     database: Path | None = None  # MetaSchedule JSON database to take tuned schedules from
     int8_lowering: str = "integer"  # "integer" kernels, or "fake" (dequantize -> float -> quantize)
     debug: bool = False  # keep symbols and debug information in the library
-    schedule: str = "templates"  # "templates" (schedules/templates.py) or TVM's "default" schedules
+    schedule: str = "templates"  # "templates" (schedules/kernels/) or TVM's "default" schedules
     weight_bits: int = 8  # int8 weights' range: 8 (-127..127) or 7 (-63..63, for AVX2's vpmaddubsw)
     quant_method: str = "auto"  # activation ranges (quant/observers.py METHODS)
     bias_correction: bool = True

@@ -1,1 +1,2 @@
-"""MetaSchedule tuning and hand-written schedules (imported as ``mnv3compile.schedules``)."""
+"""Kernels and their tuning (imported as ``mnv3compile.schedules``): ``kernels`` (ISA table,
+intrinsics, templates) and ``tuning`` (sessions, measurers, databases)."""

@@ -69,12 +69,13 @@ def stand_in_phone():
     import shutil
 
     from mnv3compile import phone
+    from mnv3compile.targets import arm64_sysroot
     from mnv3compile.errors import UserError
 
     if not shutil.which("qemu-aarch64"):
         pytest.skip("qemu-user is not installed (apt-get install qemu-user binfmt-support)")
     try:
-        phone.ensure_binfmt()
+        arm64_sysroot.ensure_binfmt()
     except UserError as exc:
         pytest.skip(f"binfmt_misc unavailable: {exc}")
     was_running = phone.read_state() is not None

@@ -47,13 +47,13 @@ def compare_kernels(model: onnx.ModelProto, feeds: dict[str, np.ndarray], loweri
     import tvm
     from tvm import relax
 
-    from mnv3compile.schedules.isa import isa_of
-    from mnv3compile.schedules.templates import apply_templates
+    from mnv3compile.schedules.kernels.isa import isa_of
+    from mnv3compile.schedules.kernels.dispatch import apply_templates
     from mnv3compile.targets.presets import preset
     from mnv3compile.tvm.build import tvm_target
     from mnv3compile.tvm.frontend import import_onnx
-    from mnv3compile.tvm.int8_lowering import lower_to_integer
-    from mnv3compile.tvm.pipeline import kernel_names, run_pipeline
+    from mnv3compile.relax.int8_lowering import lower_to_integer
+    from mnv3compile.relax.pipeline import kernel_names, run_pipeline
 
     model = onnx.shape_inference.infer_shapes(model)
     quantizes = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]

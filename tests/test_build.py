@@ -224,7 +224,7 @@ def test_build_db_that_is_not_a_database(tmp_path, cli):
 
 def test_host_cpu_can_be_named_to_build_another_code_path(monkeypatch):
     """MNV3COMPILE_HOST_CPU=znver3 builds the AVX2 path on an AVX-512 machine (benchmarks/avx2_path.sh)."""
-    from mnv3compile.schedules.isa import isa_of
+    from mnv3compile.schedules.kernels.isa import isa_of
     from mnv3compile.targets.presets import preset
     from mnv3compile.tvm.build import HOST_CPU_VARIABLE, tvm_target
 

@@ -1,4 +1,4 @@
-"""schedules/float_accumulation.py: int8 depthwise convs and the stem accumulated in float32 are
+"""mnv3compile/relax/float_accumulation.py: int8 depthwise convs and the stem accumulated in float32 are
 the int32 conv, bit for bit, at the extremes of int8 (every product -128 x -128, the largest
 sums), scheduled by the conv template; the Relax pass takes exactly the convs whose sums are exact."""
 
@@ -7,12 +7,13 @@ import pytest
 import tvm
 from tvm import relax, te
 
-from mnv3compile.schedules.float_accumulation import MAX_EXACT_TAPS, float_accumulated_conv, to_float_accumulation
+from mnv3compile.relax.float_accumulation import MAX_EXACT_TAPS, to_float_accumulation
+from mnv3compile.schedules.kernels.conv import float_accumulated_conv
 
 assert MAX_EXACT_TAPS < 33 * 33
-from mnv3compile.schedules.inline import inline_elementwise
-from mnv3compile.schedules.isa import isa_of
-from mnv3compile.schedules.templates import apply_template
+from mnv3compile.schedules.kernels.inline import inline_elementwise
+from mnv3compile.schedules.kernels.isa import isa_of
+from mnv3compile.schedules.kernels.dispatch import apply_template
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import tvm_target
 
@@ -33,6 +34,7 @@ def test_float_accumulated_conv_equals_the_int32_conv(kernel, stride, inputs, na
     target = tvm_target(preset("host"))
     func = inline_elementwise(te.create_prim_func([xs, ws, out]))
     scheduled, template = apply_template(func, isa_of(target))
+    template = template.name
     assert template.startswith(f"{name}_nhwc_int8_")
     library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)
     got = tvm.runtime.tensor(np.zeros((1, out_h, out_w, channels), np.int32))
@@ -106,7 +108,7 @@ def test_a_float_epilogue_reads_the_float_accumulator_without_a_cast_back_and_fo
     with tvm.target.Target(X86):
         rewritten = to_float_accumulation(module)
     assert "conv_float_acc" in rewritten["main"].script() and "R.astype" not in rewritten["main"].script()
-    from mnv3compile.tvm.pipeline import kernel_names, run_pipeline
+    from mnv3compile.relax.pipeline import kernel_names, run_pipeline
 
     kernels = kernel_names(run_pipeline(module, tvm.target.Target(X86)))
     assert [k for k in kernels if "conv_float_acc" in k] == ["fused_conv_float_acc_multiply"]

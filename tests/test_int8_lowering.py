@@ -19,9 +19,9 @@ from mnv3compile.quant import quantize
 from mnv3compile.quant.calibration import Sample, load_samples
 from mnv3compile.runner import BundleRunner
 from mnv3compile.targets.presets import preset
-from mnv3compile.tvm.elementwise import AffineClip, Gated, Sigmoid, recognize
-from mnv3compile.tvm.fixed_point import fixed_point, lookup_table
-from mnv3compile.tvm.int8_lowering import lower_to_integer
+from mnv3compile.relax.epilogues import AffineClip, Gated, Sigmoid, recognize
+from mnv3compile.relax.fixed_point import fixed_point, lookup_table
+from mnv3compile.relax.int8_lowering import lower_to_integer
 from mnv3compile.zoo import build_model, build_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -402,7 +402,7 @@ def test_int8_bundle_is_integer_end_to_end(small_int8_bundle):
 
     from mnv3compile.tvm.build import kernel_census, quantize_node_names, tvm_target
     from mnv3compile.tvm.frontend import import_onnx
-    from mnv3compile.tvm.pipeline import run_pipeline
+    from mnv3compile.relax.pipeline import run_pipeline
 
     for requantize in ("float", "fixed-point"):
         lowered, _ = lower_to_integer(import_onnx(model)[0], quantize_node_names(model), requantize)

@@ -1,4 +1,4 @@
-"""schedules/int8_round_trips.py: an int8 rounding read back (int8 -> int32 - zero -> float32) is
+"""mnv3compile/relax/int8_round_trips.py: an int8 rounding read back (int8 -> int32 - zero -> float32) is
 taken as the float it came from only where that is the same value, bit for bit."""
 
 import numpy as np
@@ -8,12 +8,12 @@ from tvm import relax
 
 from mnv3compile.quant import QuantizeSettings, quantize
 from mnv3compile.quant.calibration import load_samples
-from mnv3compile.schedules.int8_round_trips import skip_int8_round_trips
+from mnv3compile.relax.int8_round_trips import skip_int8_round_trips
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import quantize_node_names, tvm_target
 from mnv3compile.tvm.frontend import import_onnx
-from mnv3compile.tvm.int8_lowering import lower_to_integer
-from mnv3compile.tvm.pipeline import kernel_names, relax_passes
+from mnv3compile.relax.int8_lowering import lower_to_integer
+from mnv3compile.relax.pipeline import kernel_names, relax_passes
 from mnv3compile.zoo import build_model, build_spec
 
 

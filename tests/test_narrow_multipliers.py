@@ -1,4 +1,4 @@
-"""NarrowMultipliers (mnv3compile/tvm/narrow_multipliers.py): int64 constants that fit in int32
+"""NarrowMultipliers (mnv3compile/relax/narrow_multipliers.py): int64 constants that fit in int32
 become int32 constants sign-extended in the kernel, results unchanged, and the requantization
 multiply is a 32 x 32 -> 64-bit instruction (checked in the assembly, compile-only)."""
 
@@ -10,9 +10,9 @@ import tvm
 from tvm import relax
 from tvm.ir import GenericConst
 
-from mnv3compile.tvm.fixed_point import fixed_point
-from mnv3compile.tvm.narrow_multipliers import narrow_multipliers
-from mnv3compile.tvm.pipeline import run_pipeline
+from mnv3compile.relax.fixed_point import fixed_point
+from mnv3compile.relax.narrow_multipliers import narrow_multipliers
+from mnv3compile.relax.pipeline import run_pipeline
 
 SHAPE = (1, 4, 4, 16)
 

@@ -1,4 +1,4 @@
-"""schedules/packed_gemv.py: the float32 classifier (and a GEMM of a few rows: a transformer's
+"""mnv3compile/relax/packed_gemv.py: the float32 classifier (and a GEMM of a few rows: a transformer's
 tokens) reads weights packed per output vector, the gemv/gemm template schedules it, and the
 result is the matmul's; the pass takes float32 (and int8 -> int32) matmuls with a constant weight,
 padding columns that fill no whole vector."""
@@ -8,9 +8,10 @@ import pytest
 import tvm
 from tvm import relax, te
 
-from mnv3compile.schedules.isa import isa_of
-from mnv3compile.schedules.packed_gemv import pack_columns, packed_matmul, to_packed_gemv
-from mnv3compile.schedules.templates import apply_template
+from mnv3compile.schedules.kernels.isa import isa_of
+from mnv3compile.relax.packed_gemv import to_packed_gemv
+from mnv3compile.schedules.kernels.gemv import pack_columns, packed_matmul
+from mnv3compile.schedules.kernels.dispatch import apply_template
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import tvm_target
 
@@ -41,6 +42,7 @@ def test_packed_gemv_equals_the_matmul(rows, depth, outputs, dtype):
     acc = packed_matmul(xs, ws, result)
     out = te.compute(acc.shape, lambda *i: acc(*i) + 1, name="bias")  # an epilogue, as in a network
     scheduled, template = apply_template(te.create_prim_func([xs, ws, out]), isa_of(target))
+    template = template.name
     kind = "gemv" if rows == 1 else "gemm"
     assert template.startswith(f"{kind}_{result if dtype == 'float32' else 'int8'}_")
     library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from mnv3compile.passes import fold_conv_mul

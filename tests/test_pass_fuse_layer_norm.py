@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from mnv3compile.passes import fuse_layer_norm

@@ -1,4 +1,4 @@
-"""schedules/separable_resize.py: a bilinear resize as a row pass then a column pass gives TVM's
+"""mnv3compile/relax/separable_resize.py: a bilinear resize as a row pass then a column pass gives TVM's
 resize2d bit for bit, for each coordinate mode it takes; the pass takes exactly the resizes of a
 channel count no vector divides, and the kernel's row pass stays in memory (not inlined back)."""
 
@@ -7,8 +7,8 @@ import pytest
 import tvm
 from tvm import relax, te, topi
 
-from mnv3compile.schedules.inline import inline_elementwise
-from mnv3compile.schedules.separable_resize import KEEP, separable_bilinear, to_separable_resize
+from mnv3compile.schedules.kernels.inline import inline_elementwise
+from mnv3compile.relax.separable_resize import KEEP, separable_bilinear, to_separable_resize
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import tvm_target
 

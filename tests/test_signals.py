@@ -74,11 +74,11 @@ def test_a_signal_during_phone_start_stops_what_it_started(tmp_path, signum):
 
     import psutil
 
-    from mnv3compile import phone
+    from mnv3compile.targets import arm64_sysroot
 
     if not shutil.which("qemu-aarch64"):
         pytest.skip("qemu-user is not installed (apt-get install qemu-user binfmt-support)")
-    root = phone.ensure_sysroot()
+    root = arm64_sysroot.ensure_sysroot()
     (tmp_path / "phone").mkdir()
     (tmp_path / "phone" / "sysroot").symlink_to(root)
     state_file = tmp_path / "phone" / "state.json"

@@ -1,4 +1,4 @@
-"""Kernel templates (schedules/templates.py): every kernel of fp32 and int8 MobileNetV3s gets one,
+"""Kernel templates (schedules/kernels/templates.py): every kernel of fp32 and int8 MobileNetV3s gets one,
 each scheduled kernel computes exactly what the unscheduled kernel computes (same arithmetic, so
 bit for bit, int8 and fp32 alike), the ISA is read from the target, and the generated code uses
 the vector instructions the template is written for (checked in the assembly, compile-only for
@@ -13,16 +13,16 @@ from tvm import relax, te, tirx
 
 from mnv3compile.quant import QuantizeSettings, quantize
 from mnv3compile.quant.calibration import load_samples
-from mnv3compile.schedules.inline import inline_elementwise
-from mnv3compile.schedules.isa import isa_of
-from mnv3compile.schedules.measure import random_arguments
-from mnv3compile.schedules.templates import (NoTemplate, SampledKnobs, apply_template, apply_templates,
-                                             schedule_kernel)
+from mnv3compile.schedules.kernels.inline import inline_elementwise
+from mnv3compile.schedules.kernels.isa import isa_of
+from mnv3compile.schedules.tuning.measure import random_arguments
+from mnv3compile.schedules.kernels.dispatch import NoTemplate, apply_template, apply_templates, schedule_kernel
+from mnv3compile.schedules.kernels.knobs import SampledKnobs
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import quantize_node_names, tvm_target
 from mnv3compile.tvm.frontend import import_onnx
-from mnv3compile.tvm.int8_lowering import lower_to_integer
-from mnv3compile.tvm.pipeline import run_pipeline
+from mnv3compile.relax.int8_lowering import lower_to_integer
+from mnv3compile.relax.pipeline import run_pipeline
 from mnv3compile.zoo import build_model, build_spec
 
 
@@ -64,6 +64,7 @@ def test_every_kernel_of_small_gets_a_template_that_changes_no_result(small_mode
             continue
         try:
             scheduled, name = apply_template(func, isa_of(target))
+            name = name.name
         except NoTemplate as exc:  # only the fp32 input's bare transpose keeps the default
             assert (str(exc), global_var.name_hint) == ("a layout change (transpose)", "transpose"), global_var
             continue
@@ -151,6 +152,7 @@ def _pointwise_assembly(small_models, target, dtype: str = "float32") -> str:
         if isinstance(func, tirx.PrimFunc) and global_var.name_hint.startswith(("fused_conv2d", "fused_dot4")):
             try:
                 scheduled, name = apply_template(func, isa_of(target))
+                name = name.name
             except NoTemplate:
                 continue
             output_shape = [int(d) for d in func.params[-1].shape]
@@ -177,7 +179,7 @@ def test_fp32_pointwise_template_uses_vector_fma(small_models, target_spec, patt
 @pytest.mark.slow
 def test_int8_pointwise_template_uses_vpmaddwd_on_avx2(small_models):
     """AVX2 has no int8 dot product: input channels go two at a time through vpmaddwd (16 int16
-    multiply-adds per instruction; schedules/intrinsics.py). Exactness is the every-kernel test's."""
+    multiply-adds per instruction; schedules/kernels/intrinsics.py). Exactness is the every-kernel test's."""
     target = tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver3"})
     assembly = _pointwise_assembly(small_models, target, "int8")
     assert len(re.findall(r"vpmaddwd\s+[^\n]*ymm", assembly)) >= 4
@@ -203,7 +205,7 @@ def test_int8_pointwise_template_uses_vpmaddubsw_on_avx2_for_7bit_weights(small_
 @pytest.mark.slow
 def test_int8_pointwise_template_uses_the_dot_product_instruction(small_models, target_spec, pattern):
     """Where the ISA has a 4-deep int8 dot product, pointwise convs are dot4 kernels on packed
-    weights (schedules/dot_product.py); arm64 without one (Cortex-A53) runs them 8 input channels
+    weights (mnv3compile/relax/dot_products.py); arm64 without one (Cortex-A53) runs them 8 input channels
     at a time on smlal by element. Compile-only; exactness is the every-kernel tests' (on a VNNI
     host) and the stand-in phone's (sdot and smlal, test_phone.py)."""
     target = tvm.target.Target({"kind": "llvm", **target_spec})
@@ -245,7 +247,7 @@ def _dot4_kernel(x: np.ndarray, w: np.ndarray, stride: int, mcpu: str, lanes: in
     in int64)."""
     from tvm import te
 
-    from mnv3compile.schedules.dot_product import compensation, dot4_compute, pack_weights
+    from mnv3compile.schedules.kernels.dot4 import compensation, dot4_compute, pack_weights
 
     kernel, channels, outputs = w.shape[0], x.shape[-1], w.shape[-1]
     x4 = np.zeros((*x.shape[:3], -(-channels // 4) * 4), np.int8)  # what the pass's pad does
@@ -259,6 +261,7 @@ def _dot4_kernel(x: np.ndarray, w: np.ndarray, stride: int, mcpu: str, lanes: in
     target = tvm.target.Target({"kind": "llvm", "mcpu": mcpu})
     func = te.create_prim_func([xs, packed, offsets, out])
     scheduled, name = apply_template(inline_elementwise(func), isa_of(target))
+    name = name.name
 
     def run() -> None:
         got = _run_kernel(scheduled, target, [tvm.runtime.tensor(a) for a in (
@@ -295,14 +298,14 @@ def test_avx2_dot4_tile_is_one_pixel_by_up_to_8_vectors_or_a_row_of_pixels(width
 
 def _template_name(func, target) -> str:
     try:
-        return apply_template(func, isa_of(target))[1]
+        return apply_template(func, isa_of(target))[1].name
     except NoTemplate:
         return ""
 
 
 @pytest.mark.slow
 def test_template_knobs_are_metaschedule_decisions(small_models):
-    """Tuning's search space (schedules/tune.py): a template run on a traced schedule reads its
+    """Tuning's search space (schedules/tuning/tune.py): a template run on a traced schedule reads its
     tile knobs as sample_categorical decisions; different seeds give different tiles, each one
     computing exactly what the unscheduled kernel does; a replayed trace gives the same kernel."""
     from tvm import s_tir
@@ -316,7 +319,7 @@ def test_template_knobs_are_metaschedule_decisions(small_models):
     names = set()
     for seed in range(1, 7):
         sch = s_tir.Schedule(func, seed=seed)
-        names.add(schedule_kernel(sch, isa_of(target), SampledKnobs(sch, isa_of(target))))
+        names.add(schedule_kernel(sch, isa_of(target), lambda knobs: SampledKnobs(knobs, sch)).name)
         decisions = [inst for inst in sch.trace.insts if inst.kind.name == "SampleCategorical"]
         assert len(decisions) == 2  # pixels, channel registers
         assert np.array_equal(_run_kernel(sch.mod["main"], target, inputs), expected)
@@ -336,6 +339,7 @@ def test_elementwise_vectors_stay_within_a_channel_row(dtype, channels):
     x = te.placeholder((1, 28, 28, channels), dtype, "x")
     out = te.compute(x.shape, lambda n, h, w, c: gate[0, 0, 0, c] * x[n, h, w, c], name="scale")
     scheduled, name = apply_template(te.create_prim_func([gate, x, out]), isa_of(target))
+    name = name.name
     assert name.startswith(f"elementwise_{dtype}_")
     library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)
     llvm_ir = (library.mod.imports[0] if library.mod.imports else library.mod).inspect_source("ll")
@@ -367,6 +371,7 @@ def test_padding_template_partitions_padded_rows_and_columns(pad_hw, template):
             apply_template(func, isa_of(target))
         return
     scheduled, name = apply_template(func, isa_of(target))
+    name = name.name
     assert name.startswith(template) and "_partition" in scheduled.script()
     data = np.random.default_rng(0).integers(-128, 128, (1, 9, 11, 6)).astype(np.int8)
     expected = np.full(shape, -7, np.int8)
@@ -459,6 +464,7 @@ def test_avx2_float_pointwise_tile_follows_the_fma_model_and_computes_the_conv(w
     rng = np.random.default_rng(0)
     w = rng.standard_normal((1, 1, channels, outputs)).astype(np.float32)
     scheduled, name = apply_template(_conv_relu_kernel((1, width, width, channels), w, target), isa_of(target))
+    name = name.name
     assert name == f"conv1x1_nhwc_float32_avx2_{tile}"
     if "avx2" not in _cpu_flags():
         pytest.skip("this CPU cannot run AVX2 code (the tile was checked)")

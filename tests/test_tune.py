@@ -1,4 +1,4 @@
-"""'mnv3compile tune' (schedules/tune.py) and the database 'build' finds: a few real trials over
+"""'mnv3compile tune' (schedules/tuning/tune.py) and the database 'build' finds: a few real trials over
 the templates' knobs, a resumed run that skips what was measured and what died being measured,
 build applying the records by itself and matching onnxruntime, and the refusals."""
 
@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from mnv3compile.runner import BundleRunner
-from mnv3compile.schedules.tune import PENDING, PROGRESS_FILE
+from mnv3compile.schedules.tuning.tune import PENDING, PROGRESS_FILE
 
 pytestmark = pytest.mark.slow  # the whole module is slow: see the README's test section
 
@@ -92,7 +92,7 @@ def test_int8_records_with_tensor_intrinsics_load_in_a_fresh_build(cli, tmp_path
 def test_constant_free_hash_ignores_float_constants_and_names_only():
     from tvm import te
 
-    from mnv3compile.schedules.database import constant_free_hash
+    from mnv3compile.schedules.tuning.database import constant_free_hash
 
     def kernel(n, scale, offset, name):
         x = te.placeholder((n, 16), "float32", name=name)
@@ -163,7 +163,7 @@ def test_tune_refuses_bad_options_in_one_line(cli, cache, args, message):
 INTERRUPTED_CHILD = r"""
 import os, signal, sys, threading
 signum = int(sys.argv.pop(1))
-from mnv3compile.schedules import measure as measuring
+from mnv3compile.schedules.tuning import measure as measuring
 original = measuring.LocalMeasurer.__call__
 calls = []
 
@@ -213,11 +213,11 @@ def test_instruction_counts_tune_without_a_phone_into_a_shipped_database(cli, tm
     from tvm import s_tir
 
     from mnv3compile.pipeline import BuildRequest, deployable_model
-    from mnv3compile.schedules import shipped
-    from mnv3compile.schedules.instructions import InstructionMeasurer
-    from mnv3compile.schedules.isa import isa_of
-    from mnv3compile.schedules.templates import schedule_kernel
-    from mnv3compile.schedules.tune import FixedKnobs, tasks_of
+    from mnv3compile.schedules.tuning import shipped
+    from mnv3compile.schedules.tuning.instructions import InstructionMeasurer
+    from mnv3compile.schedules.kernels.isa import isa_of
+    from mnv3compile.schedules.kernels.dispatch import schedule_kernel
+    from mnv3compile.schedules.tuning.tune import fixed_knobs, tasks_of
     from mnv3compile.targets.presets import preset
     from mnv3compile.tvm.build import fused_module, tvm_target
     from mnv3compile.zoo import build_model, build_spec
@@ -244,7 +244,7 @@ def test_instruction_counts_tune_without_a_phone_into_a_shipped_database(cli, tm
     tasks, funcs = tasks_of(module, isa_of(target))
     first = next(task for task in tasks if task.name == measured[0]["task"])
     sch = s_tir.Schedule(funcs[first.name])
-    schedule_kernel(sch, isa_of(target), FixedKnobs(sch, isa_of(target), first.candidates[0].knobs))
+    schedule_kernel(sch, isa_of(target), fixed_knobs(sch, first.candidates[0].knobs))
     assert InstructionMeasurer(target, tmp_path / "work")(sch.mod["main"]) == measured[0]["default"]
 
     (folder / "mnv3compile_tuning.json").write_text(json.dumps({**identity, "measure": "time"}))
@@ -277,8 +277,8 @@ def test_every_shipped_database_loads_with_this_tvm(tmp_path, monkeypatch):
     record per workload."""
     import tvm_ffi
 
-    from mnv3compile.schedules.database import open_database
-    from mnv3compile.schedules.shipped import SHIPPED, shipped_database
+    from mnv3compile.schedules.tuning.database import open_database
+    from mnv3compile.schedules.tuning.shipped import SHIPPED, shipped_database
 
     monkeypatch.setenv("MNV3COMPILE_CACHE", str(tmp_path))
     packed = sorted(SHIPPED.glob("*/*.json.gz"))
@@ -389,7 +389,7 @@ def test_each_candidate_waits_the_cooldown_first(monkeypatch, tmp_path):
     later candidates slower)."""
     from tvm import te
 
-    from mnv3compile.schedules import measure as measuring
+    from mnv3compile.schedules.tuning import measure as measuring
     from mnv3compile.targets.presets import preset
     from mnv3compile.tvm.build import tvm_target
 

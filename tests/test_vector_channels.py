@@ -1,4 +1,4 @@
-"""schedules/vector_channels.py: a conv of 19 output channels (a segmenter's classes) computed on
+"""mnv3compile/relax/vector_channels.py: a conv of 19 output channels (a segmenter's classes) computed on
 24 zero-padded channels and sliced gives the same numbers, fp32 and int8, and then gets a kernel
 template instead of TVM's scalar default schedule."""
 
@@ -7,12 +7,12 @@ import pytest
 import tvm
 from tvm import relax
 
-from mnv3compile.schedules.isa import isa_of
-from mnv3compile.schedules.templates import apply_templates
-from mnv3compile.schedules.vector_channels import padded_outputs, to_vector_channels
+from mnv3compile.schedules.kernels.isa import isa_of
+from mnv3compile.schedules.kernels.dispatch import apply_templates
+from mnv3compile.relax.vector_channels import padded_outputs, to_vector_channels
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import tvm_target
-from mnv3compile.tvm.pipeline import run_pipeline
+from mnv3compile.relax.pipeline import run_pipeline
 
 
 def test_padded_outputs_appends_zero_channels():

@@ -1,4 +1,4 @@
-"""Make the tuning databases shipped in the package (schedules/databases/): for each arm64 ISA and
+"""Make the tuning databases shipped in the package (schedules/tuning/databases/): for each arm64 ISA and
 zoo model, 'mnv3compile tune --measure instructions' (resumable: run it again after an interruption
 and it continues), then the records that beat the template's default tile, packed.
 
@@ -13,14 +13,12 @@ barely depend on the CPU model. 'build' takes it when the user has tuned nothing
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 from mnv3compile.model_source import load_model
-from mnv3compile.schedules.database import default_folder
-from mnv3compile.schedules.shipped import pack
+from mnv3compile.schedules.tuning.database import default_folder
+from mnv3compile.schedules.tuning.shipped import pack
 
 TUNED_ON = {"neon-dotprod": "arm64-android", "neon": "arm64-linux"}  # ISA -> the preset tuned for it
 MODELS = [("small", "int8"), ("large", "int8"), ("small", "none"), ("large", "none")]

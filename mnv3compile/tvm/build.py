@@ -12,7 +12,7 @@ from mnv3compile.targets.android_loader import require_loadable_on_android
 from mnv3compile.targets.presets import TargetPreset
 from mnv3compile.targets.toolchains import toolchain_for
 from mnv3compile.tvm.frontend import import_onnx
-from mnv3compile.tvm.pipeline import kernel_names, run_pipeline
+from mnv3compile.relax.pipeline import kernel_names, run_pipeline
 
 
 @dataclass
@@ -22,7 +22,7 @@ class CompiledLibrary:
     notes: list[str]
     toolchain: str
     tuning: dict | None = None  # what a tuning database contributed, when one was given
-    templates: dict | None = None  # which kernels a template scheduled (schedules/templates.py)
+    templates: dict | None = None  # which kernels a template scheduled (schedules/kernels/dispatch.py)
     int8: dict | None = None  # what the integer lowering did (groups, fallbacks, kernel census)
     output_shapes: list[list[int] | None] | None = None  # what the library returns, per output
 
@@ -110,7 +110,7 @@ def fused_module(model: onnx.ModelProto, tvm_tgt, int8_lowering: str = "integer"
     shapes = output_shapes(module)
     int8 = None
     if int8_lowering != "fake" and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
-        from mnv3compile.tvm.int8_lowering import lower_to_integer
+        from mnv3compile.relax.int8_lowering import lower_to_integer
 
         requantize = "fixed-point" if int8_lowering == "fixed-point" else "float"
         module, lowering = lower_to_integer(module, quantize_node_names(model), requantize)
@@ -127,9 +127,9 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     (.so). The toolchain and the database are checked first, so a missing one fails in a second."""
     import tvm
 
-    from mnv3compile.schedules.database import apply_database, open_database
-    from mnv3compile.schedules.isa import isa_of
-    from mnv3compile.schedules.templates import apply_templates
+    from mnv3compile.schedules.tuning.database import apply_database, open_database
+    from mnv3compile.schedules.kernels.isa import isa_of
+    from mnv3compile.schedules.kernels.dispatch import apply_templates
 
     toolchain = toolchain_for(target)
     tuning_db = open_database(database) if database is not None else None
@@ -153,7 +153,7 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     if schedule == "templates":  # kernels a database tuned keep their tuned schedule
         module, report = apply_templates(module, isa_of(tvm_tgt), skip=tuned)
         templates = report.to_json()
-        pairs = sum("_vpmaddwd_" in a.template for a in report.applied)
+        pairs = sum(a.variant.instruction == "vpmaddwd" for a in report.applied)
         if pairs:
             notes = [*notes, f"{pairs} int8 pointwise convs multiply 2 input channels per vpmaddwd: this CPU "
                              "(AVX2) has no int8 dot product, and their weights use 8 bits; with "

@@ -8,7 +8,7 @@
  *   api_test detect BOXES.f32 SCORES.f32 ANCHORS CLASSES SCORE IOU MAX
  *                                                   mnv3_detect, one line per detection (%.9g)
  *   api_test bench BUNDLE INPUT.f32 N               one warm-up run, then N runs between two marker
- *                                                   syscalls (schedules/qemu/count_insns.c counts
+ *                                                   syscalls (schedules/tuning/qemu/count_insns.c counts
  *                                                   the instructions between them) */
 #define _GNU_SOURCE
 #include <link.h>
@@ -161,7 +161,7 @@ static int threads_case(char **argv, int runs) {
   return workers[0].mismatches || workers[1].mismatches;
 }
 
-/* The marker schedules/qemu/count_insns.c looks for: write(-1, "mnv3-mark", 9), a harmless EBADF. */
+/* The marker schedules/tuning/qemu/count_insns.c looks for: write(-1, "mnv3-mark", 9), a harmless EBADF. */
 static void marker(void) {
   ssize_t ignored = write(-1, "mnv3-mark", 9);
   (void)ignored;
