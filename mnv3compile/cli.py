@@ -505,6 +505,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
     size_mb = result.library.stat().st_size / 1e6
     console.print(f"library: {result.library} ({size_mb:.2f} MB, {report['kernel_count']} kernels, "
                   f"{report['toolchain']}{', with symbols' if debug else ', stripped'})")
+    console.print(f"kernels for: {report['isa']}", soft_wrap=True)
     if report.get("int8"):
         int8 = report["int8"]
         console.print(f"int8: {int8['integer_groups']} groups as integer kernels, {int8['fallback_groups']} "
@@ -943,7 +944,9 @@ def run(bundle: Path, input_path: Path, top: int, score_threshold: float, iou_th
 
     runner = BundleRunner(bundle, remote=rpc_tracker is not None)
     if rpc_tracker is not None:
-        _check_device(bundle, runner.manifest["target"]["preset"], stand_in=rpc_tracker == "phone", key=key)
+        from mnv3compile.targets.compatibility import require_runs_on_device
+
+        require_runs_on_device(bundle, runner.manifest["target"]["preset"], stand_in=rpc_tracker == "phone", key=key)
     names = [o["name"] for o in runner.manifest["outputs"]]
     if draw_path is not None and not detection.is_detector(names):
         raise UserError("--draw is for detectors (a bundle with boxes and scores outputs)")
@@ -988,33 +991,6 @@ def _print_detections(found, input_shape, labels, top: int, input_path: Path, dr
     if draw_path is not None:
         detection.draw(input_path, found[:top], draw_path, labels)
         console.print(f"wrote {draw_path}")
-
-
-def _check_device(bundle: Path, preset_name: str, stand_in: bool, key: str | None = None) -> None:
-    """A bundle sent over RPC must be able to load there: refuse the mismatches TVM would report as
-    a 30-line RPCError (a host library on a device, bionic on the glibc stand-in phone), and, when
-    the device key is a preset's name (the README's convention, --key pixel6), a library for
-    another C library or for instructions that device lacks (dotprod on a Pixel 2: SIGILL)."""
-    from mnv3compile.targets.presets import PRESETS, preset as target_preset
-
-    built_for = target_preset(preset_name)
-    toolchain = built_for.toolchain
-    if toolchain == "host":
-        raise UserError(f"{bundle} was built for this machine ('{preset_name}'), not for a device: run it without "
-                        "--rpc, or build it with --target arm64-linux (the stand-in phone) or a phone preset")
-    if toolchain == "android" and stand_in:
-        raise UserError(f"{bundle} is an Android library ('{preset_name}', bionic libc) and the stand-in phone is "
-                        "arm64 Linux (glibc): build with --target arm64-linux to run it there, or give --rpc "
-                        "HOST:PORT --key KEY of a tracker with a real Android device")
-    device = next((p for p in PRESETS if p.name == key), None)
-    if device is None or device.is_host or device.name == built_for.name:
-        return
-    missing = [feature for feature in built_for.mattr if feature not in device.mattr]
-    if (device.toolchain == "android") != (toolchain == "android") or missing:
-        why = f"it needs {' '.join(missing)}" if missing else \
-            f"it links {'bionic' if toolchain == 'android' else 'glibc'}, the device has the other libc"
-        raise UserError(f"{bundle} was built for {preset_name} and the devices under key {key!r} are "
-                        f"{device.description}: {why}; build with --target {device.name}")
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b

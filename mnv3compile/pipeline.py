@@ -131,8 +131,8 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
         if request.labels:
             (bundle.path("labels.txt")).write_text("\n".join(request.labels) + "\n")
         report = {"stages_seconds": timings, "kernels": compiled.kernels, "kernel_count": len(compiled.kernels),
-                  "toolchain": compiled.toolchain, "tuning": compiled.tuning, "int8": compiled.int8, "templates": compiled.templates,
-                  "notes": notes}
+                  "toolchain": compiled.toolchain, "isa": compiled.isa, "tuning": compiled.tuning, "int8": compiled.int8,
+                  "templates": compiled.templates, "notes": notes}
         bundle.write_json("build_report.json", report)
         manifest = {
             "mnv3compile_bundle": MANIFEST_VERSION,

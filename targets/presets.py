@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mnv3compile.errors import UserError
 
@@ -17,7 +17,7 @@ class TargetPreset:
     triple: str | None = None  # None: the machine we run on
     mcpu: str | None = None
     mattr: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = field(default=())
+    isa: str | None = None  # its row of the ISA table (schedules/kernels/isa.py); None: the host's, detected
 
     @property
     def is_host(self) -> bool:
@@ -42,20 +42,26 @@ _DOT = ("+neon", "+dotprod")
 PRESETS: tuple[TargetPreset, ...] = (
     TargetPreset("host", "this machine's CPU (llvm -mcpu=native)", "host", mcpu="native"),
     TargetPreset("arm64-linux", "generic ARMv8-A Linux (aarch64-linux-gnu), NEON", "aarch64-linux-gnu",
-                 _LINUX, "cortex-a53", ("+neon",)),
+                 _LINUX, "cortex-a53", ("+neon",), "neon"),
     TargetPreset("arm64-android", f"generic ARMv8.2-A Android (API {ANDROID_API}+), NEON + dotprod", "android",
-                 _ANDROID, "cortex-a76", _DOT),
+                 _ANDROID, "cortex-a76", _DOT, "neon-dotprod"),
     TargetPreset("pixel2", "Pixel 2: Snapdragon 835, Cortex-A73 big cores, no dotprod", "android",
-                 _ANDROID, "cortex-a73", ("+neon",)),
-    TargetPreset("pixel3", "Pixel 3: Snapdragon 845, Cortex-A75, dotprod", "android", _ANDROID, "cortex-a75", _DOT),
-    TargetPreset("pixel4", "Pixel 4: Snapdragon 855, Cortex-A76, dotprod", "android", _ANDROID, "cortex-a76", _DOT),
-    TargetPreset("pixel6", "Pixel 6: Tensor G1, Cortex-X1, dotprod", "android", _ANDROID, "cortex-x1", _DOT),
-    TargetPreset("pixel7", "Pixel 7: Tensor G2, Cortex-X1, dotprod", "android", _ANDROID, "cortex-x1", _DOT),
-    TargetPreset("pixel8", "Pixel 8: Tensor G3, Cortex-X3, dotprod + i8mm", "android", _ANDROID, "cortex-x3",
-                 (*_DOT, "+i8mm")),
-    TargetPreset("rpi4", "Raspberry Pi 4: Cortex-A72, 64-bit Linux", "aarch64-linux-gnu", _LINUX, "cortex-a72", ("+neon",)),
+                 _ANDROID, "cortex-a73", ("+neon",), "neon"),
+    TargetPreset("pixel3", "Pixel 3: Snapdragon 845, Cortex-A75, dotprod", "android", _ANDROID, "cortex-a75", _DOT,
+                 "neon-dotprod"),
+    TargetPreset("pixel4", "Pixel 4: Snapdragon 855, Cortex-A76, dotprod", "android", _ANDROID, "cortex-a76", _DOT,
+                 "neon-dotprod"),
+    TargetPreset("pixel6", "Pixel 6: Tensor G1, Cortex-X1, dotprod", "android", _ANDROID, "cortex-x1", _DOT,
+                 "neon-dotprod"),
+    TargetPreset("pixel7", "Pixel 7: Tensor G2, Cortex-X1, dotprod", "android", _ANDROID, "cortex-x1", _DOT,
+                 "neon-dotprod"),
+    # The X3 has i8mm too; no kernel uses it yet, so the preset does not ask LLVM for it.
+    TargetPreset("pixel8", "Pixel 8: Tensor G3, Cortex-X3, dotprod", "android", _ANDROID, "cortex-x3", _DOT,
+                 "neon-dotprod"),
+    TargetPreset("rpi4", "Raspberry Pi 4: Cortex-A72, 64-bit Linux", "aarch64-linux-gnu", _LINUX, "cortex-a72",
+                 ("+neon",), "neon"),
     TargetPreset("rpi5", "Raspberry Pi 5: Cortex-A76, 64-bit Linux, dotprod", "aarch64-linux-gnu", _LINUX,
-                 "cortex-a76", _DOT),
+                 "cortex-a76", _DOT, "neon-dotprod"),
 )
 PRESETS_BY_NAME = {p.name: p for p in PRESETS}
 

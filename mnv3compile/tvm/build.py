@@ -25,6 +25,7 @@ class CompiledLibrary:
     templates: dict | None = None  # which kernels a template scheduled (schedules/kernels/dispatch.py)
     int8: dict | None = None  # what the integer lowering did (groups, fallbacks, kernel census)
     output_shapes: list[list[int] | None] | None = None  # what the library returns, per output
+    isa: str = ""  # which row of the ISA table the kernels were made for, and why (isa.describe)
 
 
 def output_shapes(module) -> list[list[int] | None]:
@@ -128,7 +129,7 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     import tvm
 
     from mnv3compile.schedules.tuning.database import apply_database, open_database
-    from mnv3compile.schedules.kernels.isa import isa_of
+    from mnv3compile.schedules.kernels.isa import describe, isa_of
     from mnv3compile.schedules.kernels.dispatch import apply_templates
 
     toolchain = toolchain_for(target)
@@ -164,4 +165,4 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     if target.toolchain == "android":  # fail here, not in an app on every device
         require_loadable_on_android(output)
     return CompiledLibrary(output, kernels, list(notes), toolchain.name, tuning=tuning, int8=int8, templates=templates,
-                           output_shapes=shapes)
+                           output_shapes=shapes, isa=describe(tvm_tgt))

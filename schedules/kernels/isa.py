@@ -101,10 +101,12 @@ def _arch(target) -> str:
     return "aarch64" if triple.startswith(("aarch64", "arm64")) else "x86_64"
 
 
-def isa_of(target, table: tuple[Isa, ...] = ISAS) -> Isa:
-    """The row of ``table`` a TVM target compiles for: the first of its architecture whose LLVM
-    features (from its ``-mcpu`` and ``-mattr``) it has."""
+def isa_of(target) -> Isa:
+    """The row of the ISA table a TVM target compiles for: the first of its architecture whose
+    LLVM features (from its ``-mcpu`` and ``-mattr``) it has."""
     from tvm.target import codegen
+
+    table = ISAS  # read at each call: a test may add a row
 
     if target.kind.name != "llvm":
         return next(isa for isa in table if isa.arch == "any")
