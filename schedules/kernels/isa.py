@@ -42,6 +42,10 @@ class Isa:
     knobs: Knobs
     dot: DotInstruction | None = None  # None: int8 convs are left to the other kernels
     float_depthwise: bool = False  # int8 depthwise convs accumulate on float32 FMAs (relax/float_accumulation.py)
+    # Multiply-accumulates one core can issue per cycle, (float32 FMAs, int8 on ``dot``), assuming two
+    # vector pipes (Zen, Xeon Gold/Platinum, Cortex-A76/X1): what benchmarks/kernels.py's "share of
+    # peak" divides by. An estimate of the ceiling, not a measurement.
+    peak_macs: tuple[int, int] = (0, 0)
 
     def lanes(self, dtype: str) -> int:
         """Elements of ``dtype`` in one vector register (int8 kernels accumulate in int32)."""
@@ -74,15 +78,17 @@ _SCALAR_KNOBS = Knobs(
 # Rows in order of preference: a target takes the first of its architecture it has the features of.
 ISAS: tuple[Isa, ...] = (
     Isa("avx512-vnni", "x86_64", ("avx512f", "avx512vnni"), 64, 32, _AVX512_KNOBS,
-        DotInstruction("vnni", "vpdpbusd", (16, 8)), float_depthwise=True),
-    Isa("avx512", "x86_64", ("avx512f",), 64, 32, _AVX512_KNOBS, float_depthwise=True),
+        DotInstruction("vnni", "vpdpbusd", (16, 8)), float_depthwise=True, peak_macs=(32, 128)),
+    Isa("avx512", "x86_64", ("avx512f",), 64, 32, _AVX512_KNOBS, float_depthwise=True, peak_macs=(32, 0)),
     # vpmaddubsw saturates its int16 pair sums unless the weights lie in -64..63 (--weight-bits 7).
     Isa("avx2", "x86_64", ("avx2", "fma"), 32, 16, _AVX2_KNOBS,
-        DotInstruction("pmaddubsw", "vpmaddubsw", (8,), exact_weights=(-64, 63)), float_depthwise=True),
-    Isa("sse", "x86_64", (), 16, 16, _AVX2_KNOBS, float_depthwise=True),
-    Isa("neon-dotprod", "aarch64", ("neon", "dotprod"), 16, 32, _NEON_KNOBS, DotInstruction("sdot", "sdot", (4,))),
+        DotInstruction("pmaddubsw", "vpmaddubsw", (8,), exact_weights=(-64, 63)), float_depthwise=True,
+        peak_macs=(16, 32)),
+    Isa("sse", "x86_64", (), 16, 16, _AVX2_KNOBS, float_depthwise=True, peak_macs=(8, 0)),
+    Isa("neon-dotprod", "aarch64", ("neon", "dotprod"), 16, 32, _NEON_KNOBS, DotInstruction("sdot", "sdot", (4,)),
+        peak_macs=(8, 32)),
     # no dot product: XNNPACK's "mlal lane" way, 8 input channels per step (kernels/dot4.py)
-    Isa("neon", "aarch64", (), 16, 32, _NEON_KNOBS, DotInstruction("smlal", "smlal", (8,))),
+    Isa("neon", "aarch64", (), 16, 32, _NEON_KNOBS, DotInstruction("smlal", "smlal", (8,)), peak_macs=(8, 8)),
     Isa("scalar", "any", (), 16, 16, _SCALAR_KNOBS),
 )
 ISAS_BY_NAME = {isa.name: isa for isa in ISAS}
