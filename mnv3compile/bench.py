@@ -93,8 +93,8 @@ def measure(entries: list[Contender], runs: int, budget_s: float,
     seconds have passed (at least 10 rounds), each round in a new random order (seeded), so every
     contender follows every other about equally often. What runs just before a call matters: in a
     fixed order the one called after onnxruntime's int8 model (whose working set evicts the
-    others' from the caches) measured 20% slower, whichever bundle it was; rotating the order
-    kept each one's predecessor and left the first-named of two bundles 4-15% faster."""
+    others' from the caches) measured slower, whichever bundle it was; rotating the order kept each one's predecessor and
+    favoured the first-named of two bundles (docs/experiments.md, "Benchmarking method")."""
     for entry in entries:
         for _ in range(WARMUP_CALLS):
             entry.call()

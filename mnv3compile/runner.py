@@ -31,7 +31,7 @@ class BundleRunner:
         self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(self.library_path)), self.device)
         self._main = self.vm["main"]
         # One input tensor for every call, as an app reuses its input buffer: a new tensor per call
-        # (allocate, convert, copy) cost 50-70 us of Small's 1 ms (Zen 4).
+        # (allocate, convert, copy) cost several percent of Small's inference.
         self._input = tvm.runtime.empty(self.input_shape, self.input.get("dtype", "float32"), self.device)
 
     @property

@@ -6,7 +6,7 @@ Each input pixel then writes its own s x s output block, y[f, s*i + a, s*j + b] 
 W[c, f, a, b] + bias[f]: channel f*s*s + a*s + b of the 1x1 conv, rearranged by DepthToSpace. The
 1x1 conv is the network's most optimized kernel (pointwise templates, int8 dot products with the
 zero point in the bias), where TVM's transposed conv is a dilate + pad + conv it schedules poorly
-(95 ms of the detector's fp32 inference at 640x640). onnxscript has no such rule.
+(most of the detector's fp32 inference at 640x640). onnxscript has no such rule.
 """
 
 from __future__ import annotations

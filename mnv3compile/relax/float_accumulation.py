@@ -3,8 +3,8 @@ float32 FMAs, exactly.
 
 A depthwise conv has no 4-deep reduction over channels for vpdpbusd/sdot to take, and the stem has
 only 3 input channels: per tap each is a vector multiply-add. In int32 that is a widening multiply
-and an add (x86 has no int32 multiply-add; ``vpmulld`` issues at half the rate of an FMA on Zen 4
-and a quarter on Zen 3), while a float32 FMA does both in one instruction at full rate. Both are
+and an add (x86 has no int32 multiply-add; ``vpmulld`` issues at a half or a quarter of an FMA's
+rate), while a float32 FMA does both in one instruction at full rate. Both are
 exact here: every product of two int8s is an integer of magnitude at most 2^14, and a sum of at
 most ``MAX_EXACT_TAPS`` of them stays within 2^24, where float32 holds every integer -- so the
 float32 accumulator, converted back to int32, is the int32 accumulator bit for bit, whatever the
@@ -12,10 +12,9 @@ order of the additions.
 
 On arm64 the int32 path is already one instruction per tap and 4 lanes (LLVM widens to int16
 and multiply-accumulates with ``smlal``), while the float path converts each input with three
-(two widenings and ``scvtf``): depthwise convs stay int32 there (measured on Small int8 for
-Cortex-A76 under qemu: 5.6 M instructions per inference as int32, 7.3 M as float32); the stem,
-a 27-tap reduction over 3 channels that vectorizes badly as int32, is faster as float32
-everywhere (Cortex-A53: 5.9 -> 3.6 M; AVX2: 461 -> 214 us).
+(two widenings and ``scvtf``): depthwise convs stay int32 there (fewer instructions under qemu);
+the stem, a 27-tap reduction over 3 channels that vectorizes badly as int32, is faster as float32
+everywhere (docs/experiments.md, "Relax rewrites").
 
 This pass runs on NHWC Relax (mnv3compile/relax/channels_last.py) after DotProducts (which takes the convs a dot
 product fits) and before LegalizeOps: a ``conv2d`` with a window (not 1x1) that is ungrouped, or
@@ -23,7 +22,7 @@ depthwise (one input channel per group) where the ISA table says so (x86), of in
 and int32 output, becomes the ``float_accumulated_conv`` kernel (schedules/kernels/conv.py); its weight is converted to float32
 once, at build time. Its float32 sums are cast to int32, the conv's type, except where the float
 requantization epilogue would cast them straight back to float32: that epilogue reads them as
-they are (int8 Large on the AVX2 path: its depthwise convs 5-16% faster, Zen 4 as znver3).
+they are (faster depthwise convs on the AVX2 path).
 Tensors between kernels stay int8: only registers hold floats, as in the float requantization
 epilogue (mnv3compile/relax/int8_lowering.py). The kernel names the ``conv``
 template as its schedule rule. The fixed-point int8

@@ -31,8 +31,8 @@ it before the activation). ``REQUANTIZATIONS`` are the two ways to do it:
 - ``fixed-point``: integer arithmetic only (``fixed_point``: 31-bit multipliers, int64 products,
   rounding shifts; gemmlowp's and TFLite's reference semantics), for hardware without a fast FPU or
   when bit-reproducibility across CPUs matters more than speed. It costs int64 multiplies that
-  AVX2 and NEON do not have as vectors: Small int8 ran 7.2 ms with it, 4.5 ms with ``float`` (AMD
-  EPYC Zen 3, 1 thread). FuseOps later puts each group's ops
+  AVX2 and NEON do not have as vectors, so it runs slower than ``float`` (docs/experiments.md,
+  "int8 lowering"). FuseOps later puts each group's ops
 into one kernel. A group none of the lowerings take stays as it was (dequantize -> float ->
 quantize) and is reported by name: never a crash, never silently wrong.
 """

@@ -17,8 +17,7 @@ This pass reads such a value directly:
 integral constants, adds, subtracts, minimum, maximum and clip, with bounds that keep it in range.
 Nothing is approximated: the values are the same bit for bit. Only an int8 tensor this readback
 alone reads is skipped (with other readers it stays, and so does its readback); unused, it goes.
-int8 Large on the AVX2 path (Zen 4 as znver3): the residual kernels 112x112x16 -> 16 153 -> 120 us,
-56x56x72 -> 24 110 -> 94 us, 28x28x120 -> 40 114 -> 104 us; 4.48 -> 4.37 ms interleaved.
+What it saves on Large's residual kernels (AVX2 path): docs/experiments.md, "Relax rewrites".
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def to_packed_gemv(module):
 def _one_pixel_conv_weight(call, weight):
     """The (C, F) matrix of a pointwise NHWC conv of one pixel (squeeze-excite's FCs), which is a
     GEMV; else None. Its HWIO weight, read a vector of outputs at a time, is as strided as a
-    row-major matrix's (Large fp32's 960 -> 240 FC took 67 us a call that way on Zen 4)."""
+    row-major matrix's."""
     attrs = call.attrs
     shape = getattr(call.args[0].ty, "shape", None)
     if weight is None or shape is None or len(shape.values) != 4 or [int(d) for d in shape.values[:3]] != [1, 1, 1]:

@@ -158,8 +158,8 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
         if pairs:
             notes = [*notes, f"{pairs} int8 pointwise convs multiply 2 input channels per vpmaddwd: this CPU "
                              "(AVX2) has no int8 dot product, and their weights use 8 bits; with "
-                             "--weight-bits 7 they take 4 per vpmaddubsw (Small: 1.5x faster on Zen 4 as "
-                             "znver3), at some accuracy (README, 'AVX2')"]
+                             "--weight-bits 7 they take 4 per vpmaddubsw (faster, at some accuracy: README, "
+                             "'build', AVX2 without VNNI)"]
     executable = tvm.compile(module, tvm_tgt)
     executable.export_library(str(output), fcompile=toolchain.fcompile(strip=not debug))
     if target.toolchain == "android":  # fail here, not in an app on every device

@@ -5,7 +5,7 @@ otherwise it silently turns the whole vectorized loop back into a scalar one. ``
 (round half to even, the rounding of every int8 epilogue) lacks it, though LLVM lowers its vector
 form to one instruction (``vroundps``/``vrndscaleps`` on x86, ``frintx`` on arm64). LLVM's SLP
 vectorizer re-vectorized most such epilogues, but not all: three of Small's int8 project convs
-kept 8-24 scalar roundings per output vector and ran 2-4x slower (AMD EPYC Zen 4: 66 vs 17 us).
+kept 8-24 scalar roundings per output vector and ran several times slower.
 """
 
 from __future__ import annotations

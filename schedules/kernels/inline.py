@@ -2,7 +2,7 @@
 
 FuseTIR puts a group's ops into one PrimFunc but keeps one loop nest and one full-size buffer per
 op: an int8 conv with a fixed-point h-swish epilogue made 16 passes over memory through int64
-buffers (Large's 672-channel depthwise spent 37 ms there, most of it not in the conv). Inlining
+buffers (most of the time of Large's 672-channel depthwise conv was not in the conv). Inlining
 every injective stage into its consumer (padding into the conv's reads) and the epilogue chain
 into its last stage leaves one conv loop nest and one epilogue loop nest per kernel. It changes
 no arithmetic, only where values live. Kernel templates (schedules per op class) replace this for

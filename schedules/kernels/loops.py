@@ -40,9 +40,8 @@ def tile_shape(width: int, registers: int, pixels_want: int, vectors_want: int, 
     """(pixels, vectors) of an output tile: pixels divides the row's ``width``, vectors divides the
     ``registers`` of channels, each at most what is wanted. With ``wide_rows``, when the width has
     no divisor near the wanted pixels (7 or 14 against 4), the tile's accumulators go to more
-    pixels rather than idling: 7x1 instead of 1x3 (AVX2 int8 pointwise 7x7x576 -> 96: 155 -> 112 us
-    on Zen 4). Not on NEON, where it cost instructions (Small int8 for Cortex-A76: 12.0 -> 13.7 M in
-    the sdot kernels; 7 broadcasts per weight load)."""
+    pixels rather than idling: 7x1 instead of 1x3. Not on NEON's sdot kernels, where it cost
+    instructions (7 broadcasts per weight load)."""
     pixels = largest_divisor(width, pixels_want)
     vectors = largest_divisor(registers, vectors_want)
     if wide_rows and pixels < pixels_want:
@@ -52,8 +51,7 @@ def tile_shape(width: int, registers: int, pixels_want: int, vectors_want: int, 
             pixels, vectors = wider, largest_divisor(registers, max(1, accumulators // wider))
     if wide_rows and pixels * vectors == 1 < pixels_want * vectors_want:
         # A 1x1 tile shares nothing (a broadcast per weight vector): a channel count with no
-        # divisor near the wanted vectors (184 = 23 x 8) gives its accumulators to pixels instead:
-        # AVX2 int8 14x14x80 -> 184: 1x8 61 -> 7x8 48 us.
+        # divisor near the wanted vectors (184 = 23 x 8) gives its accumulators to pixels instead.
         pixels = largest_divisor(width, pixels_want * vectors_want)
     return pixels, vectors
 
