@@ -387,7 +387,7 @@ def test_every_integer_kernel_of_the_paddleocr_classifier_within_one_step(paddle
 def small_int8_bundle(tmp_path_factory):
     spec = build_spec("small", 0.75, 160)
     out = tmp_path_factory.mktemp("small-int8") / "bundle"
-    return build(BuildRequest(preset("host"), out, "small8", build_model(spec), "int8"))
+    return build(BuildRequest(target=preset("host"), output=out, name="small8", model=build_model(spec), quant="int8"))
 
 
 @pytest.mark.slow
@@ -489,7 +489,8 @@ def test_paddleocr_int8_bundle_accuracy_equals_its_qdq_model(tmp_path, paddle_cl
 
     calib, evaluation = write_dataset(tmp_path / "calib", 100, seed=1), write_dataset(tmp_path / "eval", 400, seed=2)
     model, _ = with_static_inputs(onnx.load(str(paddle_cls_path)), {"x": PADDLE_CLS_SHAPE})
-    result = build(BuildRequest(preset("host"), tmp_path / "cls", "cls", model, "int8", str(calib), "paddle"))
+    result = build(BuildRequest(target=preset("host"), output=tmp_path / "cls", name="cls", model=model, quant="int8",
+                                calib=str(calib), preprocess="paddle"))
     assert json.loads((result.bundle / "build_report.json").read_text())["int8"]["fallback_groups"] == 0
     qdq = onnx.load(str(result.bundle / result.manifest["model"]))
     runner = BundleRunner(result.bundle)
@@ -560,3 +561,25 @@ def test_a_pad_fused_into_the_producing_conv_is_written_whole(tmp_path, pads, se
     last = next(n for n in reversed(qdq.graph.node) if n.op_type == "DequantizeLinear")
     step = float(numpy_helper.to_array(next(i for i in qdq.graph.initializer if i.name == last.input[1])))
     assert np.abs(vm["main"](tvm.runtime.tensor(x)).numpy() - expected).max() <= step * 1.01
+
+
+def test_a_group_a_lowering_refuses_leaves_nothing_behind(monkeypatch):
+    """Each lowering matches before it emits: a conv whose activation is a sigmoid has no
+    fixed-point epilogue (no integer exp), and with dead-code elimination switched off the module
+    comes back exactly as it was, without a half-emitted int8 conv."""
+    weight = np.array([[[[3]], [[-2]]], [[[1]], [[4]]]], np.int8)
+    x = relax.Var("x", relax.TensorType((1, 2, 4, 4), "int8"))
+
+    def before(bb, x):
+        w = bb.emit(op.dequantize(_const(weight, "int8"), _const([0.25, 0.125], "float32"),
+                                  _const([0, 0], "int8"), axis=0))
+        conv = bb.emit(op.sigmoid(bb.emit(op.nn.conv2d(bb.emit(_dequantize(x, 0.5, 0)), w))))
+        q = bb.emit(op.quantize(conv, _const(1 / 256, "float32"), _const(-128, "int8"), axis=1))
+        return op.dequantize(q, _const(1 / 256, "float32"), _const(-128, "int8"), axis=1)
+
+    monkeypatch.setattr(relax.transform, "DeadCodeElimination", lambda *args: (lambda module: module))
+    module = _function([x], before)
+    lowered, report = lower_to_integer(module, requantize="fixed-point")
+    assert not report.integer_groups and len(report.fallbacks) == 1
+    assert "conv2d: a sigmoid epilogue needs the float requantization (no integer exp)" in report.fallbacks[0]
+    tvm.ir.assert_structural_equal(lowered, module)

@@ -287,15 +287,10 @@ class Emitter:
         integer tensor (|x| < 2**31) and the real multiplier that makes it a float value; ``bias``
         (integer, per channel) is added to the single term of a conv or matmul."""
 
-        if bias is not None and len(terms) != 1:
-            raise Unsupported("a bias on a sum of terms")
+        assert check_epilogue(function, self.requantize, len(terms), bias is not None) is None  # match checked
         if self.requantize == "float":
             return self.float_epilogue(terms, function, scale, zero, channel_shape, bias)
-        if isinstance(function, Sigmoid):
-            raise Unsupported("a sigmoid epilogue needs the float requantization (no integer exp)")
         if isinstance(function, Gated):
-            if len(terms) != 1:
-                raise Unsupported("a gated activation of a sum")
             (acc, real), gate = terms[0], function.gate
             gate_q = self.scaled(acc, gate.slope * real * 2.0**GATE_BITS, channel_shape, offset=bias)
             gate_q = op.add(gate_q, self.const(round(gate.offset * 2**GATE_BITS), "int64"))
@@ -389,6 +384,21 @@ class Emitter:
         return self.emit(op.take(self.const(rotated, "int8"), int8, axis=0, mode="wrap"))
 
 
+def check_epilogue(function, requantize: str, terms: int, bias: bool) -> None:
+    """Unsupported when ``Emitter.epilogue`` cannot compute ``function`` of ``terms`` terms with
+    this requantization: a lowering's match calls it, so emission never starts on a group it then
+    refuses. (Returns None, for the emitter's assertion.)"""
+    if bias and terms != 1:
+        raise Unsupported("a bias on a sum of terms")
+    if requantize == "float":
+        return None
+    if isinstance(function, Sigmoid):
+        raise Unsupported("a sigmoid epilogue needs the float requantization (no integer exp)")
+    if isinstance(function, Gated) and terms != 1:
+        raise Unsupported("a gated activation of a sum")
+    return None
+
+
 def _epilogue_function(group: Group, pre_var) -> AffineClip | Gated | Sigmoid:
     if pre_var.same_as(group.root):
         return AffineClip(1.0, 0.0, -np.inf, np.inf)
@@ -440,8 +450,12 @@ def _binding_var(group: Group, call):
 
 
 # ----------------------------------------------------------------------------------------------
-# The lowerings, one per group shape
+# The lowerings, one per group shape: ``match_*(group, requantize)`` checks everything and raises
+# Unsupported with the reason, or returns the plan, ``plan(em, remap)``, which only emits (as the
+# ONNX passes separate refusal from rewrite: a refused group leaves nothing behind).
 # ----------------------------------------------------------------------------------------------
+
+Plan = Callable[["Emitter", Callable], object]  # (emitter, remap) -> the group's int8 value
 
 def _only(group: Group, name: str, allowed_extra: set[str]):
     found = group.calls_named(name)
@@ -471,7 +485,7 @@ def _windowed_conv(group: Group, name: str, kernel_layout: str, channel_axis: in
     return conv, leaf, q_w, _per_channel(s_w, channel_axis, "weight scale")
 
 
-def lower_conv2d(group: Group, em: Emitter, remap: Callable):
+def match_conv2d(group: Group, requantize: str) -> Plan:
     conv, leaf, q_w, weight_scale = _windowed_conv(group, "relax.nn.conv2d", "OIHW", 0)
     attrs = conv.attrs
     channels = q_w.shape[0]
@@ -480,20 +494,26 @@ def lower_conv2d(group: Group, em: Emitter, remap: Callable):
     bias_q = np.round(bias / accumulator_scale) - leaf.zero * q_w.reshape(channels, -1).sum(axis=1)
     if np.abs(bias_q).max(initial=0) >= 2**31:
         raise Unsupported("its bias does not fit int32")
-    data = remap(leaf.int8)
-    padding = [int(p) for p in attrs.padding]
-    if leaf.zero != 0 and any(padding):
-        # Zero in real terms is the zero point, not 0: pad with it (top, left, bottom, right).
-        data = em.emit(op.nn.pad(data, [0, 0, 0, 0, padding[0], padding[2], padding[1], padding[3]],
-                                 pad_value=float(leaf.zero)))
-        padding = [0, 0, 0, 0]
-    acc = em.emit(op.nn.conv2d(data, em.const(q_w, "int8"), strides=[int(s) for s in attrs.strides],
-                               padding=padding, dilation=[int(d) for d in attrs.dilation],
-                               groups=int(attrs.groups), out_dtype="int32"))
-    return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels, 1, 1), bias=bias_q)
+    check_epilogue(function, requantize, 1, True)
+
+    def emit(em: Emitter, remap: Callable):
+        data = remap(leaf.int8)
+        padding = [int(p) for p in attrs.padding]
+        if leaf.zero != 0 and any(padding):
+            # Zero in real terms is the zero point, not 0: pad with it (top, left, bottom, right).
+            data = em.emit(op.nn.pad(data, [0, 0, 0, 0, padding[0], padding[2], padding[1], padding[3]],
+                                     pad_value=float(leaf.zero)))
+            padding = [0, 0, 0, 0]
+        acc = em.emit(op.nn.conv2d(data, em.const(q_w, "int8"), strides=[int(s) for s in attrs.strides],
+                                   padding=padding, dilation=[int(d) for d in attrs.dilation],
+                                   groups=int(attrs.groups), out_dtype="int32"))
+        return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels, 1, 1),
+                           bias=bias_q)
+
+    return emit
 
 
-def lower_conv2d_transpose(group: Group, em: Emitter, remap: Callable):
+def match_conv2d_transpose(group: Group, requantize: str) -> Plan:
     """A transposed conv (PaddleOCR's DB head upsampling): int32 input steps q - zero times int8
     weights, accumulated in int32. The zero point cannot be folded into the bias as for a conv:
     how many taps reach an output depends on where it lies (the border, the stride's phase)."""
@@ -507,16 +527,22 @@ def lower_conv2d_transpose(group: Group, em: Emitter, remap: Callable):
     bias_q = np.round(bias / accumulator_scale)
     if np.abs(bias_q).max(initial=0) >= 2**31:
         raise Unsupported("its bias does not fit int32")
-    steps = em.centered(remap(leaf.int8), leaf.zero)  # int32
-    acc = em.emit(op.nn.conv2d_transpose(steps, em.const(q_w, "int32"), strides=[int(v) for v in attrs.strides],
-                                         padding=[int(v) for v in attrs.padding],
-                                         output_padding=[int(v) for v in attrs.output_padding],
-                                         dilation=[int(v) for v in attrs.dilation], groups=1, data_layout="NCHW",
-                                         kernel_layout="IOHW", out_dtype="int32"))
-    return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels, 1, 1), bias=bias_q)
+    check_epilogue(function, requantize, 1, True)
+
+    def emit(em: Emitter, remap: Callable):
+        steps = em.centered(remap(leaf.int8), leaf.zero)  # int32
+        acc = em.emit(op.nn.conv2d_transpose(steps, em.const(q_w, "int32"), strides=[int(v) for v in attrs.strides],
+                                             padding=[int(v) for v in attrs.padding],
+                                             output_padding=[int(v) for v in attrs.output_padding],
+                                             dilation=[int(v) for v in attrs.dilation], groups=1, data_layout="NCHW",
+                                             kernel_layout="IOHW", out_dtype="int32"))
+        return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels, 1, 1),
+                           bias=bias_q)
+
+    return emit
 
 
-def lower_matmul(group: Group, em: Emitter, remap: Callable):
+def match_matmul(group: Group, requantize: str) -> Plan:
     matmul = _only(group, "relax.matmul", set())
     leaf = group.leaf_of(matmul.args[0])
     if leaf is None or len(shape_of(matmul.args[0])) != 2:
@@ -529,20 +555,30 @@ def lower_matmul(group: Group, em: Emitter, remap: Callable):
     bias, function = _bias_and_epilogue(group, _binding_var(group, matmul), channels, 1)
     accumulator_scale = leaf.scale * weight_scale
     bias_q = np.round(bias / accumulator_scale) - leaf.zero * q_w.sum(axis=0)
-    acc = em.emit(op.matmul(remap(leaf.int8), em.const(q_w, "int8"), out_dtype="int32"))
-    return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels), bias=bias_q)
+    check_epilogue(function, requantize, 1, True)
+
+    def emit(em: Emitter, remap: Callable):
+        acc = em.emit(op.matmul(remap(leaf.int8), em.const(q_w, "int8"), out_dtype="int32"))
+        return em.epilogue([(acc, accumulator_scale)], function, group.scale, group.zero, (1, channels), bias=bias_q)
+
+    return emit
 
 
-def lower_matmul_of_activations(group: Group, em: Emitter, remap: Callable):
+def match_matmul_of_activations(group: Group, requantize: str) -> Plan:
     """A product of two int8 tensors (attention's Q.K^T and P.V): int32 steps multiplied and summed
     in int32 (|q - z| <= 255, so 2**15 terms fit), one rescale by both scales."""
     call, (a, b) = _binary(group, "relax.matmul")
     if int(shape_of(call.args[0])[-1]) > 2**15:
         raise Unsupported("its inner dimension could overflow int32")
     function = _epilogue_function(group, _binding_var(group, call))
-    product = em.emit(op.matmul(em.centered(remap(a.int8), a.zero), em.centered(remap(b.int8), b.zero),
-                                out_dtype="int32"))
-    return em.epilogue([(product, np.array(a.scale * b.scale))], function, group.scale, group.zero, ())
+    check_epilogue(function, requantize, 1, False)
+
+    def emit(em: Emitter, remap: Callable):
+        product = em.emit(op.matmul(em.centered(remap(a.int8), a.zero), em.centered(remap(b.int8), b.zero),
+                                    out_dtype="int32"))
+        return em.epilogue([(product, np.array(a.scale * b.scale))], function, group.scale, group.zero, ())
+
+    return emit
 
 
 def _binary(group: Group, name: str):
@@ -553,21 +589,31 @@ def _binary(group: Group, name: str):
     return call, leaves
 
 
-def lower_add(group: Group, em: Emitter, remap: Callable):
+def match_add(group: Group, requantize: str) -> Plan:
     call, leaves = _binary(group, "relax.add")
     function = _epilogue_function(group, _binding_var(group, call))
-    terms = [(em.centered(remap(leaf.int8), leaf.zero), np.array(leaf.scale)) for leaf in leaves]
-    return em.epilogue(terms, function, group.scale, group.zero, ())
+    check_epilogue(function, requantize, len(leaves), False)
+
+    def emit(em: Emitter, remap: Callable):
+        terms = [(em.centered(remap(leaf.int8), leaf.zero), np.array(leaf.scale)) for leaf in leaves]
+        return em.epilogue(terms, function, group.scale, group.zero, ())
+
+    return emit
 
 
-def lower_multiply(group: Group, em: Emitter, remap: Callable):
+def match_multiply(group: Group, requantize: str) -> Plan:
     call, (a, b) = _binary(group, "relax.multiply")
     function = _epilogue_function(group, _binding_var(group, call))
-    product = em.emit(op.multiply(em.centered(remap(a.int8), a.zero), em.centered(remap(b.int8), b.zero)))
-    return em.epilogue([(product, np.array(a.scale * b.scale))], function, group.scale, group.zero, ())
+    check_epilogue(function, requantize, 1, False)
+
+    def emit(em: Emitter, remap: Callable):
+        product = em.emit(op.multiply(em.centered(remap(a.int8), a.zero), em.centered(remap(b.int8), b.zero)))
+        return em.epilogue([(product, np.array(a.scale * b.scale))], function, group.scale, group.zero, ())
+
+    return emit
 
 
-def lower_mean(group: Group, em: Emitter, remap: Callable):
+def match_mean(group: Group, requantize: str) -> Plan:
     mean = _only(group, "relax.mean", set())
     leaf = group.leaf_of(mean.args[0])
     if leaf is None:
@@ -575,9 +621,15 @@ def lower_mean(group: Group, em: Emitter, remap: Callable):
     axes = [int(a) for a in mean.attrs.axis] if mean.attrs.axis is not None else None
     shape = shape_of(mean.args[0])
     count = int(np.prod([shape[a] for a in axes])) if axes is not None else int(np.prod(shape))
-    total = em.emit(op.sum(em.centered(remap(leaf.int8), leaf.zero), axis=axes, keepdims=bool(mean.attrs.keepdims)))
     function = _epilogue_function(group, _binding_var(group, mean))
-    return em.epilogue([(total, np.array(leaf.scale / count))], function, group.scale, group.zero, ())
+    check_epilogue(function, requantize, 1, False)
+
+    def emit(em: Emitter, remap: Callable):
+        total = em.emit(op.sum(em.centered(remap(leaf.int8), leaf.zero), axis=axes,
+                               keepdims=bool(mean.attrs.keepdims)))
+        return em.epilogue([(total, np.array(leaf.scale / count))], function, group.scale, group.zero, ())
+
+    return emit
 
 
 def _rebuild(expr, group: Group, em: Emitter, replace: dict):
@@ -600,17 +652,21 @@ def _requantize_table(leaf: Leaf, scale: float, zero: int) -> np.ndarray:
     return lookup_table(lambda x: x, leaf.scale, leaf.zero, scale, zero)
 
 
-def lower_layout(group: Group, em: Emitter, remap: Callable):
+def match_layout(group: Group, requantize: str) -> Plan:
     if len(group.leaves) != 1 or any(c.op.name not in LAYOUT_OPS for c in group.calls):
         raise Unsupported("it is not data movement of one tensor")
     (leaf,) = group.leaves
-    moved = _rebuild(group.root, group, em, {leaf.dequantized: remap(leaf.int8)})
-    if (leaf.scale, leaf.zero) == (group.scale, group.zero):
-        return moved
-    return em.table(moved, _requantize_table(leaf, group.scale, group.zero))
+    same = (leaf.scale, leaf.zero) == (group.scale, group.zero)
+    table = None if same else _requantize_table(leaf, group.scale, group.zero)
+
+    def emit(em: Emitter, remap: Callable):
+        moved = _rebuild(group.root, group, em, {leaf.dequantized: remap(leaf.int8)})
+        return moved if table is None else em.table(moved, table)
+
+    return emit
 
 
-def _linear_in_steps(group: Group, em: Emitter, remap: Callable, name: str, what: str):
+def _linear_in_steps(group: Group, requantize: str, name: str, what: str) -> Plan:
     """A resize or average pool (weights that sum to 1) of one int8 tensor, computed in float32
     on q - zero: that is the real op in input steps (a zero-padded border is the real zero);
     rescaled to the output's steps and rounded once."""
@@ -618,25 +674,29 @@ def _linear_in_steps(group: Group, em: Emitter, remap: Callable, name: str, what
     leaf = group.leaf_of(call.args[0])
     if leaf is None or len(group.calls) != 1:
         raise Unsupported(f"it is not {what} of one int8 tensor")
-    if em.requantize != "float":
+    if requantize != "float":
         raise Unsupported(f"{what} needs the float requantization")
-    steps = em.float_steps(leaf, remap)
-    result = em.emit(relax.Call(call.op, [steps, *call.args[1:]], call.attrs, call.ty_args))
-    return em.epilogue([(result, np.array(leaf.scale))], AffineClip(1.0, 0.0, -np.inf, np.inf), group.scale,
-                       group.zero, ())
+
+    def emit(em: Emitter, remap: Callable):
+        steps = em.float_steps(leaf, remap)
+        result = em.emit(relax.Call(call.op, [steps, *call.args[1:]], call.attrs, call.ty_args))
+        return em.epilogue([(result, np.array(leaf.scale))], AffineClip(1.0, 0.0, -np.inf, np.inf), group.scale,
+                           group.zero, ())
+
+    return emit
 
 
-def lower_resize(group: Group, em: Emitter, remap: Callable):
+def match_resize(group: Group, requantize: str) -> Plan:
     """LR-ASPP's bilinear upsampling, a DB head's nearest one."""
-    return _linear_in_steps(group, em, remap, "relax.image.resize2d", "a resize")
+    return _linear_in_steps(group, requantize, "relax.image.resize2d", "a resize")
 
 
-def lower_average_pool(group: Group, em: Emitter, remap: Callable):
+def match_average_pool(group: Group, requantize: str) -> Plan:
     """A windowed average pool (PP-OCRv4's recognizer squeezes its height with one)."""
-    return _linear_in_steps(group, em, remap, "relax.nn.avg_pool2d", "an average pool")
+    return _linear_in_steps(group, requantize, "relax.nn.avg_pool2d", "an average pool")
 
 
-def lower_layer_norm(group: Group, em: Emitter, remap: Callable):
+def match_layer_norm(group: Group, requantize: str) -> Plan:
     """LayerNorm of one int8 tensor: int8 in, int8 out, its statistics in float32 inside the kernel.
     It is invariant to its input's scale but for epsilon, so it runs on the steps q - zero with
     epsilon / scale^2; gamma and beta are float constants, applied before the single rounding."""
@@ -644,31 +704,41 @@ def lower_layer_norm(group: Group, em: Emitter, remap: Callable):
     leaf = group.leaf_of(norm.args[0])
     if leaf is None:
         raise Unsupported("the layer norm does not read an int8 tensor")
-    if em.requantize != "float":
+    if requantize != "float":
         raise Unsupported("a layer norm needs the float requantization")
     gamma, beta = (dequantized_constant(a, group.bindings).astype(np.float32) for a in norm.args[1:3])
-    steps = em.float_steps(leaf, remap)
     attrs = norm.attrs
-    normalized = em.emit(op.nn.layer_norm(steps, em.const(gamma, "float32"), em.const(beta, "float32"),
-                                          [int(a) for a in attrs.axes], float(attrs.epsilon) / leaf.scale**2,
-                                          bool(attrs.center), bool(attrs.scale)))
     function = _epilogue_function(group, _binding_var(group, norm))
-    return em.epilogue([(normalized, np.array(1.0))], function, group.scale, group.zero, ())
+    check_epilogue(function, requantize, 1, False)
+
+    def emit(em: Emitter, remap: Callable):
+        steps = em.float_steps(leaf, remap)
+        normalized = em.emit(op.nn.layer_norm(steps, em.const(gamma, "float32"), em.const(beta, "float32"),
+                                              [int(a) for a in attrs.axes], float(attrs.epsilon) / leaf.scale**2,
+                                              bool(attrs.center), bool(attrs.scale)))
+        return em.epilogue([(normalized, np.array(1.0))], function, group.scale, group.zero, ())
+
+    return emit
 
 
-def lower_concat(group: Group, em: Emitter, remap: Callable):
+def match_concat(group: Group, requantize: str) -> Plan:
     concat = _only(group, "relax.concat", set())
     if len(group.calls) != 1:
         raise Unsupported("more than a concat")
-    replace = {}
-    for leaf in group.leaves:
-        value = remap(leaf.int8)
-        same = (leaf.scale, leaf.zero) == (group.scale, group.zero)
-        replace[leaf.dequantized] = value if same else em.table(value, _requantize_table(leaf, group.scale, group.zero))
-    return _rebuild(concat, group, em, replace)
+    tables = {leaf.dequantized: None if (leaf.scale, leaf.zero) == (group.scale, group.zero)
+              else _requantize_table(leaf, group.scale, group.zero) for leaf in group.leaves}
+
+    def emit(em: Emitter, remap: Callable):
+        replace = {}
+        for leaf in group.leaves:
+            value, table = remap(leaf.int8), tables[leaf.dequantized]
+            replace[leaf.dequantized] = value if table is None else em.table(value, table)
+        return _rebuild(concat, group, em, replace)
+
+    return emit
 
 
-def lower_lookup_table(group: Group, em: Emitter, remap: Callable):
+def match_lookup_table(group: Group, requantize: str) -> Plan:
     if len(group.leaves) != 1:
         raise Unsupported("it reads more than one int8 tensor")
     (leaf,) = group.leaves
@@ -679,13 +749,13 @@ def lower_lookup_table(group: Group, em: Emitter, remap: Callable):
                              leaf.scale, leaf.zero, group.scale, group.zero)
     except NotElementwise as exc:
         raise Unsupported(f"it is not elementwise ({exc})") from None
-    return em.table(remap(leaf.int8), table)
+    return lambda em, remap: em.table(remap(leaf.int8), table)
 
 
 SOFTMAX_EXP_BITS = 20  # exp(x - max) in Q20
 
 
-def lower_softmax(group: Group, em: Emitter, remap: Callable):
+def match_softmax(group: Group, requantize: str) -> Plan:
     """softmax(s*(q - z)) = e / sum(e), e = exp(s*(q - max q)): q - max q is one of 256 values, so e
     comes from a Q20 table; the int64 division rounds once (half up) to output steps."""
     softmax = _only(group, "relax.nn.softmax", set())
@@ -694,42 +764,47 @@ def lower_softmax(group: Group, em: Emitter, remap: Callable):
         raise Unsupported("it is not a softmax of one int8 tensor")
     axis = int(softmax.attrs.axis)
     exps = np.round(np.exp(-leaf.scale * np.arange(256)) * 2**SOFTMAX_EXP_BITS).astype(np.int64)
-    q = em.cast(remap(leaf.int8), "int32")
-    below_max = em.emit(op.subtract(op.max(q, axis=[axis], keepdims=True), q))  # 0..255
-    e = em.emit(op.take(em.const(exps, "int64"), below_max, axis=0, mode="clip"))
-    total = em.emit(op.sum(e, axis=[axis], keepdims=True))
     fp = fixed_point(1.0 / group.scale)  # steps = e / total * (1/scale)
-    numerator = op.add(op.multiply(e, em.const(fp.multiplier, "int64")),
-                       op.multiply(total, em.const(fp.rounding, "int64")))
-    steps = em.emit(op.floor_divide(numerator, op.multiply(total, em.const(1 << fp.shift, "int64"))))
-    return em.to_int8(steps, group.zero)
+
+    def emit(em: Emitter, remap: Callable):
+        q = em.cast(remap(leaf.int8), "int32")
+        below_max = em.emit(op.subtract(op.max(q, axis=[axis], keepdims=True), q))  # 0..255
+        e = em.emit(op.take(em.const(exps, "int64"), below_max, axis=0, mode="clip"))
+        total = em.emit(op.sum(e, axis=[axis], keepdims=True))
+        numerator = op.add(op.multiply(e, em.const(fp.multiplier, "int64")),
+                           op.multiply(total, em.const(fp.rounding, "int64")))
+        steps = em.emit(op.floor_divide(numerator, op.multiply(total, em.const(1 << fp.shift, "int64"))))
+        return em.to_int8(steps, group.zero)
+
+    return emit
 
 
 # Tried in this order; the first that applies lowers the group.
-GROUP_LOWERINGS: list[tuple[str, Callable]] = [
-    ("conv2d", lower_conv2d),
-    ("conv2d_transpose", lower_conv2d_transpose),
-    ("matmul", lower_matmul),
-    ("matmul-of-activations", lower_matmul_of_activations),
-    ("add", lower_add),
-    ("multiply", lower_multiply),
-    ("mean", lower_mean),
-    ("concat", lower_concat),
-    ("resize", lower_resize),
-    ("average-pool", lower_average_pool),
-    ("layer-norm", lower_layer_norm),
-    ("softmax", lower_softmax),
-    ("layout", lower_layout),
-    ("lookup-table", lower_lookup_table),
+GROUP_LOWERINGS: list[tuple[str, Callable[[Group, str], Plan]]] = [
+    ("conv2d", match_conv2d),
+    ("conv2d_transpose", match_conv2d_transpose),
+    ("matmul", match_matmul),
+    ("matmul-of-activations", match_matmul_of_activations),
+    ("add", match_add),
+    ("multiply", match_multiply),
+    ("mean", match_mean),
+    ("concat", match_concat),
+    ("resize", match_resize),
+    ("average-pool", match_average_pool),
+    ("layer-norm", match_layer_norm),
+    ("softmax", match_softmax),
+    ("layout", match_layout),
+    ("lookup-table", match_lookup_table),
 ]
 
 
-def lower_group(group: Group, em: Emitter, remap: Callable):
-    """(lowering name, int8 var); raises Unsupported with every lowering's reason."""
+def match_group(group: Group, requantize: str) -> tuple[str, Plan]:
+    """(lowering name, plan) of the first lowering that takes the group; Unsupported with every
+    lowering's reason. Emits nothing."""
     reasons = []
-    for name, lowering in GROUP_LOWERINGS:
+    for name, match in GROUP_LOWERINGS:
         try:
-            return name, lowering(group, em, remap)
+            return name, match(group, requantize)
         except Unsupported as exc:
             reasons.append(f"{name}: {exc}")
     raise Unsupported("; ".join(reasons))
@@ -765,11 +840,12 @@ def lower_to_integer(module, group_names: list[str] | None = None, requantize: s
                 return super().visit_var_binding_(binding)  # the network input, quantized once
             try:
                 group = find_group(value, self.bindings)
-                kind, lowered = lower_group(group, Emitter(self.builder_, requantize), self.visit_expr)
+                kind, plan = match_group(group, requantize)
             except Unsupported as exc:
                 name = group_names[position] if group_names and position < len(group_names) else binding.var.name
                 report.fallbacks.append(f"{name}: {exc}")
                 return super().visit_var_binding_(binding)
+            lowered = plan(Emitter(self.builder_, requantize), self.visit_expr)
             report.integer_groups[kind] = report.integer_groups.get(kind, 0) + 1
             if not isinstance(binding.var, relax.DataflowVar):  # a block output stays visible outside
                 lowered = self.builder_.emit_output(lowered)
