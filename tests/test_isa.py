@@ -17,6 +17,7 @@ from mnv3compile.schedules.kernels.isa import ISAS, Knobs, describe, isa_named, 
 from mnv3compile.schedules.kernels.knobs import Dot4Knobs
 from mnv3compile.targets.presets import PRESETS
 from mnv3compile.tvm.build import tvm_target
+from test_dot_products import _int8_conv  # noqa: E402  (tests/ is on the path under pytest)
 
 
 def _x86(mcpu: str, mattr: list[str] | None = None):
@@ -50,17 +51,6 @@ def test_variant_names_are_derived_from_the_record():
     assert Variant("pad", "pad_transpose", "int8", "neon").name == "pad_transpose_int8_neon"
 
 
-def _int8_pointwise_conv(weight: np.ndarray):
-    x = relax.Var("x", relax.TensorType((1, 7, 7, weight.shape[2]), "int8"))
-    bb = relax.BlockBuilder()
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            out = bb.emit_output(relax.op.nn.conv2d(x, relax.const(weight), data_layout="NHWC", kernel_layout="HWIO",
-                                                    out_dtype="int32"))
-        bb.emit_func_output(out)
-    return bb.get()
-
-
 def test_a_new_isa_is_one_table_row(monkeypatch):
     """A row that exists only in this test (AVX2's instructions, its own dot4 tile) is what an AVX2
     target gets once it heads the table: DotProducts packs for its dot instruction, dispatch
@@ -73,12 +63,12 @@ def test_a_new_isa_is_one_table_row(monkeypatch):
     assert isa_of(target) is row
     rng = np.random.default_rng(0)
     weight = rng.integers(-64, 64, (1, 1, 16, 24)).astype(np.int8)  # vpmaddubsw's exact range
-    module = run_pipeline(_int8_pointwise_conv(weight), target)
+    module = run_pipeline(_int8_conv(weight), target)
     scheduled, report = apply_templates(module, row)
     (applied,) = report.applied
     assert applied.variant == Variant("dot4", "conv1x1", "int8", "test-isa", layout="nhwc",
-                                      instruction="vpmaddubsw", tile="p7x8")
-    x = rng.integers(-128, 128, (1, 7, 7, 16)).astype(np.int8)
+                                      instruction="vpmaddubsw", tile="p4x8")  # 7 wanted, 4 divides the row
+    x = rng.integers(-128, 128, (1, 8, 8, 16)).astype(np.int8)
     vm = relax.VirtualMachine(tvm.compile(scheduled, target), tvm.cpu())
     expected = np.einsum("nhwc,cf->nhwf", x.astype(np.int32), weight[0, 0].astype(np.int32))
     np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(x)).numpy(), expected)

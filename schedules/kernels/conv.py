@@ -16,7 +16,7 @@ exactly (mnv3compile/relax/float_accumulation.py chooses it).
 
 from __future__ import annotations
 
-from mnv3compile.schedules.kernels.family import KernelFamily, Variant, rule, rule_of, single_reduction
+from mnv3compile.schedules.kernels.family import ReductionFamily, Variant, rule
 from mnv3compile.schedules.kernels.isa import Isa
 from mnv3compile.schedules.kernels.loops import (L1_WEIGHT_BYTES, bytes_of, extents, fitting_lanes, largest_divisor,
                                                  tile_shape, vector_tile)
@@ -181,20 +181,12 @@ def _conv_name(kind: str, kh: int, kw: int) -> str:
     return {"pointwise": "conv1x1", "depthwise": f"dwconv{kh}x{kw}"}.get(kind, f"conv{kh}x{kw}")
 
 
-class ConvFamily(KernelFamily):
+class ConvFamily(ReductionFamily):
     name = "conv"
-
-    def applies(self, sch, blocks: list) -> bool | str:
-        block = single_reduction(sch, blocks)
-        if block is None:
-            return "not one reduction"
-        named = rule_of(sch, block)
-        if named == self.name or (named is None and sch.get(block).name_hint.startswith(TVM_CONV_BLOCKS)):
-            return True
-        return "not a conv"
+    tvm_blocks = TVM_CONV_BLOCKS
 
     def knobs(self, isa: Isa):
         return isa.knobs.conv
 
-    def schedule(self, sch, blocks: list, isa: Isa, knobs) -> Variant:
-        return schedule_conv(sch, single_reduction(sch, blocks), isa, knobs)
+    def schedule_block(self, sch, block, isa: Isa, knobs) -> Variant:
+        return schedule_conv(sch, block, isa, knobs)

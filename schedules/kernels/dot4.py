@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.kernels.family import KernelFamily, NoTemplate, Variant, rule, rule_of, single_reduction
+from mnv3compile.schedules.kernels.family import NoTemplate, ReductionFamily, Variant, rule
 from mnv3compile.schedules.kernels.intrinsics import depth, dot4_name, intrinsic
 from mnv3compile.schedules.kernels.isa import Isa
 from mnv3compile.schedules.kernels.loops import extents, reduce_iters, split_vectorize, tile_shape, vector_tile
@@ -168,17 +168,11 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     return Variant("dot4", "gemv", "int8", isa.name, instruction=isa.dot.mnemonic, tile=f"n{vectors * lanes}")
 
 
-class Dot4Family(KernelFamily):
-    name = "dot4"
-
-    def applies(self, sch, blocks: list) -> bool | str:
-        block = single_reduction(sch, blocks)
-        if block is None:
-            return "not one reduction"
-        return True if rule_of(sch, block) == self.name else "not a dot4 compute"
+class Dot4Family(ReductionFamily):
+    name = "dot4"  # only computes of ours: TVM has none like it
 
     def knobs(self, isa: Isa):
         return isa.knobs.dot4
 
-    def schedule(self, sch, blocks: list, isa: Isa, knobs) -> Variant:
-        return schedule_dot4(sch, single_reduction(sch, blocks), isa, knobs)
+    def schedule_block(self, sch, block, isa: Isa, knobs) -> Variant:
+        return schedule_dot4(sch, block, isa, knobs)

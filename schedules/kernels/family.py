@@ -65,6 +65,29 @@ class KernelFamily:
         raise NotImplementedError
 
 
+class ReductionFamily(KernelFamily):
+    """A family whose kernels have one reduction block: its own computes (``rule`` = its name) and,
+    when they carry no rule, TVM's blocks named in ``tvm_blocks`` (prefixes)."""
+
+    tvm_blocks: tuple[str, ...] = ()
+
+    def applies(self, sch, blocks: list) -> bool | str:
+        block = single_reduction(sch, blocks)
+        if block is None:
+            return "not one reduction"
+        named = rule_of(sch, block)
+        if named == self.name or (named is None and self.tvm_blocks
+                                  and sch.get(block).name_hint.startswith(self.tvm_blocks)):
+            return True
+        return f"not a {self.name} kernel"
+
+    def schedule(self, sch, blocks: list, isa, knobs) -> Variant:
+        return self.schedule_block(sch, single_reduction(sch, blocks), isa, knobs)
+
+    def schedule_block(self, sch, block, isa, knobs) -> Variant:
+        raise NotImplementedError
+
+
 def single_reduction(sch, blocks: list):
     """The kernel's one reduction block, or None (none, or several)."""
     from mnv3compile.schedules.kernels.loops import reduce_iters

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mnv3compile.schedules.kernels.family import KernelFamily, NoTemplate, Variant, rule, rule_of, single_reduction
+from mnv3compile.schedules.kernels.family import NoTemplate, ReductionFamily, Variant, rule
 from mnv3compile.schedules.kernels.isa import Isa
 from mnv3compile.schedules.kernels.loops import extents, fitting_lanes, largest_divisor, split_vectorize
 
@@ -74,20 +74,12 @@ def schedule_gemv(sch, block, isa: Isa, knobs) -> Variant:
     return Variant("gemv", "gemv", dtype, isa.name, tile=f"n{tile}")
 
 
-class GemvFamily(KernelFamily):
+class GemvFamily(ReductionFamily):
     name = "gemv"
-
-    def applies(self, sch, blocks: list) -> bool | str:
-        block = single_reduction(sch, blocks)
-        if block is None:
-            return "not one reduction"
-        named = rule_of(sch, block)
-        if named == self.name or (named is None and sch.get(block).name_hint.startswith(TVM_MATMUL_BLOCK)):
-            return True
-        return "not a matmul"
+    tvm_blocks = (TVM_MATMUL_BLOCK,)
 
     def knobs(self, isa: Isa):
         return isa.knobs.gemv
 
-    def schedule(self, sch, blocks: list, isa: Isa, knobs) -> Variant:
-        return schedule_gemv(sch, single_reduction(sch, blocks), isa, knobs)
+    def schedule_block(self, sch, block, isa: Isa, knobs) -> Variant:
+        return schedule_gemv(sch, block, isa, knobs)

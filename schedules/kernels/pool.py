@@ -6,7 +6,7 @@ family named.
 
 from __future__ import annotations
 
-from mnv3compile.schedules.kernels.family import KernelFamily, NoTemplate, Variant, rule_of, single_reduction
+from mnv3compile.schedules.kernels.family import NoTemplate, ReductionFamily, Variant, rule_of, single_reduction
 from mnv3compile.schedules.kernels.isa import Isa
 from mnv3compile.schedules.kernels.loops import fitting_lanes, reduce_iters, split_vectorize, vectorize_innermost
 
@@ -30,7 +30,9 @@ def schedule_pool(sch, block, isa: Isa) -> Variant:
     return Variant("pool", "pool", dtype, isa.name, layout="nhwc", tile=f"c{lanes}")
 
 
-class PoolFamily(KernelFamily):
+class PoolFamily(ReductionFamily):
+    """Any single reduction with a 4-D output no other family took (TVM's mean and sum blocks)."""
+
     name = "pool"
 
     def applies(self, sch, blocks: list) -> bool | str:
@@ -41,5 +43,5 @@ class PoolFamily(KernelFamily):
             return f"a {rule_of(sch, block)} kernel"
         return True if len(sch.get(block).writes[0].source.shape) == 4 else "not a 4-D reduction"
 
-    def schedule(self, sch, blocks: list, isa: Isa, knobs) -> Variant:
-        return schedule_pool(sch, single_reduction(sch, blocks), isa)
+    def schedule_block(self, sch, block, isa: Isa, knobs) -> Variant:
+        return schedule_pool(sch, block, isa)
