@@ -3,7 +3,7 @@
 Stock TVM 0.27 applies nothing from a JSON database in a fresh process: ``extract_tasks`` records
 each task's PrimFunc with its ``global_symbol`` renamed to ``main``, while the stock apply pass
 queries the function under its own name, and ``compile_relax`` re-fuses an already fused module
-(tvm027.md). Here each kernel is queried exactly as it was recorded, and the count of kernels that
+(docs/tvm027.md). Here each kernel is queried exactly as it was recorded, and the count of kernels that
 found a schedule is returned, so a build can report it and a test can prove it.
 
 A kernel is also matched *up to its constants*: an int8 kernel's requantization scales and zero
