@@ -180,9 +180,9 @@ def main() -> None:
         print(f"building {label} ...", file=sys.stderr, flush=True)
         bundle = args.out / label
         spec = build_spec(model_name, 1.0, args.resolution)
-        request = BuildRequest(preset(target), bundle, model_name, build_model(spec),
-                               quant, calib="synthetic:8" if quant == "int8" else None, debug=True, schedule=schedule,
-                               database=database)
+        request = BuildRequest(target=preset(target), output=bundle, name=model_name, model=build_model(spec),
+                               quant=quant, calib="synthetic:8" if quant == "int8" else None, debug=True,
+                               schedule=schedule, database=database)
         manifest = build(request).manifest
         scratch = args.out / f"{label}.scratch"
         scratch.mkdir(parents=True, exist_ok=True)

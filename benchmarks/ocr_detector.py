@@ -78,7 +78,8 @@ def main() -> None:
     for quant in ("none", "int8"):
         folder = args.out / quant
         started = time.perf_counter()
-        result = build(BuildRequest(preset("host"), folder, "det", model, quant, str(calib_file) if quant == "int8" else None))
+        result = build(BuildRequest(target=preset("host"), output=folder, name="det", model=model, quant=quant,
+                                    calib=str(calib_file) if quant == "int8" else None))
         seconds = time.perf_counter() - started
         runner = BundleRunner(result.bundle)
         own = one_thread_session(folder / runner.manifest["model"])

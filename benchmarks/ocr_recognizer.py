@@ -68,7 +68,7 @@ def main() -> None:
     from assets import paddle_rec_model
 
     from mnv3compile.analysis import with_static_inputs
-    from mnv3compile.pipeline import BuildRequest, build
+    from mnv3compile.pipeline import BuildRequest, QuantizeSettings, build
     from mnv3compile.runner import BundleRunner
     from mnv3compile.targets.presets import preset
 
@@ -92,8 +92,9 @@ def main() -> None:
     for quant, keep_float_output in (("none", False), ("int8", False), ("int8", True)):
         folder = args.out / (quant + ("-float-output" if keep_float_output else ""))
         started = time.perf_counter()
-        result = build(BuildRequest(preset("host"), folder, "rec", model, quant,
-                                    str(calib_file) if quant == "int8" else None, keep_float_output=keep_float_output))
+        result = build(BuildRequest(target=preset("host"), output=folder, name="rec", model=model, quant=quant,
+                                    calib=str(calib_file) if quant == "int8" else None,
+                                    quant_settings=QuantizeSettings(keep_float_output=keep_float_output)))
         seconds = time.perf_counter() - started
         runner = BundleRunner(result.bundle)
         own = one_thread_session(folder / runner.manifest["model"])

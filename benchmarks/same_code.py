@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from elftools.elf.elffile import ELFFile
 
-from mnv3compile.pipeline import BuildRequest, build
+from mnv3compile.pipeline import BuildRequest, QuantizeSettings, build
 from mnv3compile.targets.presets import preset
 from mnv3compile.zoo import build_model, build_spec
 
@@ -72,9 +72,9 @@ def record(out: Path, resolution: int, only: str) -> None:
             os.environ.pop("MNV3COMPILE_HOST_CPU", None)
         spec = build_spec(model, 1.0, resolution)
         database = shipped_database(model, quant, target, resolution) if label.endswith("-tuned") else None
-        request = BuildRequest(preset(target), out / "bundles" / label, model, build_model(spec), quant,
-                               calib="synthetic:8" if quant == "int8" else None, weight_bits=weight_bits,
-                               database=database)
+        request = BuildRequest(target=preset(target), output=out / "bundles" / label, name=model,
+                               model=build_model(spec), quant=quant, calib="synthetic:8" if quant == "int8" else None,
+                               quant_settings=QuantizeSettings(weight_bits=weight_bits), database=database)
         result = build(request)
         report = json.loads((result.bundle / "build_report.json").read_text())
         entry = {"text_sha256": text_sha256(result.library), "kernel_count": report["kernel_count"],

@@ -158,8 +158,8 @@ def measure(name: str, out: Path, android: bool) -> dict:
     for quant in ("none", "int8"):
         bundle = folder / quant
         try:
-            result = build(BuildRequest(preset("host"), bundle, name.replace("-", "_"), model, quant,
-                                        str(folder / "calib.npy") if quant == "int8" else None))
+            result = build(BuildRequest(target=preset("host"), output=bundle, name=name.replace("-", "_"), model=model,
+                                        quant=quant, calib=str(folder / "calib.npy") if quant == "int8" else None))
         except Exception as exc:  # a refusal is a result: the table says why
             row[quant] = f"refused: {str(exc).splitlines()[0]}"
             continue
@@ -185,8 +185,8 @@ def measure(name: str, out: Path, android: bool) -> dict:
         row["fallbacks"] = report["int8"]["fallback_groups"]
     if android and "int8_ms" in row:
         bundle = folder / "int8-android"
-        result = build(BuildRequest(preset("arm64-android"), bundle, name.replace("-", "_"), model, "int8",
-                                    str(folder / "calib.npy")))
+        result = build(BuildRequest(target=preset("arm64-android"), output=bundle, name=name.replace("-", "_"),
+                                    model=model, quant="int8", calib=str(folder / "calib.npy")))
         report = json.loads((bundle / "build_report.json").read_text())
         row["android"] = f"{report['kernel_count']} kernels, {report['templates']['templated']} templated, " \
                          f"{report['int8']['fallback_groups']} fake-quantized"

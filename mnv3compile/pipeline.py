@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib.metadata import version
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import onnx
@@ -19,18 +20,20 @@ import onnx
 from mnv3compile.app_files import write_app_files
 from mnv3compile.bundle import MANIFEST_VERSION, BundleWriter
 from mnv3compile.errors import UserError
+from mnv3compile.quant import QuantizeSettings
 from mnv3compile.targets.presets import TargetPreset
 
 Stage = Callable[[str], None]  # called with each stage's name as it starts
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BuildRequest:
     target: TargetPreset
     output: Path
     name: str
     model: onnx.ModelProto
     quant: str = "none"  # "none" or "int8"
+    quant_settings: QuantizeSettings = field(default_factory=QuantizeSettings)  # how int8 is calibrated, rounded
     calib: str | None = None
     preprocess: str | None = None
     labels: list[str] | None = None
@@ -39,11 +42,79 @@ class BuildRequest:
     int8_lowering: str = "integer"  # "integer" kernels, or "fake" (dequantize -> float -> quantize)
     debug: bool = False  # keep symbols and debug information in the library
     schedule: str = "templates"  # "templates" (schedules/kernels/) or TVM's "default" schedules
-    weight_bits: int = 8  # int8 weights' range: 8 (-127..127) or 7 (-63..63, for AVX2's vpmaddubsw)
-    quant_method: str = "auto"  # activation ranges (quant/observers.py METHODS)
-    bias_correction: bool = True
-    adaround: bool = False
-    keep_float_output: bool = False  # a final Softmax/Sigmoid in float (quant/plan.py FLOAT_OUTPUT_OPS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Section:
+    """One section of build_report.json, typed: the fields a reader needs, and the whole section as
+    the library reported it (``json``, written as it is)."""
+
+    json: dict = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, section: dict | None) -> Self | None:
+        if section is None:
+            return None
+        return cls(json=section, **{f.name: section[f.name] for f in fields(cls) if f.name != "json"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuningSummary(_Section):
+    """What a tuning database contributed ("tuning"; schedules/tuning/database.py)."""
+
+    database: str
+    applied: int  # kernels that got a tuned schedule
+    kernels: int
+    matched_up_to_constants: int  # applied from the record of a kernel with other constants (scales, ...)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Int8Summary(_Section):
+    """What the integer lowering did ("int8"; mnv3compile/tvm/build.py)."""
+
+    requantize: str  # "float" (in the epilogue's registers) or "fixed-point"
+    integer_groups: int
+    fallback_groups: int  # left dequantize -> float -> quantize
+    integer_kernels: int  # kernels with integer tensors only
+    float_kernels: list[str]  # the others
+
+
+@dataclass(frozen=True, kw_only=True)
+class TemplateSummary(_Section):
+    """Which kernels a template scheduled ("templates"; schedules/kernels/dispatch.py)."""
+
+    templated: int
+    kernels: int
+    templates: dict[str, str]  # kernel -> template
+    default_schedule: list[str]  # kernels that kept TVM's default schedule
+    tuned: list[str]  # kernels a tuning database scheduled
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildReport:
+    """What a build made and how: the bundle's build_report.json (``to_json``)."""
+
+    stages_seconds: dict[str, float]
+    kernels: list[str]
+    toolchain: str
+    isa: str  # the ISA table's row the kernels were made for, and why
+    tuning: TuningSummary | None
+    int8: Int8Summary | None
+    templates: TemplateSummary | None  # None: TVM's default schedules
+    notes: list[str]
+
+    @property
+    def kernel_count(self) -> int:
+        return len(self.kernels)
+
+    def to_json(self) -> dict:
+        return {"stages_seconds": self.stages_seconds, "kernels": self.kernels, "kernel_count": self.kernel_count,
+                "toolchain": self.toolchain, "isa": self.isa, "tuning": _json(self.tuning), "int8": _json(self.int8),
+                "templates": _json(self.templates), "notes": self.notes}
+
+
+def _json(section: _Section | None) -> dict | None:
+    return None if section is None else section.json
 
 
 @dataclass
@@ -53,6 +124,7 @@ class BuildResult:
     manifest: dict
     timings: dict[str, float]
     notes: list[str]
+    report: BuildReport
 
 
 def _tensor_info(values, initializers: set[str]) -> list[dict]:
@@ -130,10 +202,11 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
         initializers = {i.name for i in deployed.graph.initializer}
         if request.labels:
             (bundle.path("labels.txt")).write_text("\n".join(request.labels) + "\n")
-        report = {"stages_seconds": timings, "kernels": compiled.kernels, "kernel_count": len(compiled.kernels),
-                  "toolchain": compiled.toolchain, "isa": compiled.isa, "tuning": compiled.tuning, "int8": compiled.int8,
-                  "templates": compiled.templates, "notes": notes}
-        bundle.write_json("build_report.json", report)
+        report = BuildReport(stages_seconds=timings, kernels=compiled.kernels, toolchain=compiled.toolchain,
+                             isa=compiled.isa, tuning=TuningSummary.of(compiled.tuning),
+                             int8=Int8Summary.of(compiled.int8), templates=TemplateSummary.of(compiled.templates),
+                             notes=notes)
+        bundle.write_json("build_report.json", report.to_json())
         manifest = {
             "mnv3compile_bundle": MANIFEST_VERSION,
             "name": request.name,
@@ -153,13 +226,13 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
             "versions": _versions(),
             "report": "build_report.json",
             # kernel -> template, for 'mnv3compile profile' (null: TVM's default schedules)
-            "templates": compiled.templates["templates"] if compiled.templates else None,
+            "templates": report.templates.templates if report.templates else None,
         }
         manifest["app_files"] = write_app_files(bundle.folder, manifest)  # C header + CMake snippet
         manifest["sha256"] = bundle.checksums()
         bundle.write_json(f"{request.name}.json", manifest)
         final = bundle.commit()
-    return BuildResult(final, final / library_name, manifest, timings, notes)
+    return BuildResult(final, final / library_name, manifest, timings, notes, report)
 
 
 def _preprocess_json(name: str | None) -> dict | None:
@@ -171,7 +244,7 @@ def _preprocess_json(name: str | None) -> dict | None:
 
 
 def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
-    from mnv3compile.quant import QuantizeSettings, quantize
+    from mnv3compile.quant import quantize  # looked up at each call (tests wrap it)
     from mnv3compile.quant.calibration import load_samples
     from mnv3compile.quant.preprocess import preset
 
@@ -181,9 +254,7 @@ def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
         notes.append("int8 calibrated on 16 synthetic inputs; give real data with --calib DIR --preprocess P "
                      "for real accuracy")
     spec = preset(request.preprocess) if request.preprocess else None
-    result = quantize(model, load_samples(calib, shape, spec), QuantizeSettings(
-        request.quant_method, weight_bits=request.weight_bits, bias_correction=request.bias_correction,
-        adaround=request.adaround, keep_float_output=request.keep_float_output), optimized=True)
+    result = quantize(model, load_samples(calib, shape, spec), request.quant_settings, optimized=True)
     return result.model, json.loads(json.dumps(result.sidecar({"source": calib}), default=_plain))
 
 

@@ -13,7 +13,8 @@ def tiny_int8_bundle(tmp_path_factory):
     from mnv3compile.zoo import build_model, build_spec
 
     out = tmp_path_factory.mktemp("tiny") / "tiny-int8"
-    build(BuildRequest(preset("host"), out, "tiny", build_model(build_spec("small-minimal", 0.35, 96)), "int8"))
+    build(BuildRequest(target=preset("host"), output=out, name="tiny",
+                       model=build_model(build_spec("small-minimal", 0.35, 96)), quant="int8"))
     return out
 
 

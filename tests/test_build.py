@@ -22,7 +22,8 @@ from mnv3compile.zoo import build_model, build_spec
 def _build(tmp_path_factory, model: onnx.ModelProto, target: str, quant: str = "none", name: str = "m",
            int8_lowering: str = "integer"):
     out = tmp_path_factory.mktemp(f"{name}-{target}-{quant}") / "bundle"
-    return build(BuildRequest(preset(target), out, name, model, quant, int8_lowering=int8_lowering))
+    return build(BuildRequest(target=preset(target), output=out, name=name, model=model, quant=quant,
+                              int8_lowering=int8_lowering))
 
 
 def _assert_matches_onnxruntime(result, samples: int = 2, rtol: float = 1e-4):
@@ -101,8 +102,9 @@ def test_int8_fake_lowering_agrees_with_onnxruntime_qdq(tmp_path_factory):
 @pytest.fixture(scope="module", params=["none", "int8"])
 def small_android(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"small-android-{request.param}") / "bundle"
-    return build(BuildRequest(preset("arm64-android"), out, "small", build_model(build_spec("small", 1.0, 96)),
-                              request.param, calib="synthetic:2" if request.param == "int8" else None))
+    return build(BuildRequest(target=preset("arm64-android"), output=out, name="small",
+                              model=build_model(build_spec("small", 1.0, 96)), quant=request.param,
+                              calib="synthetic:2" if request.param == "int8" else None))
 
 
 def _readelf(args, path):
@@ -246,6 +248,7 @@ def test_the_avx2_path_computes_the_same_integers_as_this_cpus(monkeypatch, tmp_
     import numpy as np
 
     from mnv3compile.pipeline import BuildRequest, build
+    from mnv3compile.quant import QuantizeSettings
     from mnv3compile.runner import BundleRunner
     from mnv3compile.targets.presets import preset
     from mnv3compile.tvm.build import HOST_CPU_VARIABLE
@@ -257,8 +260,9 @@ def test_the_avx2_path_computes_the_same_integers_as_this_cpus(monkeypatch, tmp_
     outputs = []
     for cpu in ("znver3", ""):
         monkeypatch.setenv(HOST_CPU_VARIABLE, cpu)
-        result = build(BuildRequest(preset("host"), tmp_path / (cpu or "native"), "m", build_model(spec), "int8",
-                                    weight_bits=weight_bits))
+        result = build(BuildRequest(target=preset("host"), output=tmp_path / (cpu or "native"), name="m",
+                                    model=build_model(spec), quant="int8",
+                                    quant_settings=QuantizeSettings(weight_bits=weight_bits)))
         templates = json.loads((result.bundle / "build_report.json").read_text())["templates"]["templates"]
         if cpu:
             technique = "vpmaddubsw" if weight_bits == 7 else "vpmaddwd"
@@ -275,7 +279,8 @@ def test_paddleocr_detector_int8_bundle_is_integer_and_equals_its_qdq_model(tmp_
     blocks all lowered) and its probability map
     within one step (1/256) of onnxruntime running the bundle's own QDQ model."""
     model, _ = with_static_inputs(onnx.load(str(paddle_det_path)), {"x": [1, 3, 160, 160]})
-    build(BuildRequest(preset("host"), tmp_path / "det", "det", model, "int8", "synthetic:4"))
+    build(BuildRequest(target=preset("host"), output=tmp_path / "det", name="det", model=model, quant="int8",
+                       calib="synthetic:4"))
     report = json.loads((tmp_path / "det" / "build_report.json").read_text())["int8"]
     assert report["fallback_groups"] == 0 and report["by_kind"]["layout"] == 2  # the DepthToSpaces
     runner = BundleRunner(tmp_path / "det")

@@ -24,8 +24,8 @@ pytestmark = [NEEDS_CMAKE, pytest.mark.slow]  # every test here builds the C run
 
 def _bundle(tmp_path_factory, name: str, model, target: str = "host", quant: str = "none", **extra):
     out = tmp_path_factory.mktemp(name) / "bundle"
-    request = BuildRequest(preset(target), out, name, model, quant, calib="synthetic:4" if quant == "int8" else None,
-                           **extra)
+    request = BuildRequest(target=preset(target), output=out, name=name, model=model, quant=quant,
+                           calib="synthetic:4" if quant == "int8" else None, **extra)
     return build(request).bundle
 
 

@@ -28,6 +28,7 @@ def test_the_wheel_carries_the_qemu_helpers_the_shipped_databases_and_the_ndk_sy
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
                     str(tmp_path), str(PYPROJECT.parent)], check=True, capture_output=True)
     names = set(zipfile.ZipFile(next(tmp_path.glob("mnv3compile-*.whl"))).namelist())
+    assert {"mnv3compile/cli/__init__.py", "mnv3compile/cli/__main__.py"} <= names  # the console script's package
     assert {"mnv3compile/schedules/tuning/qemu/count_insns.c", "mnv3compile/schedules/tuning/qemu/kernel_count.cc"} <= names
     shipped = sorted(p.relative_to(PYPROJECT.parent / "schedules").as_posix()
                      for p in (PYPROJECT.parent / "schedules" / "tuning" / "databases").glob("*/*.json.gz"))

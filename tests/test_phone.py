@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow  # the whole module is slow: see the README's test
 
 def _bundle(tmp_path, model_name, quant, width=1.0, resolution=224, target="arm64-linux"):
     spec = build_spec(model_name, width, resolution)
-    return build(BuildRequest(preset(target), tmp_path / "bundle", "m", build_model(spec), quant)), spec
+    return build(BuildRequest(target=preset(target), output=tmp_path / "bundle", name="m", model=build_model(spec),
+                              quant=quant)), spec
 
 
 def test_small_arm64_linux_over_rpc_matches_onnxruntime(stand_in_phone, tmp_path):

@@ -238,8 +238,8 @@ def test_instruction_counts_tune_without_a_phone_into_a_shipped_database(cli, tm
 
     # deterministic: the first task's default tile counted again gives the recorded count
     target = tvm_target(preset("arm64-android"))
-    request = BuildRequest(preset("arm64-android"), tmp_path / "unused", "small-minimal",
-                           build_model(build_spec("small-minimal", 0.35, 96)), "none")
+    request = BuildRequest(target=preset("arm64-android"), output=tmp_path / "unused", name="small-minimal",
+                           model=build_model(build_spec("small-minimal", 0.35, 96)), quant="none")
     module, *_ = fused_module(deployable_model(request, [])[1], target)
     tasks, funcs = tasks_of(module, isa_of(target))
     first = next(task for task in tasks if task.name == measured[0]["task"])

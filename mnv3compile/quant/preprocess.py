@@ -40,13 +40,14 @@ class Preprocess:
         return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+# In the order 'quantize --help' and 'build --help' list them (their --preprocess choices).
 PRESETS = {
     "torchvision": Preprocess("torchvision", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), scale=1 / 255),
     "tf": Preprocess("tf", (127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
-    "efficientnet-lite": Preprocess("efficientnet-lite", (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
     # PaddleOCR's ClsResizeImg: (x / 255 - 0.5) / 0.5 on OpenCV's BGR image, right-padded.
     "paddle": Preprocess("paddle", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), scale=1 / 255, channel_order="BGR",
                          resize="pad-right"),
+    "efficientnet-lite": Preprocess("efficientnet-lite", (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
 }
 
 
