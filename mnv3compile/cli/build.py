@@ -53,14 +53,14 @@ Examples:
               help="Class names, one per line (stored in the bundle; 'run' prints them).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
               help="Fix a dynamic input's shape (dynamic dimensions are otherwise set to 1).")
-@click.option("--int8-lowering", "int8_lowering", type=RegistryChoice("mnv3compile.tvm.build", "INT8_LOWERINGS"),
+@click.option("--int8-lowering", "int8_lowering", type=RegistryChoice("mnv3compile.compile_choices", "INT8_LOWERINGS"),
               default="integer", show_default=True,
               help="integer: int8 kernels (int8 x int8 -> int32; bias, activation and requantization "
                    "to int8 in the epilogue, in float32 registers as XNNPACK and onnxruntime do); "
                    "fixed-point: the same kernels with integer-only epilogues (gemmlowp/TFLite "
                    "reference arithmetic; slower: int64 multiplies); fake: TVM's dequantize -> float "
                    "kernel -> quantize, for comparison.")
-@click.option("--schedule", type=RegistryChoice("mnv3compile.tvm.build", "SCHEDULES"), default="templates",
+@click.option("--schedule", type=RegistryChoice("mnv3compile.compile_choices", "SCHEDULES"), default="templates",
               show_default=True,
               help="templates: mnv3compile's kernel templates for the target's ISA (NHWC conv tiles "
                    "with the epilogue in registers, GEMV, pooling); default: TVM's default schedules, "

@@ -81,7 +81,7 @@ Examples:
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]N,C,H,W",
               help="Fix a dynamic input's shape, as for build.")
 @click.option("--int8-lowering", "int8_lowering",
-              type=RegistryChoice("mnv3compile.tvm.build", "INT8_LOWERINGS", leave_out=("fake",)),
+              type=RegistryChoice("mnv3compile.compile_choices", "INT8_LOWERINGS", leave_out=("fake",)),
               default="integer", show_default=True, help="As for build: the kernels tuned are the ones it builds.")
 @click.option("--trials", type=click.IntRange(min=1), default=None,
               help="Candidates to measure in this run [default: all, or as many as --time-budget allows].")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnx
 
+from mnv3compile.compile_choices import INT8_LOWERINGS, SCHEDULES
 from mnv3compile.errors import UserError
 from mnv3compile.targets.android_loader import require_loadable_on_android
 from mnv3compile.targets.presets import TargetPreset
@@ -59,10 +60,6 @@ def tvm_target(target: TargetPreset):
     return tvm.target.Target(spec)
 
 
-# "integer": int8 kernels, float32 requantization in the epilogue; "fixed-point": int8 kernels with
-# integer-only epilogues; "fake": TVM's dequantize -> float kernel -> quantize.
-INT8_LOWERINGS = ("integer", "fixed-point", "fake")
-SCHEDULES = ("templates", "default")
 
 
 def quantize_node_names(model: onnx.ModelProto) -> list[str]:
