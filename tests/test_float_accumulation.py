@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import tvm
 from tvm import relax, te
+from tvm.relax import op
+from tvm.script import ir as I, relax as R
 
 from mnv3compile.relax.float_accumulation import MAX_EXACT_TAPS, to_float_accumulation
 from mnv3compile.schedules.kernels.conv import float_accumulated_conv
@@ -16,6 +18,8 @@ from mnv3compile.schedules.kernels.isa import isa_of
 from mnv3compile.schedules.kernels.dispatch import apply_template
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import tvm_target
+
+from relax_structural import A76, ZNVER3, assert_rewrites_to, expected_module
 
 
 @pytest.mark.parametrize("kernel, stride, inputs, name", [
@@ -116,3 +120,127 @@ def test_a_float_epilogue_reads_the_float_accumulator_without_a_cast_back_and_fo
     target = tvm_target(preset("host"))
     run = lambda m: relax.VirtualMachine(tvm.compile(m, target), tvm.cpu())["main"](tvm.runtime.tensor(data)).numpy()
     assert np.array_equal(run(rewritten), run(module))
+
+
+# Structural: the rewrite of a small Before module is exactly Expected (tests/relax_structural.py).
+# The kernel is a PrimFunc made from TE: Expected makes it with the call_te the pass should make.
+
+
+DEPTHWISE = np.random.default_rng(4).integers(-128, 128, (3, 3, 1, 16)).astype(np.int8)
+
+
+def test_structure_x86_accumulates_a_depthwise_conv_in_float_and_casts_the_sums_to_int32():
+    """The conv's zero padding becomes an explicit pad; the weight a float32 constant (the same
+    integers); the float sums are cast to int32, the conv's result type."""
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 6, 6, 16), "int8")) -> R.Tensor((1, 6, 6, 16), "int32"):
+            with R.dataflow():
+                gv = R.nn.conv2d(x, R.const(DEPTHWISE), padding=[1, 1, 1, 1], groups=16, data_layout="NHWC",
+                                 kernel_layout="HWIO", out_layout="NHWC", out_dtype="int32")
+                R.output(gv)
+            return gv
+
+    def expected(bb, x):
+        padded = bb.emit(op.nn.pad(x, [0, 0, 1, 1, 1, 1, 0, 0], pad_value=0.0))
+        sums = bb.emit(bb.call_te(float_accumulated_conv, padded, relax.const(DEPTHWISE.astype(np.float32)),
+                                  strides=(1, 1), primfunc_name_hint="conv_float_acc"))
+        return op.astype(sums, "int32")
+
+    expected = expected_module({"x": R.Tensor((1, 6, 6, 16), "int8")}, expected)
+    assert_rewrites_to(to_float_accumulation, Before, expected, ZNVER3)
+
+
+def test_structure_a_float_epilogue_reads_the_float_sums_with_no_cast_between():
+    """astype(astype(sums, int32), float32) is the float sums themselves: both casts go."""
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 6, 6, 16), "int8")) -> R.Tensor((1, 6, 6, 16), "float32"):
+            with R.dataflow():
+                conv = R.nn.conv2d(x, R.const(DEPTHWISE), padding=[1, 1, 1, 1], groups=16, data_layout="NHWC",
+                                   kernel_layout="HWIO", out_layout="NHWC", out_dtype="int32")
+                gv = R.multiply(R.astype(conv, "float32"), R.const(0.5, "float32"))
+                R.output(gv)
+            return gv
+
+    def expected(bb, x):
+        padded = bb.emit(op.nn.pad(x, [0, 0, 1, 1, 1, 1, 0, 0], pad_value=0.0))
+        sums = bb.emit(bb.call_te(float_accumulated_conv, padded, relax.const(DEPTHWISE.astype(np.float32)),
+                                  strides=(1, 1), primfunc_name_hint="conv_float_acc"))
+        return op.multiply(sums, relax.const(0.5, "float32"))
+
+    expected = expected_module({"x": R.Tensor((1, 6, 6, 16), "int8")}, expected)
+    assert_rewrites_to(to_float_accumulation, Before, expected, ZNVER3)
+
+
+def test_structure_arm64_accumulates_the_stem_in_float_with_its_stride():
+    """The stem (3x3 stride 2 over 3 channels, unpadded here) is taken on arm64 too."""
+    stem = np.random.default_rng(5).integers(-128, 128, (3, 3, 3, 8)).astype(np.int8)
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 9, 9, 3), "int8")) -> R.Tensor((1, 4, 4, 8), "int32"):
+            with R.dataflow():
+                gv = R.nn.conv2d(x, R.const(stem), strides=[2, 2], data_layout="NHWC", kernel_layout="HWIO",
+                                 out_layout="NHWC", out_dtype="int32")
+                R.output(gv)
+            return gv
+
+    def expected(bb, x):
+        sums = bb.emit(bb.call_te(float_accumulated_conv, x, relax.const(stem.astype(np.float32)), strides=(2, 2),
+                                  primfunc_name_hint="conv_float_acc"))
+        return op.astype(sums, "int32")
+
+    expected = expected_module({"x": R.Tensor((1, 9, 9, 3), "int8")}, expected)
+    assert_rewrites_to(to_float_accumulation, Before, expected, A76)
+
+
+def _conv_left_alone(case: str):
+    pointwise = np.ones((1, 1, 16, 16), np.int8)
+
+    @I.ir_module
+    class Depthwise:
+        @R.function
+        def main(x: R.Tensor((1, 6, 6, 16), "int8")) -> R.Tensor((1, 6, 6, 16), "int32"):
+            with R.dataflow():
+                gv = R.nn.conv2d(x, R.const(DEPTHWISE), padding=[1, 1, 1, 1], groups=16, data_layout="NHWC",
+                                 kernel_layout="HWIO", out_layout="NHWC", out_dtype="int32")
+                R.output(gv)
+            return gv
+
+    @I.ir_module
+    class Pointwise:  # a dot product's
+        @R.function
+        def main(x: R.Tensor((1, 6, 6, 16), "int8")) -> R.Tensor((1, 6, 6, 16), "int32"):
+            with R.dataflow():
+                gv = R.nn.conv2d(x, R.const(pointwise), data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC",
+                                 out_dtype="int32")
+                R.output(gv)
+            return gv
+
+    @I.ir_module
+    class Dilated:
+        @R.function
+        def main(x: R.Tensor((1, 6, 6, 16), "int8")) -> R.Tensor((1, 6, 6, 16), "int32"):
+            with R.dataflow():
+                gv = R.nn.conv2d(x, R.const(DEPTHWISE), padding=[2, 2, 2, 2], dilation=[2, 2], groups=16,
+                                 data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC", out_dtype="int32")
+                R.output(gv)
+            return gv
+
+    return {"depthwise": Depthwise, "pointwise": Pointwise, "dilated": Dilated}[case]
+
+
+@pytest.mark.parametrize("case, target", [
+    ("depthwise", A76),  # arm64: the int32 path is one smlal per tap already
+    ("pointwise", ZNVER3),
+    ("dilated", ZNVER3),
+], ids=["arm64_depthwise", "pointwise", "dilated"])
+def test_structure_convs_it_does_not_take_are_unchanged(case, target):
+    before = _conv_left_alone(case)
+    assert_rewrites_to(to_float_accumulation, before, before, target)

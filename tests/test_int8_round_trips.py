@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tvm
 from tvm import relax
+from tvm.script import ir as I, relax as R
 
 from mnv3compile.quant import QuantizeSettings, quantize
 from mnv3compile.quant.calibration import load_samples
@@ -15,6 +16,8 @@ from mnv3compile.tvm.frontend import import_onnx
 from mnv3compile.relax.int8_lowering import lower_to_integer
 from mnv3compile.relax.pipeline import kernel_names, relax_passes
 from mnv3compile.zoo import build_model, build_spec
+
+from relax_structural import assert_rewrites_to
 
 
 def _requantized_then_read_back(clipped: bool, int8_is_an_output: bool):
@@ -80,3 +83,107 @@ def test_small_int8_keeps_its_kernels_with_the_readbacks_taken():
     taken, kept = kernels(), kernels(skip="Int8RoundTrips")
     assert len(taken) == len(kept)
     assert sum(name.count("cast") for name in taken) < sum(name.count("cast") for name in kept)
+
+
+# Structural: the rewrite of a small Before module is exactly Expected (tests/relax_structural.py).
+
+
+
+def test_structure_a_readback_to_float_is_the_float_before_the_cast():
+    """int8(clip(round(v) - 5)) read back as float32(int32(q) + 5): the same integers, computed in
+    float32 (the int32 constant becomes a float32 one), and the casts go."""
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(v: R.Tensor((1, 4, 4, 8), "float32")) -> R.Tensor((1, 4, 4, 8), "float32"):
+            with R.dataflow():
+                steps = R.add(R.round(v), R.const(-5.0, "float32"))
+                clipped = R.clip(steps, -128, 127)
+                q = R.astype(clipped, "int8")
+                back = R.subtract(R.astype(q, "int32"), R.const(-5, "int32"))
+                gv = R.multiply(R.astype(back, "float32"), R.const(0.25, "float32"))
+                R.output(gv)
+            return gv
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(v: R.Tensor((1, 4, 4, 8), "float32")) -> R.Tensor((1, 4, 4, 8), "float32"):
+            with R.dataflow():
+                steps = R.add(R.round(v), R.const(-5.0, "float32"))
+                clipped = R.clip(steps, -128, 127)
+                back = R.subtract(clipped, R.const(-5.0, "float32"))
+                gv = R.multiply(back, R.const(0.25, "float32"))
+                R.output(gv)
+            return gv
+
+    assert_rewrites_to(skip_int8_round_trips, Before, Expected)
+
+
+def test_structure_a_readback_to_int32_casts_the_float_once():
+    """astype(astype(w, int8), int32) is astype(w, int32) where w is an integer in int8's range."""
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(v: R.Tensor((1, 4, 4, 8), "float32")) -> R.Tensor((1, 4, 4, 8), "int32"):
+            with R.dataflow():
+                clipped = R.clip(R.round(v), -128, 127)
+                q = R.astype(clipped, "int8")
+                gv = R.multiply(R.astype(q, "int32"), R.const(3, "int32"))
+                R.output(gv)
+            return gv
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(v: R.Tensor((1, 4, 4, 8), "float32")) -> R.Tensor((1, 4, 4, 8), "int32"):
+            with R.dataflow():
+                clipped = R.clip(R.round(v), -128, 127)
+                gv = R.multiply(R.astype(clipped, "int32"), R.const(3, "int32"))
+                R.output(gv)
+            return gv
+
+    assert_rewrites_to(skip_int8_round_trips, Before, Expected)
+
+
+def _round_trip_left_alone(case: str):
+    @I.ir_module
+    class Unclipped:  # the cast to int8 may saturate: int8 and back is not the identity
+        @R.function
+        def main(v: R.Tensor((1, 4, 4, 8), "float32")) -> R.Tensor((1, 4, 4, 8), "float32"):
+            with R.dataflow():
+                q = R.astype(R.round(v), "int8")
+                gv = R.multiply(R.astype(R.astype(q, "int32"), "float32"), R.const(0.25, "float32"))
+                R.output(gv)
+            return gv
+
+    @I.ir_module
+    class NotIntegral:  # no round(): the cast to int8 truncates
+        @R.function
+        def main(v: R.Tensor((1, 4, 4, 8), "float32")) -> R.Tensor((1, 4, 4, 8), "float32"):
+            with R.dataflow():
+                q = R.astype(R.clip(v, -128, 127), "int8")
+                gv = R.multiply(R.astype(R.astype(q, "int32"), "float32"), R.const(0.25, "float32"))
+                R.output(gv)
+            return gv
+
+    @I.ir_module
+    class Int8AnOutput:  # the int8 tensor has a second reader (an output): kept, with its readback
+        @R.function
+        def main(v: R.Tensor((1, 4, 4, 8), "float32")):
+            with R.dataflow():
+                q = R.astype(R.clip(R.round(v), -128, 127), "int8")
+                scaled = R.multiply(R.astype(R.astype(q, "int32"), "float32"), R.const(0.25, "float32"))
+                gv = (scaled, q)
+                R.output(gv)
+            return gv
+
+    return {"unclipped": Unclipped, "not_integral": NotIntegral, "int8_an_output": Int8AnOutput}[case]
+
+
+@pytest.mark.parametrize("case", ["unclipped", "not_integral", "int8_an_output"])
+def test_structure_round_trips_that_may_change_a_value_are_kept(case):
+    before = _round_trip_left_alone(case)
+    assert_rewrites_to(skip_int8_round_trips, before, before)

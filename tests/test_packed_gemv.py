@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tvm
 from tvm import relax, te
+from tvm.script import ir as I, relax as R
 
 from mnv3compile.schedules.kernels.isa import isa_of
 from mnv3compile.relax.packed_gemv import to_packed_gemv
@@ -14,6 +15,8 @@ from mnv3compile.schedules.kernels.gemv import pack_columns, packed_matmul
 from mnv3compile.schedules.kernels.dispatch import apply_template
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import tvm_target
+
+from relax_structural import ZNVER3, assert_rewrites_to, expected_module
 
 
 def test_packed_columns_hold_each_output_vector_contiguously():
@@ -130,3 +133,143 @@ def test_a_one_pixel_pointwise_conv_is_a_packed_gemv(pixels, outputs, packed):
     vm = relax.VirtualMachine(tvm.compile(module, target), tvm.cpu())
     expected = np.einsum("nhwc,cf->nhwf", x.astype(np.float64), w[0, 0].astype(np.float64)) + 1
     np.testing.assert_allclose(vm["main"](tvm.runtime.tensor(x)).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+# Structural: the rewrite of a small Before module is exactly Expected (tests/relax_structural.py).
+# The kernel is a PrimFunc made from TE: Expected makes it with the call_te the pass should make.
+
+
+def test_structure_the_classifier_reads_weights_packed_per_output_vector():
+    """AVX2, float32: vectors of 8 columns, each contiguous over the 16 inputs
+    (packed[vector, k, lane] = w[k, 8 vector + lane])."""
+    weight = np.random.default_rng(1).standard_normal((16, 32)).astype(np.float32)
+    packed = np.ascontiguousarray(weight.reshape(16, 4, 8).transpose(1, 0, 2))
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 16), "float32")) -> R.Tensor((1, 32), "float32"):
+            with R.dataflow():
+                gv = R.matmul(x, R.const(weight))
+                R.output(gv)
+            return gv
+
+    expected = expected_module({"x": R.Tensor((1, 16), "float32")}, lambda bb, x: bb.call_te(
+        packed_matmul, x, relax.const(packed), "float32", primfunc_name_hint="matmul_packed"))
+    assert_rewrites_to(to_packed_gemv, Before, expected, ZNVER3)
+
+
+def test_structure_an_int8_matmul_accumulates_in_int32_on_packed_int8_weights():
+    weight = np.random.default_rng(2).integers(-128, 128, (16, 8)).astype(np.int8)
+    packed = np.ascontiguousarray(weight.reshape(16, 1, 8).transpose(1, 0, 2))
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 16), "int8")) -> R.Tensor((1, 8), "int32"):
+            with R.dataflow():
+                gv = R.matmul(x, R.const(weight), out_dtype="int32")
+                R.output(gv)
+            return gv
+
+    expected = expected_module({"x": R.Tensor((1, 16), "int8")}, lambda bb, x: bb.call_te(
+        packed_matmul, x, relax.const(packed, "int8"), "int32", primfunc_name_hint="matmul_packed"))
+    assert_rewrites_to(to_packed_gemv, Before, expected, ZNVER3)
+
+
+def test_structure_columns_in_no_whole_vector_are_padded_with_zeros_and_sliced_back():
+    """37 columns: 3 zero columns make 5 vectors of 8; the product's 40 columns are sliced to 37
+    (the pass binds the slice and then the output to it: an alias, which the pipeline's later
+    CanonicalizeBindings removes)."""
+    weight = np.random.default_rng(3).standard_normal((24, 37)).astype(np.float32)
+    padded = np.concatenate([weight, np.zeros((24, 3), np.float32)], axis=1)
+    packed = np.ascontiguousarray(padded.reshape(24, 5, 8).transpose(1, 0, 2))
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((2, 24), "float32")) -> R.Tensor((2, 37), "float32"):
+            with R.dataflow():
+                gv = R.matmul(x, R.const(weight))
+                R.output(gv)
+            return gv
+
+    def expected(bb, x):
+        product = bb.call_te(packed_matmul, x, relax.const(packed), "float32", primfunc_name_hint="matmul_packed")
+        return bb.emit(relax.op.strided_slice(product, axes=[1], begin=[0], end=[37]))
+
+    assert_rewrites_to(to_packed_gemv, Before, expected_module({"x": R.Tensor((2, 24), "float32")}, expected), ZNVER3)
+
+
+def test_structure_a_one_pixel_pointwise_conv_is_a_packed_gemv_on_its_nhwc_input():
+    """Squeeze-excite's FC as a 1x1 conv of one pixel: the same kernel, reading the (1, 1, 1, C)
+    input as it is; the add after it stays."""
+    weight = np.random.default_rng(4).standard_normal((1, 1, 16, 8)).astype(np.float32)
+    packed = np.ascontiguousarray(weight.reshape(16, 1, 8).transpose(1, 0, 2))
+    bias = np.ones(8, np.float32)
+
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor((1, 1, 1, 16), "float32")) -> R.Tensor((1, 1, 1, 8), "float32"):
+            with R.dataflow():
+                conv = R.nn.conv2d(x, R.const(weight), data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC")
+                gv = R.add(conv, R.const(bias))
+                R.output(gv)
+            return gv
+
+    def expected(bb, x):
+        conv = bb.emit(bb.call_te(packed_matmul, x, relax.const(packed), "float32", primfunc_name_hint="matmul_packed"))
+        return relax.op.add(conv, relax.const(bias))
+
+    assert_rewrites_to(to_packed_gemv, Before, expected_module({"x": R.Tensor((1, 1, 1, 16), "float32")}, expected),
+                       ZNVER3)
+
+
+def _matmul_left_alone(case: str):
+    weight = np.ones((16, 32), np.float32)
+    conv_weight = np.ones((1, 1, 16, 32), np.float32)
+
+    @I.ir_module
+    class WeightAnInput:  # not known at build time: nothing to pack
+        @R.function
+        def main(x: R.Tensor((1, 16), "float32"), w: R.Tensor((16, 32), "float32")) -> R.Tensor((1, 32), "float32"):
+            with R.dataflow():
+                gv = R.matmul(x, w)
+                R.output(gv)
+            return gv
+
+    @I.ir_module
+    class Int32:  # no int8 model has int32 operands
+        @R.function
+        def main(x: R.Tensor((1, 16), "int32")) -> R.Tensor((1, 32), "int32"):
+            with R.dataflow():
+                gv = R.matmul(x, R.const(np.ones((16, 32), np.int32)))
+                R.output(gv)
+            return gv
+
+    @I.ir_module
+    class Pixels:  # a conv of 2x2 pixels: the conv template's
+        @R.function
+        def main(x: R.Tensor((1, 2, 2, 16), "float32")) -> R.Tensor((1, 2, 2, 32), "float32"):
+            with R.dataflow():
+                gv = R.nn.conv2d(x, R.const(conv_weight), data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC")
+                R.output(gv)
+            return gv
+
+    @I.ir_module
+    class Classifier:  # taken under a target (above); outside one, no ISA to pack for
+        @R.function
+        def main(x: R.Tensor((1, 16), "float32")) -> R.Tensor((1, 32), "float32"):
+            with R.dataflow():
+                gv = R.matmul(x, R.const(weight))
+                R.output(gv)
+            return gv
+
+    return {"weight_an_input": WeightAnInput, "int32": Int32, "pixels": Pixels, "no_target": Classifier}[case]
+
+
+@pytest.mark.parametrize("case", ["weight_an_input", "int32", "pixels", "no_target"])
+def test_structure_matmuls_it_does_not_pack_are_unchanged(case):
+    before = _matmul_left_alone(case)
+    assert_rewrites_to(to_packed_gemv, before, before, None if case == "no_target" else ZNVER3)

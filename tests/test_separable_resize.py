@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import tvm
 from tvm import relax, te, topi
+from tvm.script import ir as I, relax as R
 
 from mnv3compile.schedules.kernels.inline import inline_elementwise
 from mnv3compile.relax.separable_resize import KEEP, separable_bilinear, to_separable_resize
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import tvm_target
+
+from relax_structural import assert_rewrites_to, expected_module
 
 
 def _run(func, inputs, out_shape):
@@ -63,3 +66,61 @@ def _module(channels: int, layout: str, method: str):
 def test_the_pass_takes_bilinear_resizes_of_few_channels(channels, layout, method, taken):
     text = to_separable_resize(_module(channels, layout, method)).script()
     assert ("resize_bilinear" in text) == taken and ("resize2d" in text) == (not taken)
+
+
+# Structural: the rewrite of a small Before module is exactly Expected (tests/relax_structural.py).
+# The kernel is a PrimFunc made from TE: Expected makes it with the call_te the pass should make.
+
+
+
+def _resize(mode: str, method: str = "linear"):
+    """A resize of LR-ASPP's class map (19 channels, NCHW) to 4x its height and width."""
+
+    @I.ir_module
+    class Module:
+        @R.function
+        def main(x: R.Tensor((1, 19, 4, 6), "float32")) -> R.Tensor((1, 19, 16, 24), "float32"):
+            with R.dataflow():
+                gv = R.image.resize2d(x, (16, 24), layout="NCHW", method=method, coordinate_transformation_mode=mode)
+                R.output(gv)
+            return gv
+
+    return Module
+
+
+@I.ir_module
+class VectorChannels:  # a multiple of the vector: the layout pass's NHWC resize is faster
+    @R.function
+    def main(x: R.Tensor((1, 128, 4, 6), "float32")) -> R.Tensor((1, 128, 16, 24), "float32"):
+        with R.dataflow():
+            gv = R.image.resize2d(x, (16, 24), layout="NCHW", method="linear",
+                                  coordinate_transformation_mode="half_pixel")
+            R.output(gv)
+        return gv
+
+
+@I.ir_module
+class Nhwc:  # after the layout pass: not this kernel's layout
+    @R.function
+    def main(x: R.Tensor((1, 4, 6, 19), "float32")) -> R.Tensor((1, 16, 24, 19), "float32"):
+        with R.dataflow():
+            gv = R.image.resize2d(x, (16, 24), layout="NHWC", method="linear",
+                                  coordinate_transformation_mode="half_pixel")
+            R.output(gv)
+        return gv
+
+
+@pytest.mark.parametrize("mode", ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"])
+def test_structure_a_bilinear_resize_of_19_channels_is_the_two_pass_kernel(mode):
+    """The resize becomes one call of the rows-then-columns kernel at the resize's output size
+    (16 x 24) and coordinate mode."""
+    expected = expected_module({"x": R.Tensor((1, 19, 4, 6), "float32")}, lambda bb, x: bb.call_te(
+        separable_bilinear, x, 16, 24, mode, primfunc_name_hint="resize_bilinear"))
+    assert_rewrites_to(to_separable_resize, _resize(mode), expected)
+
+
+@pytest.mark.parametrize("case", ["vector_channels", "nhwc", "nearest", "other_mode"])
+def test_structure_resizes_it_does_not_take_are_unchanged(case):
+    before = {"vector_channels": VectorChannels, "nhwc": Nhwc, "nearest": _resize("half_pixel", "nearest_neighbor"),
+              "other_mode": _resize("tf_half_pixel_for_nn")}[case]  # a coordinate mode the kernel lacks
+    assert_rewrites_to(to_separable_resize, before, before)
