@@ -9,7 +9,7 @@ syscalls around the timed loop, and splits the count by kernel (symbol ranges of
 what runs outside it is the TVM runtime and libc: VM calls, allocation).
 
     python benchmarks/arm64_instructions.py [--resolution 224] [--runs 3] [--out build/arm64-insns] [--tuned]
-        [--only int8]
+        [--models small,large] [--only int8]
 
 Needs Debian's qemu-user, g++-aarch64-linux-gnu, cmake and (once) `apt-get source qemu` for
 QEMU's plugin header (fetched into the user's cache; nothing of QEMU is committed here).
@@ -55,12 +55,18 @@ CONFIGS = [  # (model, quant, target preset, schedule)
 ]
 
 
-def configurations(resolution: int, tuned: bool) -> list[tuple]:
-    """CONFIGS with no database; with ``tuned``, each templates one again with the database build
-    would find for it (the user's 'tune' folder, else the one shipped for its ISA), if any."""
-    rows = [(*config, None) for config in CONFIGS]
+# Large's rows, as Small's on the same targets: with --models large
+CONFIGS += [("large", quant, target, schedule) for model, quant, target, schedule in CONFIGS if model == "small"]
+
+
+def configurations(resolution: int, tuned: bool, models: tuple[str, ...] = ("small", "ssdlite-small")) -> list[tuple]:
+    """CONFIGS of ``models`` with no database; with ``tuned``, each templates one again with the
+    database build would find for it (the user's 'tune' folder, else the one shipped for its ISA), if any."""
+    rows = [(*config, None) for config in CONFIGS if config[0] in models]
     if tuned:
         for model_name, quant, target, schedule in CONFIGS:
+            if model_name not in models:
+                continue
             key = load_model(model_name, None, 1.0, resolution or build_spec(model_name).resolution[0], None,
                              None).key(quant)
             found = find_database(target, isa_of(tvm_target(preset(target))).name, key)
@@ -165,6 +171,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="inferences between the markers")
     parser.add_argument("--out", type=Path, default=Path("build/arm64-insns"))
     parser.add_argument("--top", type=int, default=12, help="kernels listed per configuration")
+    parser.add_argument("--models", default="small,ssdlite-small",
+                        help="zoo models, comma-separated: small, large, ssdlite-small [default: small,ssdlite-small]")
     parser.add_argument("--only", default="", help="run the configurations whose name contains this, e.g. int8")
     parser.add_argument("--tuned", action="store_true",
                         help="also build each templates configuration with the tuning database build finds "
@@ -173,7 +181,8 @@ def main() -> None:
     counter = plugin(helpers_folder())
     runtime = build_runtime("arm64", home().parent / "runtime-build" / "arm64")
     results = []
-    for model_name, quant, target, schedule, database in configurations(args.resolution, args.tuned):
+    models = tuple(args.models.split(","))
+    for model_name, quant, target, schedule, database in configurations(args.resolution, args.tuned, models):
         label = f"{model_name}-{'fp32' if quant == 'none' else quant}-{target}-{schedule}{'-tuned' if database else ''}"
         if args.only not in label:
             continue
