@@ -99,7 +99,7 @@ def main() -> None:
             arm = tvm.target.Target({"kind": "llvm", "num-cores": 1, **spec_target})
             count = InstructionMeasurer(arm, Path(work) / name)
             for spec, variant, _, scheduled in rows_for(arm, args.only):
-                instructions = count(scheduled)
+                instructions = count(scheduled.with_attr("global_symbol", "main"))
                 per = f"{spec.macs / instructions:.2f}" if spec.macs and variant.family in ("conv", "dot4", "gemv") \
                     else "-"
                 print(f"| {spec.label} | {variant.name} | {instructions:,.0f} | {per} |", flush=True)
