@@ -76,7 +76,8 @@ Examples:
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: str, weights: Path | None,
           target_name: str, quant: str, calib: str | None, weight_bits: int, method: str, bias_correction: bool,
           adaround: bool, keep_float_output: bool, preprocess_name: str | None, labels_path: Path | None,
-          input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool, database: Path | None, no_database: bool, output: Path | None) -> None:
+          input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool, database: Path | None,
+          no_database: bool, output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
     Stages: model -> optimize (passes) -> quantize (int8) -> TVM (Relax pipeline, codegen,

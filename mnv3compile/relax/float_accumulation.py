@@ -15,18 +15,18 @@ and multiply-accumulates with ``smlal``), while the float path converts each inp
 (two widenings and ``scvtf``): depthwise convs stay int32 there (fewer instructions under qemu);
 the stem, a 27-tap reduction over 3 channels that vectorizes badly as int32, is faster as float32
 everywhere (docs/experiments.md, "Relax rewrites").
-
-This pass runs on NHWC Relax (mnv3compile/relax/channels_last.py) after DotProducts (which takes the convs a dot
-product fits) and before LegalizeOps: a ``conv2d`` with a window (not 1x1) that is ungrouped, or
-depthwise (one input channel per group) where the ISA table says so (x86), of int8 data with an int8 constant HWIO weight
-and int32 output, becomes the ``float_accumulated_conv`` kernel (schedules/kernels/conv.py); its weight is converted to float32
-once, at build time. Its float32 sums are cast to int32, the conv's type, except where the float
-requantization epilogue would cast them straight back to float32: that epilogue reads them as
+ This pass runs on NHWC Relax (mnv3compile/relax/channels_last.py) after DotProducts (which takes
+the convs a dot product fits) and before LegalizeOps: a ``conv2d`` with a window (not 1x1) that is
+ungrouped, or depthwise (one input channel per group) where the ISA table says so (x86), of int8
+data with an int8 constant HWIO weight and int32 output, becomes the ``float_accumulated_conv``
+kernel (schedules/kernels/conv.py); its weight is converted to float32 once, at build time. Its
+float32 sums are cast to int32, the conv's type, except where the float requantization epilogue
+would cast them straight back to float32: that epilogue reads them as
 they are (faster depthwise convs on the AVX2 path).
 Tensors between kernels stay int8: only registers hold floats, as in the float requantization
-epilogue (mnv3compile/relax/int8_lowering.py). The kernel names the ``conv``
-template as its schedule rule. The fixed-point int8
-lowering (integer arithmetic only) leaves this pass out (mnv3compile/relax/pipeline.py).
+epilogue (mnv3compile/relax/int8_lowering.py). The kernel names the ``conv`` template as its
+schedule rule. The fixed-point int8 lowering (integer arithmetic only) leaves this pass out
+(mnv3compile/relax/pipeline.py).
 """
 
 from __future__ import annotations

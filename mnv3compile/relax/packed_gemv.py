@@ -3,14 +3,14 @@ packed ``[N/L, K, L]``: float32, and int8 into int32 where no dot product takes 
 without dotprod). Columns that fill no whole vector are padded with zero weights and the result
 sliced back.
 
-The gemv template (schedules/kernels/gemv.py, with the compute ``packed_matmul``) keeps a tile
-of output vectors in registers and walks the reduction: for each input k it reads the tile's weights ``W[k, tile]``. Row-major ``[K, N]``
-puts those L x 4 bytes a whole row (N x 4 bytes) apart, so the classifier's 4 MB (1024 x 1000)
-is read at a 4000-byte stride, which no hardware prefetcher follows when the weights are not in
-cache (every call in a real app, and every call of an interleaved benchmark). Packed, each
-vector of L outputs reads its weights as one sequential stream. The packing is a constant made
-once at build time, like the int8 dot products' (mnv3compile/relax/dot_products.py, which takes int8
-matmuls before this pass sees them).
+The gemv template (schedules/kernels/gemv.py, with the compute ``packed_matmul``) keeps a tile of
+output vectors in registers and walks the reduction: for each input k it reads the tile's weights
+``W[k, tile]``. Row-major ``[K, N]`` puts those L x 4 bytes a whole row (N x 4 bytes) apart, so the
+classifier's 4 MB (1024 x 1000) is read at a 4000-byte stride, which no hardware prefetcher follows
+when the weights are not in cache (every call in a real app, and every call of an interleaved
+benchmark). Packed, each vector of L outputs reads its weights as one sequential stream. The packing
+is a constant made once at build time, like the int8 dot products'
+(mnv3compile/relax/dot_products.py, which takes int8 matmuls before this pass sees them).
 """
 
 from __future__ import annotations

@@ -9,13 +9,13 @@ int32, and int8 values never make the -32768 x -32768 case.
 
 ``int8_dot4_x{16,8}_vnni``, ``int8_dot4_x4_sdot`` and ``int8_dot4_x8_pmaddubsw``: L int32
 accumulators += four int8 inputs (adjacent input channels of one pixel) times an L x 4 block of
-weights packed [output][4 inputs] (mnv3compile/relax/dot_products.py), one ``vpdpbusd`` (AVX-512 VNNI, zmm
-or ymm) or ``sdot`` (arm64 dotprod), or on AVX2 ``vpmaddubsw`` + ``vpmaddwd`` by ones (exact for
-weights in -64..63 only; see ``_dot4_update``). ``vpdpbusd`` multiplies unsigned by signed bytes: the VNNI intrinsics compute
-(x + 128) * w, the x ^ 0x80 of the broadcast input, and say so in their description, so the
-kernel's arithmetic is exactly what runs; the kernel subtracts 128 x sum(w) once per output.
-LLVM 22 declares the VNNI intrinsics on byte vectors (<64 x i8>), not on <16 x i32> as TVM's own
-``dot_16x4_vnni`` still passes them (which fails LLVM's verifier).
+weights packed [output][4 inputs] (mnv3compile/relax/dot_products.py), one ``vpdpbusd`` (AVX-512
+VNNI, zmm or ymm) or ``sdot`` (arm64 dotprod), or on AVX2 ``vpmaddubsw`` + ``vpmaddwd`` by ones
+(exact for weights in -64..63 only; see ``_dot4_update``). ``vpdpbusd`` multiplies unsigned by
+signed bytes: the VNNI intrinsics compute (x + 128) * w, the x ^ 0x80 of the broadcast input, and
+say so in their description, so the kernel's arithmetic is exactly what runs; the kernel subtracts
+128 x sum(w) once per output. LLVM 22 declares the VNNI intrinsics on byte vectors (<64 x i8>), not
+on <16 x i32> as TVM's own ``dot_16x4_vnni`` still passes them (which fails LLVM's verifier).
 """
 
 from __future__ import annotations
