@@ -1,6 +1,6 @@
 """Kernel templates (schedules/kernels/, dispatch.py and one module per family): every kernel of fp32 and int8 MobileNetV3s gets one,
 each scheduled kernel computes exactly what the unscheduled kernel computes (same arithmetic, so
-bit for bit, int8 and fp32 alike), the ISA is read from the target, and the generated code uses
+bit for bit, int8 and fp32 alike on x86; arm64 in test_kernel_specs.py), the ISA is read from the target, and the generated code uses
 the vector instructions the template is written for (checked in the assembly, compile-only for
 ISAs this machine lacks)."""
 
