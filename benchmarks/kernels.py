@@ -19,31 +19,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import tvm
 
 from mnv3compile.schedules.kernels.dispatch import NoTemplate, apply_template
 from mnv3compile.schedules.kernels.isa import isa_of
-from mnv3compile.schedules.kernels.specs import SPECS, kernels_of
+from mnv3compile.schedules.kernels.specs import ARM64_TARGETS, SPECS, kernels_of
+from mnv3compile.schedules.tuning.measure import LocalMeasurer, Measurement
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import HOST_CPU_VARIABLE, tvm_target
-
-ARM64 = {"neon": {"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53", "mattr": ["+neon"]},
-         "neon-dotprod": {"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon", "+dotprod"]}}
-
 
 def clock_ghz() -> float:
     """This CPU's clock as /proc/cpuinfo reports it now (turbo and power states make it a guess)."""
     found = re.findall(r"^cpu MHz\s*:\s*([\d.]+)", Path("/proc/cpuinfo").read_text(), re.M)
     return max(float(v) for v in found) / 1000 if found else float("nan")
-
-
-def microseconds(func, target, arrays: list[np.ndarray], work: Path) -> float:
-    path = work / f"kernel{len(list(work.iterdir()))}.so"  # a new name each: dlopen reuses a loaded path
-    tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target).export_library(str(path))
-    timer = tvm.runtime.load_module(str(path)).time_evaluator("main", tvm.cpu(), number=1, repeat=7,
-                                                              min_repeat_ms=50)
-    return float(np.median(timer(*[tvm.runtime.tensor(a) for a in arrays]).results)) * 1e6
 
 
 def rows_for(target, only: str):
@@ -78,8 +66,9 @@ def main() -> None:
     print("| spec | variant | us / call | GMAC/s | share of peak |")
     print("|---|---|---|---|---|")
     work = Path(tempfile.mkdtemp(prefix="mnv3-kernels-"))
+    timed = LocalMeasurer(target, work, Measurement(repeat=7, min_repeat_ms=50))
     for spec, variant, kernel, scheduled in rows_for(target, args.only):
-        time = microseconds(scheduled, target, kernel.arrays, work)
+        time = timed(scheduled.with_attr("global_symbol", "main"), kernel.arrays)
         main_kernel = spec.macs and variant.family in ("conv", "dot4", "gemv")
         gmacs = spec.macs / time / 1e3 if main_kernel else None
         on_dot = isa.dot is not None and variant.instruction == isa.dot.mnemonic  # else on FMAs / widening
@@ -95,7 +84,7 @@ def main() -> None:
     print("\n| spec | variant (arm64) | instructions / call | MAC per instruction |")
     print("|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
-        for name, spec_target in ARM64.items():
+        for name, spec_target in ARM64_TARGETS.items():
             arm = tvm.target.Target({"kind": "llvm", "num-cores": 1, **spec_target})
             count = InstructionMeasurer(arm, Path(work) / name)
             for spec, variant, _, scheduled in rows_for(arm, args.only):

@@ -22,6 +22,14 @@ def run_onnx(model: onnx.ModelProto, feeds: dict[str, np.ndarray], optimize: boo
     return session.run(None, feeds)
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (/proc/cpuinfo): which ISA's code the tests can run here."""
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def random_input(shape, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 

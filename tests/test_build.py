@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import NEEDS_ANDROID_LINKER, NEEDS_ARM64_GCC
+from conftest import NEEDS_ANDROID_LINKER, NEEDS_ARM64_GCC, cpu_flags
 
 from mnv3compile.analysis import with_static_inputs
 from mnv3compile.passes import verify
@@ -254,7 +254,7 @@ def test_the_avx2_path_computes_the_same_integers_as_this_cpus(monkeypatch, tmp_
     from mnv3compile.tvm.build import HOST_CPU_VARIABLE
     from mnv3compile.zoo import build_model, build_spec
 
-    if "avx2" not in open("/proc/cpuinfo").read():
+    if "avx2" not in cpu_flags():
         pytest.skip("this CPU has no AVX2 to run the znver3 build")
     spec = build_spec("small", 0.5, 96)
     outputs = []

@@ -7,18 +7,13 @@ multiplies exactly, as in a build)."""
 import numpy as np
 import pytest
 import tvm
+from conftest import cpu_flags
 
 from mnv3compile.schedules.kernels.dispatch import NoTemplate, apply_template
 from mnv3compile.schedules.kernels.isa import isa_of
-from mnv3compile.schedules.kernels.specs import SPECS, kernels_of, run_kernel
+from mnv3compile.schedules.kernels.specs import ARM64_TARGETS, SPECS, kernels_of, run_kernel
 from mnv3compile.targets.presets import preset
 from mnv3compile.tvm.build import tvm_target
-
-
-def _cpu_flags() -> set[str]:
-    with open("/proc/cpuinfo") as cpuinfo:
-        line = next(line for line in cpuinfo if line.startswith("flags"))
-    return set(line.split(":")[1].split())
 
 
 # (target, CPU flag needed to run its code here)
@@ -33,7 +28,7 @@ X86_TARGETS = {
 @pytest.mark.parametrize("spec", SPECS, ids=[s.label.replace(" ", "_") for s in SPECS])
 def test_each_variant_equals_the_unscheduled_kernel(spec, where):
     make_target, flag = X86_TARGETS[where]
-    if flag and flag not in _cpu_flags():
+    if flag and flag not in cpu_flags():
         pytest.skip(f"this CPU cannot run {flag} code")
     target = make_target()
     isa = isa_of(target)
@@ -51,18 +46,12 @@ def test_each_variant_equals_the_unscheduled_kernel(spec, where):
     assert variants, f"no kernel of {spec.label} took a template on {isa.name}"
 
 
-# The arm64 rows, run on the stand-in phone (qemu-user, glibc: linked as arm64-linux for both).
-ARM64_TARGETS = {
-    "neon": {"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53", "mattr": ["+neon"]},
-    "neon-dotprod": {"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon", "+dotprod"]},
-}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("where", [*ARM64_TARGETS])
 def test_each_arm64_variant_equals_the_unscheduled_kernel(stand_in_phone, tmp_path, where):
     """The same for NEON (smlal) and NEON + dotprod (sdot): every row's templated kernels and their
-    unscheduled forms compiled for arm64 and run on the stand-in phone over RPC. Integer kernels are
+    unscheduled forms compiled for arm64 (linked as arm64-linux: the stand-in phone is glibc) and
+    run on the stand-in phone over RPC. Integer kernels are
     equal bit for bit; float ones to float32 rounding: on arm64 LLVM contracts a multiply and an add
     into one fmla in the vector loops and not always in the scalar ones it makes of the unscheduled
     kernel (seen: 1 ulp in 5 of 24 outputs of a GEMV)."""

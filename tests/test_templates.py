@@ -11,6 +11,8 @@ import pytest
 import tvm
 from tvm import relax, te, tirx
 
+from conftest import cpu_flags
+
 from mnv3compile.quant import QuantizeSettings, quantize
 from mnv3compile.quant.calibration import load_samples
 from mnv3compile.schedules.kernels.inline import inline_elementwise
@@ -122,16 +124,9 @@ def test_a_kernel_no_template_covers_is_refused():
         apply_template(two_reductions, isa_of(tvm_target(preset("host"))))
 
 
-def _cpu_flags() -> set[str]:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def test_isa_is_read_from_the_target():
     host = isa_of(tvm_target(preset("host"))).name
-    flags = _cpu_flags()
+    flags = cpu_flags()
     expected = "avx512-vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
     assert host == expected
     assert isa_of(tvm.target.Target({"kind": "llvm", "mcpu": "cascadelake"})).name == "avx512-vnni"
@@ -229,7 +224,7 @@ def test_dot4_kernel_equals_the_integer_conv_it_replaces(kernel, stride, channel
     peak at 255 x -64 x 2), pointwise and the stem's 3x3 stride 2 over 3 channels (padded to 4,
     the 4th weighing 0); run where this CPU has the instruction."""
     flag, mcpu, lanes, instruction, (low, high) = DOT4_HOSTS[host]
-    if flag not in _cpu_flags():
+    if flag not in cpu_flags():
         pytest.skip(f"this CPU has no {flag} to run {instruction} (its assembly is checked above)")
     rng = np.random.default_rng(0)
     x = rng.integers(-128, 128, (1, 15, 29, channels)).astype(np.int8)
@@ -291,7 +286,7 @@ def test_avx2_dot4_tile_is_one_pixel_by_up_to_8_vectors_or_a_row_of_pixels(width
     w = rng.integers(-64, 64, (1, 1, 24, outputs)).astype(np.int8)
     _, name, run = _dot4_kernel(x, w, 1, "znver3", 8)
     assert name == f"conv1x1_nhwc_int8_vpmaddubsw_avx2_{tile}"
-    if "avx2" not in _cpu_flags():
+    if "avx2" not in cpu_flags():
         pytest.skip("this CPU cannot run AVX2 code (the tile was checked)")
     run()
 
@@ -466,7 +461,7 @@ def test_avx2_float_pointwise_tile_follows_the_fma_model_and_computes_the_conv(w
     scheduled, name = apply_template(_conv_relu_kernel((1, width, width, channels), w, target), isa_of(target))
     name = name.name
     assert name == f"conv1x1_nhwc_float32_avx2_{tile}"
-    if "avx2" not in _cpu_flags():
+    if "avx2" not in cpu_flags():
         pytest.skip("this CPU cannot run AVX2 code (the tile was checked)")
     data = rng.standard_normal((1, width, width, channels)).astype(np.float32)
     got = _run_kernel(scheduled, target, [tvm.runtime.tensor(data), tvm.runtime.tensor(w),

@@ -287,7 +287,7 @@ class Emitter:
         integer tensor (|x| < 2**31) and the real multiplier that makes it a float value; ``bias``
         (integer, per channel) is added to the single term of a conv or matmul."""
 
-        assert check_epilogue(function, self.requantize, len(terms), bias is not None) is None  # match checked
+        # What this cannot compute, the lowering's match refused (check_epilogue) before any emission.
         if self.requantize == "float":
             return self.float_epilogue(terms, function, scale, zero, channel_shape, bias)
         if isinstance(function, Gated):
@@ -387,16 +387,15 @@ class Emitter:
 def check_epilogue(function, requantize: str, terms: int, bias: bool) -> None:
     """Unsupported when ``Emitter.epilogue`` cannot compute ``function`` of ``terms`` terms with
     this requantization: a lowering's match calls it, so emission never starts on a group it then
-    refuses. (Returns None, for the emitter's assertion.)"""
+    refuses."""
     if bias and terms != 1:
         raise Unsupported("a bias on a sum of terms")
     if requantize == "float":
-        return None
+        return
     if isinstance(function, Sigmoid):
         raise Unsupported("a sigmoid epilogue needs the float requantization (no integer exp)")
     if isinstance(function, Gated) and terms != 1:
         raise Unsupported("a gated activation of a sum")
-    return None
 
 
 def _epilogue_function(group: Group, pre_var) -> AffineClip | Gated | Sigmoid:

@@ -140,6 +140,14 @@ SPECS: tuple[KernelSpec, ...] = (
 )
 
 
+# The arm64 targets the spec tables run on (tests on the stand-in phone, benchmarks/kernels.py --arm64):
+# NEON without dotprod (smlal) as Cortex-A53, and with it (sdot) as Cortex-A76.
+ARM64_TARGETS = {
+    "neon": {"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53", "mattr": ["+neon"]},
+    "neon-dotprod": {"mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a76", "mattr": ["+neon", "+dotprod"]},
+}
+
+
 @dataclass
 class Kernel:
     """One fused kernel of a spec's graph for a target: the PrimFunc the pipeline made, and the
@@ -155,6 +163,7 @@ def kernels_of(spec: KernelSpec, target) -> list[Kernel]:
     from tvm.ir import GenericConst
 
     from mnv3compile.relax.pipeline import run_pipeline
+    from mnv3compile.schedules.tuning.measure import random_arrays
 
     module = run_pipeline(spec.graph(), target)
     arguments: dict[str, list] = {}
@@ -165,21 +174,15 @@ def kernels_of(spec: KernelSpec, target) -> list[Kernel]:
             arguments[expr.args[0].name_hint] = list(getattr(args, "fields", [args]))
 
     relax.analysis.post_order_visit(module["main"], visit)
-    rng = np.random.default_rng(0)
     kernels = []
     for global_var, func in module.functions.items():
         if not isinstance(func, tirx.PrimFunc):
             continue
         given = arguments.get(global_var.name_hint, [])
-        arrays = []
-        for index, param in enumerate(func.params):
-            shape, dtype = [int(d) for d in param.shape], str(param.dtype)
-            if index < len(given) and isinstance(given[index], GenericConst):
-                arrays.append(given[index].value.numpy())
-            elif "int" in dtype:
-                arrays.append(rng.integers(-128, 128, shape).astype(dtype))
-            else:
-                arrays.append(rng.standard_normal(shape).astype(dtype))
+        arrays = random_arrays(func)
+        for index, value in enumerate(given[:len(arrays)]):
+            if isinstance(value, GenericConst):
+                arrays[index] = value.value.numpy()
         kernels.append(Kernel(global_var.name_hint, func, arrays))
     return kernels
 

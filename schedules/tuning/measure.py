@@ -82,15 +82,18 @@ class LocalMeasurer:
     def __init__(self, target, work: Path, settings: Measurement):
         self.target, self.work, self.settings, self.count = target, work, settings, 0
 
-    def __call__(self, scheduled) -> float:
+    def __call__(self, scheduled, arrays: list[np.ndarray] | None = None) -> float:
+        """Microseconds of one call of ``scheduled`` on ``arrays`` (one per parameter; random ones
+        when not given)."""
         import tvm
 
         library = tvm.compile(tvm.IRModule({"main": scheduled}), self.target)
         self.count += 1
-        path = self.work / f"candidate{self.count}.so"
+        path = self.work / f"candidate{self.count}.so"  # a new name each: dlopen reuses a loaded path
         library.export_library(str(path))
+        arguments = random_arguments(scheduled) if arrays is None else [tvm.runtime.tensor(a) for a in arrays]
         try:
-            return _time(tvm.runtime.load_module(str(path)), tvm.cpu(), random_arguments(scheduled), self.settings)
+            return _time(tvm.runtime.load_module(str(path)), tvm.cpu(), arguments, self.settings)
         finally:
             path.unlink(missing_ok=True)
 
