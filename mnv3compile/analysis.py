@@ -105,14 +105,20 @@ def dynamic_input_shape(model: onnx.ModelProto, data_shape: Sequence[int] | None
     return {inputs[0].name: [1, *data_shape[1:]]}
 
 
-def with_static_inputs(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]] | None = None
+def with_static_inputs(model: onnx.ModelProto, shapes: Mapping[str | None, Sequence[int]] | None = None
                        ) -> tuple[onnx.ModelProto, list[str]]:
-    """``model`` with input shapes fixed (a copy when any changes): ``shapes[name]`` where given, else every
-    dynamic dimension set to 1 (with a note), so shapes can be inferred. A model whose inputs are
-    all static already is returned as it is (``build`` fixes shapes once, when it loads the model;
-    the TVM frontend's call is then free)."""
+    """``model`` with input shapes fixed (a copy when any changes): ``shapes[name]`` where given (the
+    name None: the model's only input), else every dynamic dimension set to 1 (with a note), so
+    shapes can be inferred. A model whose inputs are all static already is returned as it is
+    (``build`` fixes shapes once, when it loads the model; the TVM frontend's call is then free)."""
     shapes = dict(shapes or {})
     initializer_names = {init.name for init in model.graph.initializer}
+    if None in shapes:
+        names = [v.name for v in model.graph.input if v.name not in initializer_names]
+        if len(names) != 1:
+            raise UserError(f"input shape {','.join(map(str, shapes[None]))}: the model has {len(names)} inputs "
+                            f"({', '.join(names)}); name the one it fixes (NAME=SHAPE)")
+        shapes[names[0]] = shapes.pop(None)
     if not shapes and all(d.HasField("dim_value") and d.dim_value > 0 for v in model.graph.input
                           if v.name not in initializer_names for d in v.type.tensor_type.shape.dim):
         return model, []

@@ -79,3 +79,125 @@ def read_manifest(bundle: Path) -> dict:
         if payload.get("mnv3compile_bundle") == MANIFEST_VERSION:
             return payload | {"_folder": str(bundle)}
     raise UserError(f"{bundle} is not an mnv3compile bundle (no manifest); make one with 'mnv3compile build'")
+
+
+class Bundle:
+    """A bundle on disk: what ``build`` returns and ``Bundle.load`` reads back.
+
+    ``manifest`` (inputs, outputs, preprocessing, labels, quantization, target, versions, sha256
+    of every file), ``report`` (build_report.json: kernels, ISA, templates, tuning), ``library``;
+    ``run`` it here (a host bundle) or on a device over TVM RPC, ``bench`` it, ``profile`` it.
+    """
+
+    def __init__(self, path: str | os.PathLike, notes: list[str] | None = None, timings: dict | None = None):
+        self.manifest = read_manifest(Path(path))
+        self.path = Path(self.manifest.pop("_folder"))
+        self.notes = list(notes or [])  # what the build that made it could not do as asked
+        self._timings = timings
+        self._runner = None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Bundle":
+        """The bundle in folder ``path`` (made by ``build``); refuses a folder that is not one."""
+        return cls(path)
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r}, target={self.target!r})"
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def target(self) -> str:
+        """The target preset it was built for ('host', 'pixel6', ...)."""
+        return self.manifest["target"]["preset"]
+
+    @property
+    def library(self) -> Path:
+        return self.path / self.manifest["library"]
+
+    @property
+    def inputs(self) -> list[dict]:
+        """Each input's name, dtype and shape."""
+        return self.manifest["inputs"]
+
+    @property
+    def outputs(self) -> list[dict]:
+        return self.manifest["outputs"]
+
+    @property
+    def report(self):
+        """What the build made and how (``pipeline.BuildReport``), from build_report.json."""
+        from mnv3compile.pipeline import BuildReport
+
+        return BuildReport.from_json(json.loads((self.path / self.manifest.get("report", "build_report.json"))
+                                                .read_text()))
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per build stage."""
+        return dict(self._timings if self._timings is not None else self.report.stages_seconds)
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self._run_here(check=False).labels()
+
+    def _run_here(self, check: bool = True):
+        """The runner (mnv3compile/runner.py), loaded once; ``check``: the library too, which needs a
+        host bundle."""
+        from mnv3compile.runner import BundleRunner
+
+        if self._runner is None or (check and self._runner.vm is None):
+            self._runner = BundleRunner(self.path, remote=not check)
+        return self._runner
+
+    def load_input(self, path: str | os.PathLike):
+        """An image (preprocessed as the manifest says) or a .npy/.npz tensor, as the input."""
+        return self._run_here(check=False).load_input(Path(path))
+
+    def run(self, x, *, tracker: str | None = None, key: str | None = None) -> list:
+        """Every output (numpy arrays, in manifest order) for input ``x``: an array of the input's
+        shape, or an image/.npy path (``load_input``). Here for a host bundle; with ``tracker``
+        ("HOST:PORT", or "phone" for the stand-in phone) on a device over TVM RPC."""
+        import numpy as np
+
+        if tracker is None:
+            runner = self._run_here()  # refuses a bundle built for another machine, before reading x
+        else:
+            from mnv3compile.targets.compatibility import require_runs_on_device
+
+            require_runs_on_device(self.path, self.target, stand_in=tracker == "phone", key=key)
+        if isinstance(x, (str, os.PathLike)):
+            x = self.load_input(x)
+        x = np.asarray(x, dtype=self.inputs[0].get("dtype", "float32"))
+        expected = tuple(self.inputs[0]["shape"])
+        if x.shape != expected:
+            from mnv3compile.errors import UserError
+
+            raise UserError(f"input of shape {x.shape}; {self.path} takes {expected}")
+        if tracker is None:
+            return runner.outputs(x)
+        from mnv3compile.phone import run_remote
+
+        (outputs,) = run_remote(self.library, [x], None if tracker == "phone" else tracker, key,
+                                outputs_per_call=len(self.outputs))
+        return outputs if isinstance(outputs, list) else [outputs]
+
+    def latency_ms(self, repeat: int = 10) -> float:
+        """Median wall time of one inference here (a host bundle; 1 thread)."""
+        return self._run_here().latency_ms(repeat)
+
+    def bench(self, *others: "Bundle | str | os.PathLike", vs_onnxruntime: bool = False, threads: int = 1,
+              runs: int = 100, max_seconds: float = 120, progress=None):
+        """``mnv3compile.bench`` (the function) of this bundle (and ``others``), interleaved in this process."""
+        from mnv3compile.api import bench
+
+        return bench([self, *others], vs_onnxruntime=vs_onnxruntime, threads=threads, runs=runs,
+                     max_seconds=max_seconds, progress=progress)
+
+    def profile(self, runs: int = 20):
+        """Time per kernel here (``profile.Profile``: kernels slowest first, with their templates)."""
+        from mnv3compile.profile import profile_bundle
+
+        return profile_bundle(self.path, runs)

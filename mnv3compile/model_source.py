@@ -29,7 +29,8 @@ class LoadedModel:
 
 def load_model(zoo_model: str | None, onnx_path: Path | None, width: float, resolution: int | str | tuple[int, int],
                weights: Path | None, input_shapes: dict[str, list[int]] | None,
-               on_status=lambda text: None) -> LoadedModel:
+               on_status=lambda text: None, in_memory: onnx.ModelProto | None = None) -> LoadedModel:
+    """A zoo variant, an ONNX file, or an ONNX model ``in_memory`` (named after its graph)."""
     from mnv3compile import zoo
     from mnv3compile.analysis import with_static_inputs
     from mnv3compile.errors import UserError
@@ -38,7 +39,15 @@ def load_model(zoo_model: str | None, onnx_path: Path | None, width: float, reso
 
     if zoo_model and onnx_path:
         raise UserError("give either --model or --onnx, not both")
-    if onnx_path is not None:
+    if in_memory is not None:
+        from mnv3compile.onnx_io import check_model
+
+        model = check_model(in_memory, "the model given")
+        name = "".join(c if c.isalnum() else "_" for c in (model.graph.name or "model")).strip("_") or "model"
+        source = {"onnx": f"in memory (graph {model.graph.name!r})"}
+        digest = hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()[:12]
+        identity = f"{name.replace('_', '-')}-{digest}"
+    elif onnx_path is not None:
         model = load_onnx(onnx_path)
         name = onnx_path.stem.replace(".", "_").replace("-", "_")
         source = {"onnx": str(onnx_path)}

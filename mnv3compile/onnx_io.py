@@ -23,6 +23,13 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf says little more than "error parsing message"
         raise UserError(f"{path} is not an ONNX model ({type(exc).__name__}: {exc})") from exc
+    return check_model(model, path)
+
+
+def check_model(model: onnx.ModelProto, path: str | Path) -> onnx.ModelProto:
+    """The checks of ``load_onnx`` on a model already in memory (``path`` names it in errors)."""
+    if not isinstance(model, onnx.ModelProto):
+        raise UserError(f"{path} is not an ONNX model (a {type(model).__name__}, not an onnx.ModelProto)")
     # Random bytes sometimes decode as an empty ModelProto; a real model has a graph and an opset.
     if not model.graph.node or not model.opset_import:
         raise UserError(f"{path} is not an ONNX model (no graph nodes or no opset)")

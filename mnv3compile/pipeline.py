@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -14,13 +13,13 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Self
 
-import numpy as np
 import onnx
 
 from mnv3compile.app_files import write_app_files
 from mnv3compile.bundle import MANIFEST_VERSION, BundleWriter
 from mnv3compile.errors import UserError
 from mnv3compile.quant import QuantizeSettings
+from mnv3compile.quant.calibration import CalibrationData
 from mnv3compile.targets.presets import TargetPreset
 
 Stage = Callable[[str], None]  # called with each stage's name as it starts
@@ -34,7 +33,7 @@ class BuildRequest:
     model: onnx.ModelProto
     quant: str = "none"  # "none" or "int8"
     quant_settings: QuantizeSettings = field(default_factory=QuantizeSettings)  # how int8 is calibrated, rounded
-    calib: str | None = None
+    calib: CalibrationData | None = None  # a source ("synthetic:16", folder, .npz) or tensors [default: synthetic]
     preprocess: str | None = None
     labels: list[str] | None = None
     source: dict = field(default_factory=dict)
@@ -106,6 +105,14 @@ class BuildReport:
     @property
     def kernel_count(self) -> int:
         return len(self.kernels)
+
+    @classmethod
+    def from_json(cls, payload: dict) -> Self:
+        """A bundle's build_report.json, read back."""
+        return cls(stages_seconds=payload["stages_seconds"], kernels=payload["kernels"], toolchain=payload["toolchain"],
+                   isa=payload.get("isa", ""), tuning=TuningSummary.of(payload.get("tuning")),
+                   int8=Int8Summary.of(payload.get("int8")), templates=TemplateSummary.of(payload.get("templates")),
+                   notes=payload.get("notes", []))
 
     def to_json(self) -> dict:
         return {"stages_seconds": self.stages_seconds, "kernels": self.kernels, "kernel_count": self.kernel_count,
@@ -245,20 +252,14 @@ def _preprocess_json(name: str | None) -> dict | None:
 
 def _quantize(request: BuildRequest, model: onnx.ModelProto, notes: list[str]):
     from mnv3compile.quant import quantize  # looked up at each call (tests wrap it)
-    from mnv3compile.quant.calibration import load_samples
+    from mnv3compile.quant.calibration import as_samples, describe_source
     from mnv3compile.quant.preprocess import preset
 
     shape = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim)
-    calib = request.calib or "synthetic:16"
+    calib = "synthetic:16" if request.calib is None else request.calib
     if request.calib is None:
         notes.append("int8 calibrated on 16 synthetic inputs; give real data with --calib DIR --preprocess P "
                      "for real accuracy")
     spec = preset(request.preprocess) if request.preprocess else None
-    result = quantize(model, load_samples(calib, shape, spec), request.quant_settings, optimized=True)
-    return result.model, json.loads(json.dumps(result.sidecar({"source": calib}), default=_plain))
-
-
-def _plain(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(type(value).__name__)
+    result = quantize(model, as_samples(calib, shape, spec), request.quant_settings, optimized=True)
+    return result.model, result.sidecar_json({"source": describe_source(calib)})

@@ -40,7 +40,7 @@ def test_bench_table_and_bad_bundle(cli, tiny_int8_bundle, tmp_path):
 
 
 def test_rounds_shuffle_so_every_contender_follows_every_other_alike():
-    from mnv3compile.bench import WARMUP_CALLS, measure
+    from mnv3compile.benchmark import WARMUP_CALLS, measure
 
     calls = []
 

@@ -48,20 +48,14 @@ class RegistryChoice(click.Choice):
         pass
 
 
-def parse_input_shapes(specs: tuple[str, ...], model) -> dict[str, list[int]]:
-    """Parse ``[NAME=]1,3,48,192`` options (``x`` separators accepted too)."""
-    initializer_names = {init.name for init in model.graph.initializer}
-    inputs = [v.name for v in model.graph.input if v.name not in initializer_names]
-    shapes = {}
+def parse_input_shapes(specs: tuple[str, ...]) -> dict[str | None, list[int]]:
+    """Parse ``[NAME=]1,3,48,192`` options (``x`` separators accepted too); no NAME (None): the
+    model's only input."""
+    shapes: dict[str | None, list[int]] = {}
     for spec in specs:
         name, _, dims = spec.rpartition("=")
-        if not name:
-            if len(inputs) != 1:
-                raise UserError(f"--input-shape {spec}: the model has {len(inputs)} inputs "
-                                f"({', '.join(inputs)}); write NAME=SHAPE")
-            name = inputs[0]
         try:
-            shapes[name] = [int(d) for d in dims.replace("x", ",").split(",")]
+            shapes[name or None] = [int(d) for d in dims.replace("x", ",").split(",")]
         except ValueError:
             raise UserError(f"--input-shape {spec}: expected integers like 1,3,224,224") from None
     return shapes

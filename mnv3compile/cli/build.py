@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mnv3compile.cli import CONTEXT, RegistryChoice, cli, console
+from mnv3compile.cli import CONTEXT, RegistryChoice, cli, console, parse_input_shapes
 from mnv3compile.cli.options import (
     ADAROUND_OPTION,
     BIAS_CORRECTION_OPTION,
@@ -16,8 +16,6 @@ from mnv3compile.cli.options import (
     PREPROCESS_CHOICE,
     RESOLUTION_HELP,
     WEIGHT_BITS_OPTION,
-    check_build_inputs,
-    load_model,
 )
 from mnv3compile.errors import UserError
 from mnv3compile.zoo.spec import MODEL_NAMES
@@ -95,36 +93,29 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
     target's ISA (AVX2, AVX-512, NEON): 'templates for N of M kernels' is printed; see
     'mnv3compile profile' for where the time goes.
     """
-    from mnv3compile.pipeline import BuildRequest, build as run_build
+    from mnv3compile import api
     from mnv3compile.quant import QuantizeSettings
-    from mnv3compile.schedules.tuning.database import identity
-    from mnv3compile.targets.presets import preset as target_preset
-    from mnv3compile.tvm.build import tvm_target
 
-    target = target_preset(target_name)
     if database is not None and no_database:
         raise UserError("give either --db or --no-db, not both")
-    tuned_for = identity(target.name, tvm_target(target))
-    check_build_inputs(labels_path, calib if quant == "int8" else None, database, output, tuned_for)
-    loaded = load_model(model, onnx_path, width, resolution, weights, input_shapes,
-                         calib if quant == "int8" else None)
-    source_model, name, source, notes = loaded.model, loaded.name, loaded.source, loaded.notes
-    if database is None and not no_database:
-        database = _found_database(target, loaded.key(quant, int8_lowering, weight_bits), tuned_for)
-    labels = labels_path.read_text().splitlines() if labels_path else None
-    output = output or Path("build") / f"{(model or name).replace('_', '-')}-{quant}-{target.name}"
+    if model is not None and onnx_path is not None:
+        raise UserError("give either --model or --onnx, not both")
     settings = QuantizeSettings(method=method, weight_bits=weight_bits, bias_correction=bias_correction,
                                 adaround=adaround, keep_float_output=keep_float_output)
-    request = BuildRequest(target=target, output=output, name=name, model=source_model, quant=quant,
-                           quant_settings=settings, calib=calib, preprocess=preprocess_name, labels=labels,
-                           source=source, database=database, int8_lowering=int8_lowering, debug=debug,
-                           schedule=schedule)
     with console.status("build") as status:
-        result = run_build(request, on_stage=lambda stage: status.update(f"stage: {stage}"))
-    for note in notes + result.notes:
+        def note_now(text: str) -> None:
+            console.print(text, soft_wrap=True)
+
+        result = api.build(onnx_path or model or "large", target=target_name, quant=quant, calibration=calib,
+                           preprocess=preprocess_name, labels=labels_path, output=output,
+                           database=None if no_database else (database or "auto"), settings=settings, width=width,
+                           resolution=resolution, weights=weights, input_shapes=parse_input_shapes(input_shapes),
+                           int8_lowering=int8_lowering, schedule=schedule, debug=debug,
+                           on_stage=lambda stage: status.update(f"stage: {stage}"), on_note=note_now)
+    for note in result.notes:
         console.print(f"note: {note}")
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    console.print(f"bundle: {result.bundle} ({stages})")
+    console.print(f"bundle: {result.path} ({stages})")
     report = result.report
     size_mb = result.library.stat().st_size / 1e6
     console.print(f"library: {result.library} ({size_mb:.2f} MB, {report.kernel_count} kernels, "
@@ -148,33 +139,10 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
         console.print(f"tuning database: tuned schedules for {tuning.applied} of {tuning.kernels} kernels"
                       + (f" ({others} from kernels recorded with other constants: scales, zero points)"
                          if others else ""), soft_wrap=True)
-    if target.is_host:
-        from mnv3compile.runner import BundleRunner
-
-        latency = BundleRunner(result.bundle).latency_ms()
+    if result.target == "host":
+        latency = result.latency_ms()
         how = "kernel templates" if schedule == "templates" else "TVM's default schedules"
         tuned = ", tuned kernels from the database" if report.tuning and report.tuning.applied else ""
         console.print(f"latency: {latency:.2f} ms per inference on this machine (1 thread, {how}{tuned})")
     else:
-        console.print(f"run it on the target device ({target.name}): see README, 'Deploy'")
-
-
-def _found_database(target, model_key: str, tuned_for: dict) -> Path | None:
-    """The database build applies when no --db is given (shipped.find_database), said which."""
-    from mnv3compile.schedules.kernels.isa import isa_of
-    from mnv3compile.schedules.tuning.shipped import find_database
-    from mnv3compile.tvm.build import tvm_target
-
-    isa = isa_of(tvm_target(target)).name
-    found = find_database(target.name, isa, model_key)
-    if found is None:
-        return None
-    folder, shipped = found
-    if shipped is None:
-        check_build_inputs(None, None, folder, None, tuned_for)
-        console.print(f"tuning database: {folder} (from 'mnv3compile tune'; --no-db ignores it)", soft_wrap=True)
-    else:
-        how = "arm64 instruction counts under qemu" if shipped.get("measure") == "instructions" else "timings"
-        console.print(f"tuning database: shipped for {isa} {model_key} (tuned on {shipped.get('target')} by {how}; "
-                      "'mnv3compile tune' on your device replaces it, --no-db ignores it)", soft_wrap=True)
-    return folder
+        console.print(f"run it on the target device ({result.target}): see README, 'Deploy'")

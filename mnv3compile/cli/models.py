@@ -49,18 +49,18 @@ def export(output: Path, model: str, width: float, resolution: str, classes: int
     Without --weights the weights are random but realistic (seeded; BatchNorm statistics
     measured on random images so activations keep their scale through every block).
     """
-    from mnv3compile import zoo
-    from mnv3compile.analysis import analyze
+    from mnv3compile import api, zoo
     from mnv3compile.onnx_io import save_onnx
 
     spec = zoo.build_spec(model, width, resolution, classes, reduced_tail)
     size = "x".join(map(str, spec.resolution))
     with console.status(f"building {spec.name} x{width} @ {size}"):
-        onnx_model = zoo.build_model(spec, weights=weights, seed=seed)
+        onnx_model = api.export(model, width=width, resolution=resolution, classes=classes, weights=weights,
+                                seed=seed, reduced_tail=reduced_tail)
     if save_weights is not None:
         zoo.save_state_dict(zoo.state_dict_from_onnx(onnx_model, spec), save_weights)
     save_onnx(onnx_model, output)
-    stats = analyze(onnx_model)
+    stats = api.analyze(onnx_model)
     source = f"weights {weights}" if weights else f"random weights, seed {seed}"
     console.print(f"wrote {output}: MobileNetV3-{spec.name} width {width} {size}, "
                   f"{spec.num_classes} classes, {stats.total_params:,} parameters, "
@@ -143,30 +143,22 @@ def optimize(model_path: Path, output: Path | None, pass_names: str | None, veri
     Mul(Clip(Add(x,3),0,6),1/6), every h-swish is one HardSwish op, and each Conv with its
     bias and activation is annotated as one fused unit.
     """
-    from mnv3compile.analysis import with_static_inputs
-    from mnv3compile.onnx_io import load_onnx, save_onnx, write_atomic
+    from mnv3compile import api
+    from mnv3compile.onnx_io import save_onnx, write_atomic
     from mnv3compile.passes.census import non_canonical
-    from mnv3compile.passes.optimize import PassVerificationError, optimize as run_passes
-    from mnv3compile.passes.registry import select
 
-    passes = select([n.strip() for n in pass_names.split(",") if n.strip()] if pass_names else None)
-    model = load_onnx(model_path)
-    if input_shapes:
-        model, _ = with_static_inputs(model, parse_input_shapes(input_shapes, model))
+    passes = [n.strip() for n in pass_names.split(",") if n.strip()] if pass_names else None
+    shapes = parse_input_shapes(input_shapes)
     if explain_pass is not None:
-        from mnv3compile.passes.optimize import explain
-
-        for line in explain(model, passes, explain_pass):
+        for line in api.explain(model_path, explain_pass, passes=passes, input_shapes=shapes):
             print(line)
         return
     if output is None:
         raise UserError("give -o OUT.onnx (where to write the optimized model)")
     with console.status("optimizing") as status:
-        try:
-            result, pass_report = run_passes(model, passes, check_numerics=verify, tolerance=tolerance,
-                                             on_pass=lambda p: status.update(f"pass {p.name}"))
-        except PassVerificationError as exc:
-            raise UserError(str(exc)) from exc
+        result, pass_report = api.optimize_with_report(model_path, passes=passes, verify=verify, tolerance=tolerance,
+                                                       input_shapes=shapes,
+                                                       on_pass=lambda name: status.update(f"pass {name}"))
     if report:
         _print_pass_report(pass_report)
     if report_json is not None:
@@ -242,11 +234,9 @@ def inspect(model_path: Path, as_json: bool, input_shapes: tuple[str, ...]) -> N
     learnable tensors (BatchNorm running statistics are not parameters). Dynamic input
     dimensions are counted as 1.
     """
-    from mnv3compile.analysis import analyze
-    from mnv3compile.onnx_io import load_onnx
+    from mnv3compile import api
 
-    model = load_onnx(model_path)
-    stats = analyze(model, parse_input_shapes(input_shapes, model))
+    stats = api.analyze(model_path, input_shapes=parse_input_shapes(input_shapes))
     if as_json:
         click.echo(json.dumps({"model": str(model_path), **stats.to_json()}, indent=2))
         return

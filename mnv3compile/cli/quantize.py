@@ -3,7 +3,6 @@ its accuracy against the float model."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from mnv3compile.cli.options import (
     METHOD_OPTION,
     PREPROCESS_CHOICE,
     WEIGHT_BITS_OPTION,
-    shapes_from_calibration,
 )
 from mnv3compile.errors import UserError
 
@@ -72,40 +70,35 @@ def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | 
     The model is first put in canonical form (see 'mnv3compile optimize'). Prints per-layer
     SQNR (worst first), output SQNR and top-1 agreement with the float model.
     """
-    from mnv3compile.analysis import with_static_inputs
-    from mnv3compile.onnx_io import load_onnx, save_onnx, write_atomic
-    from mnv3compile.quant import QuantizeSettings, quantize as run_quantize
-    from mnv3compile.quant.calibration import check_source, load_samples, synthetic_count
+    from mnv3compile import api
+    from mnv3compile.quant import QuantizeSettings
+    from mnv3compile.quant.calibration import check_source, synthetic_count
     from mnv3compile.quant.preprocess import preset
-    from mnv3compile.quant.report import compare, plot_sqnr
+    from mnv3compile.quant.report import plot_sqnr
 
     if output.suffix.lower() != ".onnx":
         raise UserError(f"output {output} must end in .onnx (the scales go to {output.with_suffix('.json')})")
     for source in (calib, eval_source):
         if source is not None:
             check_source(source)
-    model = load_onnx(model_path)
-    shapes = parse_input_shapes(input_shapes, model) if input_shapes else shapes_from_calibration(model, calib)
-    model, _ = with_static_inputs(model, shapes)
-    input_shape = _single_input_shape(model)
-    spec = preset(preprocess_name) if preprocess_name else None
-    samples = load_samples(calib, input_shape, spec, limit)
     settings = QuantizeSettings(method=method, percentile=percentile, moving_average=moving_average,
                                 symmetric_activations=symmetric_activations, weight_bits=weight_bits,
                                 bias_correction=bias_correction, adaround=adaround,
                                 keep_float_output=keep_float_output)
     with _progress() as progress:
-        result = run_quantize(model, samples, settings, progress)
-        eval_samples = load_samples(eval_source, input_shape, spec) if eval_source else samples
-        accuracy = compare(result.float_model, result.model, result.record.dequantized, eval_samples, progress)
-    sidecar = result.sidecar({"source": calib, "preprocess": spec.to_json() if spec else None})
-    sidecar["accuracy"] = accuracy.to_json()
-    save_onnx(result.model, output)
-    write_atomic(output.with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
+        result = api.quantize(model_path, calib, preprocess=preprocess_name, settings=settings,
+                              input_shapes=parse_input_shapes(input_shapes), limit=limit, progress=progress,
+                              on_note=lambda text: console.print(f"note: {text}", soft_wrap=True))
+        eval_samples = api.evaluation_samples(result, eval_source or calib, preprocess_name,
+                                              None if eval_source else limit)
+        accuracy = result.evaluate(eval_samples, progress)
+    spec = preset(preprocess_name) if preprocess_name else None
+    result.save(output, {"source": calib, "preprocess": spec.to_json() if spec else None},
+                accuracy=accuracy.to_json())
     if plot is not None:
         plot_sqnr(accuracy, plot, f"{model_path.name}: per-layer SQNR (dB), int8 vs float")
     _print_accuracy(accuracy, top)
-    console.print(f"wrote {output} and {output.with_suffix('.json')} ({len(samples)} calibration samples, "
+    console.print(f"wrote {output} and {output.with_suffix('.json')} ({result.calibration_samples} calibration samples, "
                   f"method {method}{_chosen_methods(result.record.activations) if method == 'auto' else ''}; "
                   f"bias correction: {result.record.corrected_biases} layers"
                   + (f"; AdaRound: {result.record.adarounded} layers)" if adaround else ")"))
@@ -117,14 +110,6 @@ def _chosen_methods(activations: dict) -> str:
     """': percentile 99.99 for 38 tensors, entropy for 8, ...' from the sidecar's activations."""
     counts = Counter(a["method"] for a in activations.values() if "method" in a)
     return ": " + ", ".join(f"{m} for {n} tensor{'s' if n != 1 else ''}" for m, n in counts.most_common())
-
-
-def _single_input_shape(model) -> tuple[int, ...]:
-    initializer_names = {i.name for i in model.graph.initializer}
-    inputs = [v for v in model.graph.input if v.name not in initializer_names]
-    if len(inputs) != 1:
-        raise UserError(f"the quantizer takes one-input models; this one has {len(inputs)}")
-    return tuple(d.dim_value for d in inputs[0].type.tensor_type.shape.dim)
 
 
 def _progress():

@@ -42,36 +42,25 @@ def run(bundle: Path, input_path: Path, top: int, score_threshold: float, iou_th
     import numpy as np
 
     from mnv3compile import detection
-    from mnv3compile.runner import BundleRunner
+    from mnv3compile.bundle import Bundle
 
-    runner = BundleRunner(bundle, remote=rpc_tracker is not None)
-    if rpc_tracker is not None:
-        from mnv3compile.targets.compatibility import require_runs_on_device
-
-        require_runs_on_device(bundle, runner.manifest["target"]["preset"], stand_in=rpc_tracker == "phone", key=key)
-    names = [o["name"] for o in runner.manifest["outputs"]]
+    loaded = Bundle.load(bundle)
+    names = [o["name"] for o in loaded.outputs]
     if draw_path is not None and not detection.is_detector(names):
         raise UserError("--draw is for detectors (a bundle with boxes and scores outputs)")
     if draw_path is not None and input_path.suffix.lower() in (".npy", ".npz"):
         raise UserError("--draw needs an image input, not a tensor")
-    x = runner.load_input(input_path)
     if rpc_tracker is not None:
-        from mnv3compile.phone import run_remote
-
-        tracker = None if rpc_tracker == "phone" else rpc_tracker
-        warn_if_remote(tracker)
-        (outputs,) = run_remote(runner.library_path, [x], tracker, key, outputs_per_call=len(names))
-        outputs = outputs if isinstance(outputs, list) else [outputs]
-    else:
-        outputs = runner.outputs(x)
-    labels = runner.labels()
+        warn_if_remote(None if rpc_tracker == "phone" else rpc_tracker)
+    outputs = loaded.run(input_path, tracker=rpc_tracker, key=key)
+    labels = loaded.labels
     if detection.is_detector(names):
-        _print_detections(detection.detect(*outputs, score_threshold, iou_threshold), runner.input_shape, labels,
+        _print_detections(detection.detect(*outputs, score_threshold, iou_threshold), loaded.inputs[0]["shape"], labels,
                           top, input_path, draw_path)
         return
     output = outputs[0]
     if output.ndim != 2:
-        console.print(f"output {runner.manifest['outputs'][0]['name']}: shape {output.shape}, "
+        console.print(f"output {names[0]}: shape {output.shape}, "
                       f"min {output.min():.4g}, max {output.max():.4g}")
         return
     scores = output[0]
@@ -117,21 +106,20 @@ def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, runs: i
     with onnxruntime when asked, measured interleaved in one process: each round calls every
     contender once in turn, so a busy machine slows all of them alike and the ratios stay fair.
     Ratios are against onnxruntime fp32 when it is measured, else against the first bundle."""
-    from mnv3compile import bench as benchmark
+    from mnv3compile import api
 
-    entries = benchmark.contenders(list(bundles), vs_onnxruntime, threads)
     with console.status("measuring") as status:
-        benchmark.measure(entries, runs, max_seconds,
-                          lambda done, total: status.update(f"measuring: round {done} of {total}"))
-    table_rows = benchmark.rows(entries)
-    reference, cpu = benchmark.reference_label(entries), benchmark.cpu_name()
+        result = api.bench(list(bundles), vs_onnxruntime=vs_onnxruntime, threads=threads, runs=runs,
+                           max_seconds=max_seconds,
+                           progress=lambda done, total: status.update(f"measuring: round {done} of {total}"))
     if as_json:
-        click.echo(json.dumps(benchmark.to_json(table_rows, threads, reference, cpu), indent=2))
+        click.echo(json.dumps(result.to_json(), indent=2))
         return
-    table = Table(title=f"{cpu}, {threads} thread{'s' if threads > 1 else ''}; ratio = median / {reference}")
+    table = Table(title=f"{result.cpu}, {threads} thread{'s' if threads > 1 else ''}; ratio = median / "
+                        f"{result.reference}")
     for column in ("contender", "what", "median ms", "p10-p90 ms", "runs", "ratio"):
         table.add_column(column, justify="right" if column not in ("contender", "what") else "left")
-    for row in table_rows:
+    for row in result.rows:
         table.add_row(row.name, row.detail, f"{row.median_ms:.3f}", f"{row.p10_ms:.3f}-{row.p90_ms:.3f}",
                       str(row.runs), f"{row.ratio:.2f}x")
     wide_console().print(table)
@@ -152,10 +140,11 @@ def profile(bundle: Path, runs: int, top: int, png_path: Path | None, as_json: b
     """Time per kernel of a host bundle (median over runs), its share of one inference and the
     template that scheduled it; the time outside kernels (VM dispatch, allocation) is the
     uninstrumented total minus the kernels' sum."""
-    from mnv3compile.profile import plot, profile_bundle
+    from mnv3compile.bundle import Bundle
+    from mnv3compile.profile import plot
 
     with console.status("profiling"):
-        result = profile_bundle(bundle, runs)
+        result = Bundle.load(bundle).profile(runs)
     if png_path is not None:
         plot(result, png_path, Path(bundle).name, top)
     if as_json:

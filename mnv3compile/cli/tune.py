@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 from rich.live import Live
 
-from mnv3compile.cli import CONTEXT, INVOCATION, RegistryChoice, cli, console, warn_if_remote, wide_console
-from mnv3compile.cli.options import RESOLUTION_HELP, WEIGHT_BITS_OPTION, check_build_inputs, load_model
+from mnv3compile.cli import (CONTEXT, INVOCATION, RegistryChoice, cli, console, parse_input_shapes, warn_if_remote,
+                             wide_console)
+from mnv3compile.cli.options import RESOLUTION_HELP, WEIGHT_BITS_OPTION
 from mnv3compile.errors import UserError
 from mnv3compile.schedules.tuning.session import MEASURES, Display
 from mnv3compile.zoo.spec import MODEL_NAMES
@@ -139,24 +140,20 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: st
     one that goes away leaves its candidate to the others; with none left the run ends with its
     records kept.
     """
-    from mnv3compile.schedules.tuning.measure import Measurement
-    from mnv3compile.schedules.tuning.session import TuningSession
-    from mnv3compile.schedules.tuning.tune import Budget
-    from mnv3compile.targets.presets import preset as target_preset
+    from mnv3compile import api
     from mnv3compile.tuning_report import tasks_table
 
-    session = TuningSession(target_preset(target_name), measure, tracker, key)
+    if model is not None and onnx_path is not None:
+        raise UserError("give either --model or --onnx, not both")
     warn_if_remote(tracker)
     seconds = parse_duration(time_budget) if time_budget is not None else None
-    check_build_inputs(None, calib if quant == "int8" else None, None, None)
-    loaded = load_model(model, onnx_path, width, resolution, None, input_shapes, calib if quant == "int8" else None)
-    folder = session.use_database(loaded.key(quant, int8_lowering, weight_bits), database, resume)
-    with console.status("preparing the kernels (optimize, quantize, TVM pipeline)"):
-        notes = session.prepare(loaded.model, loaded.name, quant, calib, weight_bits, int8_lowering)
-    for note in loaded.notes + notes:
-        console.print(f"note: {note}")
-    measurement = Measurement(repeat, min_repeat_ms, session.default_cooldown if cooldown is None else cooldown)
-    outcome = session.run(Budget(trials, seconds), measurement, devices, device_timeout, ConsoleDisplay())
+    outcome = api.tune(onnx_path or model or "large", target=target_name, quant=quant, calibration=calib,
+                       width=width, resolution=resolution, input_shapes=parse_input_shapes(input_shapes),
+                       weight_bits=weight_bits, int8_lowering=int8_lowering, measure=measure, trials=trials,
+                       seconds=seconds, database=database, resume=resume, tracker=tracker, key=key, devices=devices,
+                       device_timeout=device_timeout, repeat=repeat, min_repeat_ms=min_repeat_ms, cooldown=cooldown,
+                       display=ConsoleDisplay())
+    folder = outcome.folder
     wide_console().print(tasks_table(outcome.report, outcome.title))
     if outcome.per_device:
         console.print("timed per device: " + ", ".join(f"{name} {count}" for name, count in outcome.per_device))

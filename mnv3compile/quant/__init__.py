@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import onnx
 import onnx_ir as ir
@@ -56,6 +57,44 @@ class QuantizedModel:
                 "activations": self.record.activations, "weights": self.record.weights,
                 "biases": self.record.biases, "dequantized": self.record.dequantized, "groups": self.record.groups,
                 "float_outputs": self.record.float_outputs}
+
+    def sidecar_json(self, extra: dict | None = None) -> dict:
+        """``sidecar`` with plain JSON values (numpy scalars as numbers), as the file holds it."""
+        import json
+
+        return json.loads(json.dumps(self.sidecar(extra), default=_plain))
+
+    def evaluate(self, samples: Sequence[Sample], progress: Progress | None = None):
+        """How much quantization costs on ``samples`` (quant/report.py ``AccuracyReport``): per-layer
+        and output SQNR against the float model, top-1 agreement, accuracy when samples have labels."""
+        from mnv3compile.quant.report import compare
+
+        return compare(self.float_model, self.model, self.record.dequantized, samples, progress)
+
+    def save(self, path: str | Path, extra: dict | None = None, accuracy: dict | None = None) -> Path:
+        """Write the QDQ model to ``path`` (.onnx) and its sidecar (scales, zero points, groups, the
+        calibration's settings and ``extra``, and an ``evaluate`` report's ``to_json()`` when given)
+        beside it with .json; each written atomically."""
+        import json
+
+        from mnv3compile.onnx_io import save_onnx, write_atomic
+
+        path = Path(path)
+        if path.suffix.lower() != ".onnx":
+            raise UserError(f"output {path} must end in .onnx (the scales go to {path.with_suffix('.json')})")
+        save_onnx(self.model, path)
+        sidecar = self.sidecar(extra) | ({"accuracy": accuracy} if accuracy is not None else {})
+        write_atomic(path.with_suffix(".json"), json.dumps(sidecar, indent=2, default=_plain).encode())
+        return path
+
+
+def _plain(value):
+    """numpy scalars in a sidecar, as JSON numbers."""
+    import numpy as np
+
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(type(value).__name__)
 
 
 def quantize(model: onnx.ModelProto, samples: Sequence[Sample], settings: QuantizeSettings = QuantizeSettings(),

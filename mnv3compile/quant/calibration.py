@@ -7,6 +7,7 @@ clear error before any work starts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,35 @@ def load_samples(source: str | Path, input_shape: tuple[int, ...], preprocess: P
         raise UserError("calibrating on images needs --preprocess (torchvision, tf, paddle, efficientnet-lite)")
     _, _, height, width = input_shape
     return [Sample(load_image(p, preprocess, height, width)[None], label, str(p)) for p, label in files]
+
+
+# What the Python API takes as calibration or evaluation data: a source as the CLI names it
+# (folder of images, .npy/.npz, "synthetic[:N]"), or tensors already in memory.
+CalibrationData = str | Path | np.ndarray | Sequence[np.ndarray]
+
+
+def describe_source(data: CalibrationData) -> str:
+    """How the sidecar and notes name ``data``."""
+    if isinstance(data, (str, Path)):
+        return str(data)
+    count = data.shape[0] if isinstance(data, np.ndarray) and data.ndim == 4 else len(data)
+    return f"{count} tensors given in memory"
+
+
+def as_samples(data: CalibrationData, input_shape: tuple[int, ...], preprocess: Preprocess | None,
+               limit: int | None = None) -> list[Sample]:
+    """``load_samples`` for a source, or the samples of in-memory tensors: one (N, C, H, W) array,
+    or a sequence of (1, C, H, W) or (C, H, W) ones, checked against the model's input shape."""
+    if isinstance(data, (str, Path)):
+        return load_samples(data, input_shape, preprocess, limit)
+    arrays = [data] if isinstance(data, np.ndarray) else list(data)
+    samples = []
+    for index, array in enumerate(arrays):
+        batch = _check_shape(np.asarray(array), input_shape, f"calibration tensor {index}")
+        samples += [Sample(batch[i: i + 1], None, f"tensor[{len(samples) + i}]") for i in range(batch.shape[0])]
+    if not samples:
+        raise UserError("calibration data: no tensors given")
+    return samples[:limit]
 
 
 def _tensor_samples(path: Path, input_shape: tuple[int, ...], limit: int | None) -> list[Sample]:

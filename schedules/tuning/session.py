@@ -144,7 +144,7 @@ class TuningSession:
             raise UserError(f"--db {self.folder}: exists and is not a folder")
         return self.folder
 
-    def prepare(self, model, name: str, quant: str, calib: str | None = None, weight_bits: int = 8,
+    def prepare(self, model, name: str, quant: str, calib=None, weight_bits: int = 8,
                 int8_lowering: str = "integer") -> list[str]:
         """The kernels ``build`` would compile of ``model`` (optimized, quantized as asked, through
         TVM's import and our Relax pipeline): what the tuner measures. Returns the stages' notes."""

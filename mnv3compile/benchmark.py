@@ -133,8 +133,33 @@ def reference_label(entries: list[Contender]) -> str:
     return f"{ref.name} ({ref.detail})"
 
 
-def to_json(table: list[BenchRow], threads: int, reference: str, cpu: str) -> dict:
-    return {"threads": threads, "cpu": cpu, "ratio_reference": reference, "rows": [asdict(r) for r in table]}
+@dataclass(frozen=True)
+class BenchResult:
+    """One interleaved measurement: a row per contender, ratios against ``reference``."""
+
+    rows: list[BenchRow]
+    threads: int
+    reference: str  # what the ratios are against
+    cpu: str
+
+    def row(self, name: str, detail: str | None = None) -> BenchRow:
+        """The row of contender ``name`` (and ``detail``: "fp32", "int8 QDQ", ... when several share it)."""
+        for row in self.rows:
+            if row.name == name and (detail is None or row.detail == detail):
+                return row
+        raise KeyError(f"no contender {name!r}" + (f" ({detail})" if detail else ""))
+
+    def to_json(self) -> dict:
+        return {"threads": self.threads, "cpu": self.cpu, "ratio_reference": self.reference,
+                "rows": [asdict(r) for r in self.rows]}
+
+
+def run(bundles: list[Path], vs_onnxruntime: bool, threads: int, runs: int = 100, budget_s: float = 120,
+        progress: Callable[[int, int], None] | None = None) -> BenchResult:
+    """``contenders`` measured interleaved (``measure``), as a table."""
+    entries = contenders(bundles, vs_onnxruntime, threads)
+    measure(entries, runs, budget_s, progress or (lambda done, total: None))
+    return BenchResult(rows(entries), threads, reference_label(entries), cpu_name())
 
 
 def cpu_name() -> str:
