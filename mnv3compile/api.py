@@ -33,7 +33,12 @@ def export(model: str = "large", *, width: float = 1.0, resolution: int | str | 
 
     ``model`` is one of ``ZOO_MODELS``; ``resolution`` H or (H, W) or "HxW" [224; 320 for
     SSDLite]; ``weights`` a torchvision-format state dict (.npz, .safetensors, .pth), else
-    seeded random weights with realistic BatchNorm statistics."""
+    seeded random weights with realistic BatchNorm statistics.
+
+    >>> model = export("small", width=0.75, resolution=160)
+    >>> [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    [1, 3, 160, 160]
+    """
     from mnv3compile import zoo
 
     spec = zoo.build_spec(model, width, resolution, classes, reduced_tail)
@@ -48,7 +53,7 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
 
 
 def _model(model: ModelLike) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
+    if not isinstance(model, (str, os.PathLike)):
         from mnv3compile.onnx_io import check_model
 
         return check_model(model, "the model given")
@@ -75,7 +80,14 @@ def optimize(model: ModelLike, *, passes: Sequence[str] | None = None, verify: b
     """``model`` in mnv3compile's canonical form (no BatchNorm, one h-sigmoid spelling, HardSwish,
     Conv + bias + activation annotated as fused units); the whole pass list or the named passes
     (``PASSES``). ``verify`` runs onnxruntime before and after each pass and raises
-    ``UserError`` for a pass that moves an output more than ``tolerance`` (relative)."""
+    ``UserError`` for a pass that moves an output more than ``tolerance`` (relative).
+
+    >>> model = export("small", resolution=96)
+    >>> sum(node.op_type == "BatchNormalization" for node in optimize(model).graph.node)
+    0
+    >>> [node.op_type for node in optimize(model, passes=["fold_batchnorm"]).graph.node][:3]
+    ['Conv', 'HardSwish', 'Conv']
+    """
     return optimize_with_report(model, passes=passes, verify=verify, tolerance=tolerance,
                                 input_shapes=input_shapes)[0]
 
@@ -131,7 +143,16 @@ def quantize(model: ModelLike, calibration: CalibrationData, *, preprocess: str 
     ``calibration``: a folder of images (needs ``preprocess``, one of ``PREPROCESSING``), a
     .npy/.npz file, "synthetic[:N]", or tensors (an (N, C, H, W) array or a list of them).
     The model is put in canonical form first. Returns a ``QuantizedModel``: ``.model`` (QDQ),
-    ``.float_model``, ``.record`` (scales), ``.evaluate(samples)``, ``.save(path)``."""
+    ``.float_model``, ``.record`` (scales), ``.evaluate(samples)``, ``.save(path)``.
+
+    >>> int8 = quantize(export("small", resolution=96), "synthetic:4")
+    >>> sorted({node.op_type for node in int8.model.graph.node} & {"QuantizeLinear", "DequantizeLinear"})
+    ['DequantizeLinear', 'QuantizeLinear']
+    >>> import numpy as np
+    >>> quantize(export("small", resolution=96), np.zeros((2, 3, 64, 64), np.float32))
+    Traceback (most recent call last):
+    mnv3compile.errors.UserError: calibration tensor 0: tensor of shape (2, 3, 64, 64) does not fit the model input (1, 3, 96, 96)
+    """
     from mnv3compile.quant import quantize as run
     from mnv3compile.quant.calibration import as_samples, check_source
     from mnv3compile.quant.preprocess import preset
@@ -186,7 +207,7 @@ def load_build_model(model: ModelLike = "large", *, width: float = 1.0,
     if zoo_name is None and isinstance(model, str) and not model.lower().endswith(".onnx") \
             and not Path(model).exists():
         raise UserError(f"unknown model {model!r}: give a zoo model ({', '.join(MODEL_NAMES)}) or an ONNX file")
-    in_memory = model if isinstance(model, onnx.ModelProto) else None
+    in_memory = model if not isinstance(model, (str, os.PathLike)) else None  # checked as a ModelProto
     onnx_path = Path(model) if zoo_name is None and in_memory is None else None
     if zoo_name is None and (width != 1.0 or resolution is not None or weights is not None):
         raise UserError("width, resolution and weights choose a zoo model; an ONNX model has its own")
@@ -319,7 +340,11 @@ def bench(bundles: Sequence[Bundle | str | os.PathLike], *, vs_onnxruntime: bool
 
 
 def target_presets():
-    """The target presets (``targets.presets.TargetPreset``: name, description, toolchain, CPU, ISA)."""
+    """The target presets (``targets.presets.TargetPreset``: name, description, toolchain, CPU, ISA).
+
+    >>> [preset.name for preset in target_presets()][:4]
+    ['host', 'arm64-linux', 'arm64-android', 'pixel2']
+    """
     from mnv3compile.targets.presets import PRESETS
 
     return PRESETS
