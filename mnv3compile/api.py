@@ -207,8 +207,13 @@ def load_build_model(model: ModelLike = "large", *, width: float = 1.0,
     if zoo_name is None and isinstance(model, str) and not model.lower().endswith(".onnx") \
             and not Path(model).exists():
         raise UserError(f"unknown model {model!r}: give a zoo model ({', '.join(MODEL_NAMES)}) or an ONNX file")
-    in_memory = model if not isinstance(model, (str, os.PathLike)) else None  # checked as a ModelProto
-    onnx_path = Path(model) if zoo_name is None and in_memory is None else None
+    named = isinstance(model, (str, os.PathLike))
+    onnx_path = Path(model) if named and zoo_name is None else None
+    if not named and not isinstance(model, onnx.ModelProto):
+        from mnv3compile.onnx_io import check_model
+
+        check_model(model, "the model given")  # says what it is instead
+    in_memory = None if named else model
     if zoo_name is None and (width != 1.0 or resolution is not None or weights is not None):
         raise UserError("width, resolution and weights choose a zoo model; an ONNX model has its own")
     notes: list[str] = []
