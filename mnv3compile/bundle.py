@@ -201,3 +201,21 @@ class Bundle:
         from mnv3compile.profile import profile_bundle
 
         return profile_bundle(self.path, runs)
+
+    def deploy_test(self, image: str | os.PathLike | None = None, build_dir: str | os.PathLike | None = None):
+        """What an app would see: for an Android bundle, the library checked as Android's loader
+        checks it (``targets.android_loader.LoaderCheck``: ``problems`` empty when it loads);
+        otherwise the C runtime built with CMake for the bundle's target, run on it (here, or
+        under qemu-aarch64 for arm64-linux) and compared with this runtime's outputs, on random
+        inputs and ``image`` (``deploy_check.DeployReport``: ``ok``, ``rows``)."""
+        from mnv3compile import deploy_check
+        from mnv3compile.errors import UserError
+        from mnv3compile.targets.arm64_sysroot import home
+
+        if image is not None and not Path(image).is_file():
+            raise UserError(f"{image}: no such image")
+        android = deploy_check.android_loader_check(self.path)
+        if android is not None:
+            return android
+        folder = Path(build_dir) if build_dir is not None else home().parent / "runtime-build"
+        return deploy_check.check_bundle(self.path, folder, Path(image) if image is not None else None)

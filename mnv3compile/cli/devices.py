@@ -145,17 +145,15 @@ def deploy_test(bundle: Path, image: Path | None, build_dir: Path | None) -> Non
     library it names in DT_NEEDED, 16 KiB segment alignment). Exit code 1 when a check fails.
     """
     from mnv3compile import deploy_check
-    from mnv3compile.targets.arm64_sysroot import home
+    from mnv3compile.bundle import Bundle
+    from mnv3compile.targets.android_loader import LoaderCheck
 
-    if image is not None and not image.is_file():
-        raise UserError(f"{image}: no such image")
-    android = deploy_check.android_loader_check(bundle)
-    if android is not None:
-        _print_android_loader_check(android)
-        return
-    folder = build_dir or home().parent / "runtime-build"
+    loaded = Bundle.load(bundle)
     with console.status("building the C runtime with CMake and running it"):
-        report = deploy_check.check_bundle(bundle, folder, image)
+        report = loaded.deploy_test(image, build_dir)
+    if isinstance(report, LoaderCheck):
+        _print_android_loader_check(report)
+        return
     table = Table(title=f"C runtime vs Python runtime: {bundle} ({report.arch})")
     for column in ("input", "max |diff|", "top-5 C", "top-5 Python", "result"):
         table.add_column(column, justify="right" if column == "max |diff|" else "left")
