@@ -34,7 +34,7 @@ POINTS = {  # stage -> (module, attribute) the signal arrives in
     "optimize": ("mnv3compile.passes.optimize", "optimize"),
     "quantize": ("mnv3compile.quant", "quantize"),
     "tvm-import": ("mnv3compile.tvm.build", "import_onnx"),
-    "relax-passes": ("mnv3compile.tvm.build", "run_pipeline"),
+    "relax-passes": ("mnv3compile.tvm.build", "run_passes"),
     "codegen": ("tvm", "compile"),
     "link": ("tvm.runtime", "Executable.export_library"),
 }

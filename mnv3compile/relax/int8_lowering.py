@@ -856,3 +856,61 @@ def lower_to_integer(module, group_names: list[str] | None = None, requantize: s
             lowering.builder_.update_func(global_var, lowering.visit_expr(function))
     lowered = relax.transform.DeadCodeElimination()(lowering.builder_.get())
     return lowered, report
+
+
+def has_quantize_ops(module) -> bool:
+    """Whether any Relax function of ``module`` calls ``R.quantize`` (a QDQ model as TVM imports it)."""
+    found = []
+
+    def visit(expr):
+        if not found and is_call(expr, "relax.quantize"):
+            found.append(expr)
+
+    for function in module.functions.values():
+        if isinstance(function, relax.Function):
+            relax.analysis.post_order_visit(function, visit)
+    return bool(found)
+
+
+@tvm.transform.module_pass(opt_level=0, name="IntegerLowering")
+class IntegerLowering:
+    """``lower_to_integer`` as a ``tvm.transform.Pass``: each dequantize -> float ops -> quantize
+    group of an int8 QDQ model becomes integer Relax ops (int8 tensors, int32 accumulators, one
+    requantizing epilogue), as this module's docstring describes.
+
+    Expects: a Relax module as TVM's ``from_onnx`` imports a QDQ model -- ``R.quantize`` /
+    ``R.dequantize`` pairs, per-tensor int8 activations, per-tensor or per-channel int8 weights as
+    constants (``from_onnx``'s default; not ``keep_params_in_input``), NCHW convs with OIHW weights
+    as imported (channels-last comes later: the pipeline's ChannelsLast pass). Run it first, before
+    any pass that folds or fuses the dequantized weights (FoldConstant, LegalizeOps, FuseOps) or
+    changes the layout.
+
+    Leaves: integer Relax ops (not yet legalized, still NCHW) where a lowering took the group, and
+    each other group as it was (fake-quantized, reported in ``report.fallbacks``), never an error.
+    A module without ``R.quantize`` comes back unchanged (the same object). Our pipeline's later
+    passes (``mnv3compile.tvm.pipeline``) then make these ops channels-last integer kernels.
+
+    ``requantize``: "float" (float32 multiply in the epilogue, onnxruntime's rounding) or
+    "fixed-point" (integer-only epilogues). ``group_names``: what each ``R.quantize`` quantizes, in
+    the module's order (``mnv3compile.tvm.build.quantize_node_names`` of the ONNX model), for the
+    fallback messages. ``report``: a ``LoweringReport`` the pass fills (emptied at each run, so it
+    describes the last module lowered); read it after the pass ran, also as ``pass_.report``.
+    """
+
+    def __init__(self, requantize: str = "float", group_names: list[str] | None = None,
+                 report: LoweringReport | None = None):
+        if requantize not in REQUANTIZATIONS:
+            raise ValueError(f"requantize must be one of {REQUANTIZATIONS}, not {requantize!r}")
+        self.requantize = requantize
+        self.group_names = list(group_names) if group_names is not None else None
+        self.report = report if report is not None else LoweringReport()
+
+    def transform_module(self, module, _context):
+        self.report.integer_groups.clear()
+        self.report.fallbacks.clear()
+        if not has_quantize_ops(module):
+            return module
+        lowered, report = lower_to_integer(module, self.group_names, self.requantize)
+        self.report.integer_groups.update(report.integer_groups)
+        self.report.fallbacks.extend(report.fallbacks)
+        return lowered

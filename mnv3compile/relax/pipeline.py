@@ -4,6 +4,9 @@ TVM's ``relax.build`` alone does no fusion on CPU (181 kernels for Small); this 
 is left, decomposes inference ops, folds constants, legalizes to TIR and fuses, so each Conv with
 its bias and activation becomes one kernel (52 for Small), and inlines each kernel's elementwise
 stages so its epilogue is one loop nest.
+
+``mnv3compile.tvm.pipeline`` (mnv3compile/tvm/passes.py) is this list framed as 'build' runs it:
+the integer lowering before, the tuning database and the kernel templates after.
 """
 
 from __future__ import annotations

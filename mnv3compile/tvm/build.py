@@ -13,7 +13,8 @@ from mnv3compile.targets.android_loader import require_loadable_on_android
 from mnv3compile.targets.presets import TargetPreset
 from mnv3compile.targets.toolchains import toolchain_for
 from mnv3compile.tvm.frontend import import_onnx
-from mnv3compile.relax.pipeline import kernel_names, run_pipeline
+from mnv3compile.tvm.passes import PipelineReports, pipeline_passes, run_passes
+from mnv3compile.relax.pipeline import kernel_names
 
 
 @dataclass
@@ -101,33 +102,43 @@ def kernel_census(module) -> dict:
     return {"integer_kernels": total - len(float_kernels), "float_kernels": sorted(float_kernels)}
 
 
-def fused_module(model: onnx.ModelProto, tvm_tgt, int8_lowering: str = "integer"):
-    """ONNX -> Relax -> [integer lowering] -> our Relax pipeline: the fused kernels ``build``
-    compiles and ``tune`` measures. (module, notes, int8 report or None, output shapes)."""
+def _through_pipeline(model: onnx.ModelProto, tvm_tgt, int8_lowering: str, database=None,
+                      templates: bool = False):
+    """ONNX -> Relax -> our passes (mnv3compile/tvm/passes.py ``pipeline_passes``, the list a Relax
+    user gets as ``mnv3compile.tvm.pipeline``). (module, notes, int8 report or None, output shapes,
+    PipelineReports)."""
     module, notes = import_onnx(model)
     shapes = output_shapes(module)
+    quantized = int8_lowering != "fake" and any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    reports = PipelineReports()
+    passes = pipeline_passes(tvm_tgt, int8_lowering if quantized else None, database=database, templates=templates,
+                             group_names=quantize_node_names(model) if quantized else None, reports=reports)
+    module = run_passes(module, passes, tvm_tgt)
     int8 = None
-    if int8_lowering != "fake" and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
-        from mnv3compile.relax.int8_lowering import lower_to_integer
-
+    if quantized:
         requantize = "fixed-point" if int8_lowering == "fixed-point" else "float"
-        module, lowering = lower_to_integer(module, quantize_node_names(model), requantize)
-        int8 = {"lowering": "integer", "requantize": requantize, **lowering.to_json()}
-        notes = [*notes, *(f"int8: {line}; it stays dequantize -> float -> quantize" for line in lowering.fallbacks)]
-    module = run_pipeline(module, tvm_tgt, integer_only=int8 is not None and int8["requantize"] == "fixed-point")
-    return module, notes, int8, shapes
+        int8 = {"lowering": "integer", "requantize": requantize, **reports.lowering.to_json(), **kernel_census(module)}
+        notes = [*notes, *(f"int8: {line}; it stays dequantize -> float -> quantize"
+                           for line in reports.lowering.fallbacks)]
+    return module, notes, int8, shapes, reports
+
+
+def fused_module(model: onnx.ModelProto, tvm_tgt, int8_lowering: str = "integer"):
+    """ONNX -> Relax -> [integer lowering] -> our Relax pipeline: the fused kernels, before any
+    schedule, that ``tune`` measures. (module, notes, int8 report or None, output shapes)."""
+    return _through_pipeline(model, tvm_tgt, int8_lowering)[:4]
 
 
 def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
                  database: Path | None = None, int8_lowering: str = "integer", debug: bool = False,
                  schedule: str = "templates") -> CompiledLibrary:
-    """ONNX -> Relax -> pipeline -> [tuned schedules from ``database``] -> machine code -> ``output``
-    (.so). The toolchain and the database are checked first, so a missing one fails in a second."""
+    """ONNX -> Relax -> pipeline [-> tuned schedules from ``database``] [-> templates] -> machine code
+    -> ``output`` (.so). The toolchain and the database are checked first, so a missing one fails
+    in a second."""
     import tvm
 
-    from mnv3compile.schedules.tuning.database import apply_database, open_database
-    from mnv3compile.schedules.kernels.isa import describe, isa_of
-    from mnv3compile.schedules.kernels.dispatch import apply_templates
+    from mnv3compile.schedules.kernels.isa import describe
+    from mnv3compile.schedules.tuning.database import open_database
 
     toolchain = toolchain_for(target)
     tuning_db = open_database(database) if database is not None else None
@@ -136,27 +147,24 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     if int8_lowering not in INT8_LOWERINGS:
         raise UserError(f"unknown int8 lowering {int8_lowering!r}; choose one of: {', '.join(INT8_LOWERINGS)}")
     tvm_tgt = tvm_target(target)
-    module, notes, int8, shapes = fused_module(model, tvm_tgt, int8_lowering)
-    kernels = kernel_names(module)
-    if int8 is not None:
-        int8.update(kernel_census(module))
-    tuning, tuned = None, set()
+    module, notes, int8, shapes, reports = _through_pipeline(model, tvm_tgt, int8_lowering, tuning_db,
+                                                             templates=schedule == "templates")
+    kernels = kernel_names(module)  # the passes after fusion schedule kernels, never rename or add one
+    tuning = None
     if tuning_db is not None:
-        module, applied = apply_database(module, tvm_tgt, tuning_db)
-        tuning, tuned = {"database": str(database), **applied.to_json()}, set(applied.applied)
-        if not applied.applied:
-            notes = [*notes, f"the tuning database {database} has no schedule for any of the {len(kernels)} "
-                             "kernels (tuned for another model, target or TVM version?)"]
+        tuning = {"database": str(database), **reports.tuning.to_json()}
+        if not reports.tuning.applied:
+            notes = [*notes, (f"the tuning database {database} has no schedule for any of the {len(kernels)} "
+                              "kernels (tuned for another model, target or TVM version?)")]
     templates = None
     if schedule == "templates":  # kernels a database tuned keep their tuned schedule
-        module, report = apply_templates(module, isa_of(tvm_tgt), skip=tuned)
-        templates = report.to_json()
-        pairs = sum(a.variant.instruction == "vpmaddwd" for a in report.applied)
+        templates = reports.templates.to_json()
+        pairs = sum(a.variant.instruction == "vpmaddwd" for a in reports.templates.applied)
         if pairs:
-            notes = [*notes, f"{pairs} int8 pointwise convs multiply 2 input channels per vpmaddwd: this CPU "
-                             "(AVX2) has no int8 dot product, and their weights use 8 bits; with "
-                             "--weight-bits 7 they take 4 per vpmaddubsw (faster, at some accuracy: README, "
-                             "'build', AVX2 without VNNI)"]
+            notes = [*notes, (f"{pairs} int8 pointwise convs multiply 2 input channels per vpmaddwd: this CPU "
+                              "(AVX2) has no int8 dot product, and their weights use 8 bits; with "
+                              "--weight-bits 7 they take 4 per vpmaddubsw (faster, at some accuracy: README, "
+                              "'build', AVX2 without VNNI)")]
     executable = tvm.compile(module, tvm_tgt)
     executable.export_library(str(output), fcompile=toolchain.fcompile(strip=not debug))
     if target.toolchain == "android":  # fail here, not in an app on every device
