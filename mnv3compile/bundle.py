@@ -89,6 +89,10 @@ class Bundle:
     ``run`` it here (a host bundle) or on a device over TVM RPC, ``bench`` it, ``profile`` it.
     """
 
+    path: Path  # the bundle's folder
+    manifest: dict  # its manifest (the <name>.json)
+    notes: list[str]  # what the build that made it could not do as asked (empty when loaded)
+
     def __init__(self, path: str | os.PathLike, notes: list[str] | None = None, timings: dict | None = None):
         self.manifest = read_manifest(Path(path))
         self.path = Path(self.manifest.pop("_folder"))
