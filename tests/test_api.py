@@ -3,7 +3,6 @@ and its errors are the command line's."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx

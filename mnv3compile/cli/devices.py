@@ -10,7 +10,6 @@ import click
 from rich.table import Table
 
 from mnv3compile.cli import CONTEXT, cli, console, wide_console
-from mnv3compile.errors import UserError
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
