@@ -41,6 +41,7 @@ class BuildRequest:
     int8_lowering: str = "integer"  # "integer" kernels, or "fake" (dequantize -> float -> quantize)
     debug: bool = False  # keep symbols and debug information in the library
     schedule: str = "templates"  # "templates" (schedules/kernels/) or TVM's "default" schedules
+    threads: int = 0  # the threads the app runs it on: 1 builds serial kernels (no fork-join); else parallel
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,7 +205,7 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
         library_name = f"lib{request.name}.so"
         compiled = timed("tvm", lambda: compile_onnx(deployed, request.target, bundle.path(library_name),
                                                      request.database, request.int8_lowering, request.debug,
-                                                     request.schedule))
+                                                     request.schedule, request.threads))
         notes += compiled.notes
         initializers = {i.name for i in deployed.graph.initializer}
         if request.labels:
@@ -227,6 +228,7 @@ def build(request: BuildRequest, on_stage: Stage = lambda name: None) -> BuildRe
             "quantization": ({"scheme": "int8 QDQ", "lowering": request.int8_lowering,
                               "parameters": f"{request.name}.quant.json",
                               "calibration": quant_sidecar["calibration"]} if quant_sidecar else None),
+            "threads": "serial kernels (built with --threads 1)" if request.threads == 1 else "parallel kernels",
             "target": {"preset": request.target.name, "description": request.target.description,
                        "tvm": request.target.tvm_target(), "toolchain": compiled.toolchain},
             "source": request.source,

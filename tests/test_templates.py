@@ -438,8 +438,11 @@ def test_conv_template_keeps_channel_blocks_outermost_only_for_weights_beyond_l1
                                                                                  pixel_major):
     kernel = 3 if groups > 1 else 1
     w = np.ones((kernel, kernel, channels // groups, outputs), np.float32)
+    from mnv3compile.schedules.kernels.parallel import serial_kernels
+
     target = tvm_target(preset("host"))
-    scheduled, _ = apply_template(_conv_relu_kernel((1, 28, 28, channels), w, target, groups), isa_of(target))
+    with serial_kernels():  # the loop order before the outer loops are fused for the thread pool
+        scheduled, _ = apply_template(_conv_relu_kernel((1, 28, 28, channels), w, target, groups), isa_of(target))
     sch = tvm.s_tir.Schedule(scheduled)
     block = next(b for b in sch.get_child_blocks(sch.get_sblock("root"))
                  if sch.get(b).name_hint.startswith(("conv2d_nhwc", "group_conv2d_nhwc")))

@@ -131,7 +131,7 @@ def fused_module(model: onnx.ModelProto, tvm_tgt, int8_lowering: str = "integer"
 
 def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
                  database: Path | None = None, int8_lowering: str = "integer", debug: bool = False,
-                 schedule: str = "templates") -> CompiledLibrary:
+                 schedule: str = "templates", threads: int = 0) -> CompiledLibrary:
     """ONNX -> Relax -> pipeline [-> tuned schedules from ``database``] [-> templates] -> machine code
     -> ``output`` (.so). The toolchain and the database are checked first, so a missing one fails
     in a second."""
@@ -147,8 +147,11 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     if int8_lowering not in INT8_LOWERINGS:
         raise UserError(f"unknown int8 lowering {int8_lowering!r}; choose one of: {', '.join(INT8_LOWERINGS)}")
     tvm_tgt = tvm_target(target)
-    module, notes, int8, shapes, reports = _through_pipeline(model, tvm_tgt, int8_lowering, tuning_db,
-                                                             templates=schedule == "templates")
+    from mnv3compile.schedules.kernels.parallel import serial_kernels
+
+    with serial_kernels(threads == 1):  # built for one thread: no parallel loop, no fork-join
+        module, notes, int8, shapes, reports = _through_pipeline(model, tvm_tgt, int8_lowering, tuning_db,
+                                                                 templates=schedule == "templates")
     kernels = kernel_names(module)  # the passes after fusion schedule kernels, never rename or add one
     tuning = None
     if tuning_db is not None:

@@ -21,6 +21,7 @@ from mnv3compile.schedules.kernels.isa import Isa
 from mnv3compile.schedules.kernels.loops import (L1_WEIGHT_BYTES, bytes_of, extents, fitting_lanes, largest_divisor,
                                                  tile_shape, vector_tile)
 from mnv3compile.schedules.kernels.pad import padding_epilogue, schedule_padding
+from mnv3compile.schedules.kernels.parallel import run_in_parallel
 
 TVM_CONV_BLOCKS = ("conv2d_nhwc", "group_conv2d_nhwc")  # what TVM's legalization names its NHWC convs
 
@@ -141,6 +142,7 @@ def schedule_conv(sch, block, isa: Isa, knobs) -> Variant:
         epilogue = sch.get_consumers(block)
     if len(epilogue) == 1:
         sch.reverse_compute_at(epilogue[0], tile_loop)
+    run_in_parallel(sch, [n, *outer])
     cin = int(sch.get(rc).extent)
     pairs = (knobs.int8_pairs and dtype == "int8" and kind == "pointwise" and cin % 2 == 0
              and tile_channels % 8 == 0 and lanes == 8)

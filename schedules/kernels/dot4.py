@@ -27,6 +27,7 @@ import numpy as np
 from mnv3compile.schedules.kernels.family import NoTemplate, ReductionFamily, Variant, rule
 from mnv3compile.schedules.kernels.intrinsics import depth, dot4_name, intrinsic
 from mnv3compile.schedules.kernels.isa import Isa
+from mnv3compile.schedules.kernels.parallel import run_in_parallel
 from mnv3compile.schedules.kernels.loops import extents, reduce_iters, split_vectorize, tile_shape, vector_tile
 from mnv3compile.schedules.kernels.pad import padding_epilogue, schedule_padding
 
@@ -142,15 +143,16 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
         n, y, x = spatial
         xo, xi = sch.split(x, [None, pixels])
         sch.reorder(n, fo, y, xo, *window, group, xi, fv, fl)
-        tile_loop, tile = xo, [xi, fv]
+        tile_loop, tile, outer = xo, [xi, fv], [n, fo, y, xo]
     else:
         sch.reorder(*spatial, fo, group, fv, fl)
-        tile_loop, tile = fo, [fv]
+        tile_loop, tile, outer = fo, [fv], [*spatial, fo]
     if padded:  # the tile goes to registers and a copy to memory; the pad reads it from there
         epilogue = [sch.cache_write(block, 0, "local")]
     else:
         sch.set_scope(block, 0, "local")
     sch.reverse_compute_at(epilogue[0], tile_loop)
+    run_in_parallel(sch, outer)
     init = sch.decompose_reduction(block, (window or [group])[0])
     split_vectorize(sch, sch.get_loops(init)[-1], lanes)
     for loop in tile:

@@ -12,6 +12,7 @@ import numpy as np
 
 from mnv3compile.schedules.kernels.family import NoTemplate, ReductionFamily, Variant, rule
 from mnv3compile.schedules.kernels.isa import Isa
+from mnv3compile.schedules.kernels.parallel import run_in_parallel
 from mnv3compile.schedules.kernels.loops import extents, fitting_lanes, largest_divisor, split_vectorize
 
 TVM_MATMUL_BLOCK = "matmul"  # what TVM's legalization names a matmul
@@ -59,11 +60,14 @@ def schedule_gemv(sch, block, isa: Isa, knobs) -> Variant:
         io, ii = sch.split(spatial[0], [None, row_tile])
         sch.reorder(io, jo, k, ii, ji)
         sch.unroll(ii)
+        outer = [io, jo]
     else:
         sch.reorder(jo, k, ji)
+        outer = [*spatial, jo]
     epilogue = sch.get_consumers(block)
     if len(epilogue) == 1:
         sch.reverse_compute_at(epilogue[0], jo)
+    run_in_parallel(sch, outer)
     sch.set_scope(block, 0, "local")
     split_vectorize(sch, sch.get_loops(block)[-1], lanes)
     sch.decompose_reduction(block, k)

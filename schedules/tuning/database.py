@@ -139,10 +139,50 @@ def _best_by_constant_free_hash(database) -> dict:
     return {key: record for key, (_, record) in best.items()}
 
 
-def _replay(record, func):
-    """The record's trace applied to ``func`` (None if it does not replay there)."""
+def recorded_decisions(trace) -> list[int]:
+    """The knob decisions of a record's trace, in the order the template read them (``FixedKnobs``
+    decides at every read: one ``sample_categorical`` per read)."""
+    return [int(trace.decisions[inst]) for inst in trace.insts
+            if inst.kind.name == "SampleCategorical" and inst in trace.decisions]
+
+
+def _replay(record, func, isa=None):
+    """``func`` scheduled by today's template with the record's knob decisions (so what the
+    template gained since the record was tuned, e.g. its parallel outer loops, applies too); else
+    the record's trace as it is (a record the template no longer reads alike); None if neither
+    applies to ``func``."""
     from tvm import s_tir
 
+    from mnv3compile.schedules.kernels.dispatch import schedule_kernel
+    from mnv3compile.schedules.kernels.knobs import KnobReader, decide
+
+    if isa is not None:
+        decisions = recorded_decisions(record.trace)
+
+        class RecordedKnobs(KnobReader):
+            def __init__(self, knobs, sch):
+                super().__init__(knobs)
+                self.sch = sch
+
+            def read(self, name, default, choices):
+                if choices is None:
+                    return default
+                if isinstance(choices[0], tuple):
+                    return tuple(self._next(options) for options in choices)
+                return self._next(choices)
+
+            def _next(self, options):
+                if not decisions:
+                    raise LookupError("the record holds fewer decisions than the template reads")
+                return decide(self.sch, options, decisions.pop(0))
+
+        sch = s_tir.Schedule(func)
+        try:
+            schedule_kernel(sch, isa, lambda knobs: RecordedKnobs(knobs, sch))
+            if not decisions:
+                return sch.mod
+        except Exception:  # noqa: BLE001 - any refusal: the literal trace below
+            pass
     sch = s_tir.Schedule(func)
     try:
         record.trace.apply_to_schedule(sch, remove_postproc=False)
@@ -158,8 +198,10 @@ def apply_database(module, target, database) -> tuple[object, ApplyReport]:
     from tvm import tirx
 
     from mnv3compile.schedules.kernels.intrinsics import register_all
+    from mnv3compile.schedules.kernels.isa import isa_of
 
     register_all()  # records replay the templates' tensorize steps by intrinsic name
+    isa = isa_of(target)
     applied, untuned, by_constants = [], [], []
     up_to_constants = None  # built on the first miss
     for global_var, func in list(module.functions.items()):
@@ -167,12 +209,13 @@ def apply_database(module, target, database) -> tuple[object, ApplyReport]:
             continue
         name = global_var.name_hint
         kernel = func.with_attr("global_symbol", "main")
-        tuned = database.query_ir_module(tvm.IRModule({"main": kernel}), target, "main")
+        record = database.query_tuning_record(tvm.IRModule({"main": kernel}), target, "main")
+        tuned = _replay(record, kernel, isa) if record is not None else None
         if tuned is None:
             if up_to_constants is None:
                 up_to_constants = _best_by_constant_free_hash(database)
             record = up_to_constants.get(constant_free_hash(kernel))
-            tuned = _replay(record, kernel) if record is not None else None
+            tuned = _replay(record, kernel, isa) if record is not None else None
             if tuned is not None:
                 by_constants.append(name)
         if tuned is None:
