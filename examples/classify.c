@@ -1,8 +1,9 @@
 /* classify: run an mnv3compile bundle on an image and print the top-5 classes.
  *
- *   classify BUNDLE IMAGE.ppm|png [--top K] [--save-output FILE]
- *   classify BUNDLE --tensor INPUT.f32 [--save-output FILE]
+ *   classify BUNDLE IMAGE.ppm|png [--top K] [--save-output FILE] [--threads N] [--affinity A]
+ *   classify BUNDLE --tensor INPUT.f32 [--save-output FILE] [--threads N] [--affinity A]
  *
+ * --threads: workers (0, the default: one per big core); --affinity: big, little, all or unpinned.
  * --tensor takes the raw float32 input (NCHW) instead of an image; --save-output writes every
  * output, raw float32 in manifest order (what `mnv3compile deploy-test` compares with Python). */
 #include <stdio.h>
@@ -38,6 +39,7 @@ static float *read_floats(const char *path, size_t count, char *error, int error
 int main(int argc, char **argv) {
   const char *bundle = NULL, *image_path = NULL, *tensor_path = NULL, *save_path = NULL;
   int top = 5;
+  mnv3_options options = {0, MNV3_AFFINITY_BIG};
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--top") && i + 1 < argc) {
       top = atoi(argv[++i]);
@@ -45,6 +47,15 @@ int main(int argc, char **argv) {
       tensor_path = argv[++i];
     } else if (!strcmp(argv[i], "--save-output") && i + 1 < argc) {
       save_path = argv[++i];
+    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+      options.threads = atoi(argv[++i]);
+    } else if (!strcmp(argv[i], "--affinity") && i + 1 < argc) {
+      const char *names[] = {"big", "little", "all", "unpinned"};
+      const char *name = argv[++i];
+      options.affinity = (mnv3_affinity)-1;
+      for (int k = 0; k < 4; ++k) {
+        if (!strcmp(name, names[k])) options.affinity = (mnv3_affinity)k;
+      }
     } else if (!bundle) {
       bundle = argv[i];
     } else if (!image_path) {
@@ -58,7 +69,7 @@ int main(int argc, char **argv) {
   }
 
   mnv3_error err;
-  mnv3_model *model = mnv3_open(bundle, &err);
+  mnv3_model *model = mnv3_open_with(bundle, &options, &err);
   if (!model) return fail(err.message);
   mnv3_tensor_info input;
   mnv3_input_info(model, 0, &input, NULL);

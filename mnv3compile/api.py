@@ -294,7 +294,7 @@ def build(model: ModelLike = "large", *, target: str = "host", quant: Literal["n
           width: float = 1.0, resolution: int | str | tuple[int, int] | None = None,
           weights: str | os.PathLike | None = None, input_shapes: InputShapes | None = None,
           int8_lowering: str = "integer", schedule: str = "templates", debug: bool = False,
-          on_stage: Note = lambda name: None, on_note: Note = lambda text: None) -> Bundle:
+          on_stage: Note = lambda name: None, on_note: Note = lambda text: None, threads: int = 0) -> Bundle:
     """Compile a MobileNetV3 into a deployable bundle for ``target`` (a name from ``target_presets()``).
 
     ``model``: a zoo name (``ZOO_MODELS``; ``width``, ``resolution``, ``weights`` choose the
@@ -302,8 +302,10 @@ def build(model: ModelLike = "large", *, target: str = "host", quant: Literal["n
     ``calibration`` (as ``quantize`` takes it; default 16 synthetic inputs, with a note) with
     ``settings``. ``database``: "auto" takes the tuning database 'tune' wrote (or one shipped for
     the target), a folder names one, None uses none. The bundle is written at once to ``output``
-    [build/<model>-<quant>-<target>]: a failed build leaves nothing. Returns the ``Bundle``, whose
-    ``notes`` say what the build could not do as asked."""
+    [build/<model>-<quant>-<target>]: a failed build leaves nothing. ``threads``: 1 builds serial
+    kernels, for an app that runs it on one thread (no fork-join cost); otherwise every kernel with
+    work enough splits its outer loops over the runtime's threads (chosen when it runs). Returns
+    the ``Bundle``, whose ``notes`` say what the build could not do as asked."""
     from mnv3compile.pipeline import BuildRequest, build as run_build
     from mnv3compile.schedules.tuning.database import identity
     from mnv3compile.targets.presets import preset as target_preset
@@ -311,6 +313,8 @@ def build(model: ModelLike = "large", *, target: str = "host", quant: Literal["n
 
     if quant not in ("none", "int8"):
         raise UserError(f"unknown quantization {quant!r}; choose none or int8")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise UserError(f"threads {threads!r}: 1 (serial kernels) or 0 (parallel kernels, any count at run time)")
     preset = target_preset(target)
     tuned_for = identity(preset.name, tvm_target(preset))
     calibration = calibration if quant == "int8" else None
@@ -326,22 +330,26 @@ def build(model: ModelLike = "large", *, target: str = "host", quant: Literal["n
     request = BuildRequest(target=preset, output=output, name=loaded.name, model=loaded.model, quant=quant,
                            quant_settings=settings, calib=calibration, preprocess=preprocess, labels=_labels(labels),
                            source=loaded.source, database=named_database, int8_lowering=int8_lowering, debug=debug,
-                           schedule=schedule)
+                           schedule=schedule, threads=threads)
     result = run_build(request, on_stage=on_stage)
     return Bundle(result.bundle, notes=[*loaded.notes, *result.notes], timings=result.timings)
 
 
 def bench(bundles: Sequence[Bundle | str | os.PathLike], *, vs_onnxruntime: bool = False, threads: int = 1,
-          runs: int = 100, max_seconds: float = 120, progress: Callable[[int, int], None] | None = None):
+          runs: int = 100, max_seconds: float = 120, progress: Callable[[int, int], None] | None = None,
+          affinity: str = "big"):
     """Latency of host bundles and, with ``vs_onnxruntime``, of onnxruntime on each bundle's float
     and int8 QDQ models, measured interleaved in this process (``bench.BenchResult``: rows with
-    median, p10-p90 and the ratio to onnxruntime fp32, or to the first bundle)."""
+    median, p10-p90 and the ratio to onnxruntime fp32, or to the first bundle). Every contender
+    gets ``threads`` threads (ours placed as ``affinity`` says; onnxruntime's intra-op pool)."""
     from mnv3compile import benchmark
 
     paths = [b.path if isinstance(b, Bundle) else Path(b) for b in bundles]
     if not paths:
         raise UserError("give at least one bundle to bench")
-    return benchmark.run(paths, vs_onnxruntime, threads, runs, max_seconds, progress)
+    if threads < 1:
+        raise UserError(f"threads {threads}: bench gives every contender the same count; give 1 or more")
+    return benchmark.run(paths, vs_onnxruntime, threads, runs, max_seconds, progress, affinity)
 
 
 def target_presets():

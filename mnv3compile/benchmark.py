@@ -5,7 +5,6 @@ slows every contender alike and the ratios stay fair."""
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -52,16 +51,16 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def contenders(bundles: list[Path], vs_onnxruntime: bool, threads: int) -> list[Contender]:
-    """A contender per bundle and, with ``vs_onnxruntime``, onnxruntime on each distinct source
-    model (fp32) and each distinct QDQ model of the bundles."""
-    os.environ["TVM_NUM_THREADS"] = str(threads)  # read when TVM's thread pool starts
+def contenders(bundles: list[Path], vs_onnxruntime: bool, threads: int, affinity: str = "big") -> list[Contender]:
+    """A contender per bundle (on ``threads`` workers placed as ``affinity`` says) and, with
+    ``vs_onnxruntime``, onnxruntime on each distinct source model (fp32) and each distinct QDQ
+    model of the bundles (``threads`` intra-op threads)."""
     from mnv3compile.runner import BundleRunner
 
     found: list[Contender] = []
     onnx_seen: set[str] = set()
     for path in bundles:
-        runner = BundleRunner(path)
+        runner = BundleRunner(path, threads=threads, affinity=affinity)
         x = np.random.default_rng(0).standard_normal(runner.input_shape).astype(np.float32)
         manifest = runner.manifest
         quant = "int8" if manifest.get("quantization") else "fp32"
@@ -155,9 +154,9 @@ class BenchResult:
 
 
 def run(bundles: list[Path], vs_onnxruntime: bool, threads: int, runs: int = 100, budget_s: float = 120,
-        progress: Callable[[int, int], None] | None = None) -> BenchResult:
+        progress: Callable[[int, int], None] | None = None, affinity: str = "big") -> BenchResult:
     """``contenders`` measured interleaved (``measure``), as a table."""
-    entries = contenders(bundles, vs_onnxruntime, threads)
+    entries = contenders(bundles, vs_onnxruntime, threads, affinity)
     measure(entries, runs, budget_s, progress or (lambda done, total: None))
     return BenchResult(rows(entries), threads, reference_label(entries), cpu_name())
 

@@ -90,10 +90,17 @@ class Bundle:
     """
 
     path: Path  # the bundle's folder
+    threads: int  # workers run() computes on (0: one per big core)
+    affinity: str  # where they run: big, little, all, unpinned
     manifest: dict  # its manifest (the <name>.json)
     notes: list[str]  # what the build that made it could not do as asked (empty when loaded)
 
-    def __init__(self, path: str | os.PathLike, notes: list[str] | None = None, timings: dict | None = None):
+    def __init__(self, path: str | os.PathLike, notes: list[str] | None = None, timings: dict | None = None,
+                 threads: int = 0, affinity: str = "big"):
+        from mnv3compile import threads as pool
+
+        pool.check(threads, affinity)
+        self.threads, self.affinity = threads, affinity  # what run() computes on (mnv3compile/threads.py)
         self.manifest = read_manifest(Path(path))
         self.path = Path(self.manifest.pop("_folder"))
         self.notes = list(notes or [])  # what the build that made it could not do as asked
@@ -101,9 +108,11 @@ class Bundle:
         self._runner = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Bundle":
-        """The bundle in folder ``path`` (made by ``build``); refuses a folder that is not one."""
-        return cls(path)
+    def load(cls, path: str | os.PathLike, threads: int = 0, affinity: str = "big") -> "Bundle":
+        """The bundle in folder ``path`` (made by ``build``); refuses a folder that is not one.
+        ``run`` computes on ``threads`` workers (0: one per big core) placed as ``affinity`` says:
+        big (default), little, all or unpinned (mnv3compile/threads.py)."""
+        return cls(path, threads=threads, affinity=affinity)
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, target={self.target!r})"
@@ -153,7 +162,7 @@ class Bundle:
         from mnv3compile.runner import BundleRunner
 
         if self._runner is None or (check and self._runner.vm is None):
-            self._runner = BundleRunner(self.path, remote=not check)
+            self._runner = BundleRunner(self.path, remote=not check, threads=self.threads, affinity=self.affinity)
         return self._runner
 
     def load_input(self, path: str | os.PathLike):
@@ -189,29 +198,32 @@ class Bundle:
         return outputs if isinstance(outputs, list) else [outputs]
 
     def latency_ms(self, repeat: int = 10) -> float:
-        """Median wall time of one inference here (a host bundle; 1 thread)."""
+        """Median wall time of one inference here (a host bundle, on the bundle's threads)."""
         return self._run_here().latency_ms(repeat)
 
     def bench(self, *others: "Bundle | str | os.PathLike", vs_onnxruntime: bool = False, threads: int = 1,
-              runs: int = 100, max_seconds: float = 120, progress=None):
+              runs: int = 100, max_seconds: float = 120, progress=None, affinity: str = "big"):
         """``mnv3compile.bench`` (the function) of this bundle (and ``others``), interleaved in this process."""
         from mnv3compile.api import bench
 
         return bench([self, *others], vs_onnxruntime=vs_onnxruntime, threads=threads, runs=runs,
-                     max_seconds=max_seconds, progress=progress)
+                     max_seconds=max_seconds, progress=progress, affinity=affinity)
 
     def profile(self, runs: int = 20):
-        """Time per kernel here (``profile.Profile``: kernels slowest first, with their templates)."""
+        """Time per kernel here, on the bundle's threads (``profile.Profile``: kernels slowest
+        first, with their templates)."""
         from mnv3compile.profile import profile_bundle
 
-        return profile_bundle(self.path, runs)
+        return profile_bundle(self.path, runs, threads=self.threads, affinity=self.affinity)
 
-    def deploy_test(self, image: str | os.PathLike | None = None, build_dir: str | os.PathLike | None = None):
+    def deploy_test(self, image: str | os.PathLike | None = None, build_dir: str | os.PathLike | None = None,
+                    threads: int | None = None, affinity: str | None = None):
         """What an app would see: for an Android bundle, the library checked as Android's loader
         checks it (``targets.android_loader.LoaderCheck``: ``problems`` empty when it loads);
         otherwise the C runtime built with CMake for the bundle's target, run on it (here, or
         under qemu-aarch64 for arm64-linux) and compared with this runtime's outputs, on random
-        inputs and ``image`` (``deploy_check.DeployReport``: ``ok``, ``rows``)."""
+        inputs and ``image`` (``deploy_check.DeployReport``: ``ok``, ``rows``), the C runtime on
+        ``threads`` workers placed as ``affinity`` says [the bundle's]."""
         from mnv3compile import deploy_check
         from mnv3compile.errors import UserError
         from mnv3compile.targets.arm64_sysroot import home
@@ -222,4 +234,9 @@ class Bundle:
         if android is not None:
             return android
         folder = Path(build_dir) if build_dir is not None else home().parent / "runtime-build"
-        return deploy_check.check_bundle(self.path, folder, Path(image) if image is not None else None)
+        threads, affinity = self.threads if threads is None else threads, affinity or self.affinity
+        from mnv3compile import threads as pool
+
+        pool.check(threads, affinity)
+        return deploy_check.check_bundle(self.path, folder, Path(image) if image is not None else None,
+                                         threads=threads, affinity=affinity)

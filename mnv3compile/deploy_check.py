@@ -189,9 +189,12 @@ def _top5(values: np.ndarray, classes: int) -> list[int]:
     return [int(i) for i in np.argsort(-values[:classes], kind="stable")[:5]]
 
 
-def check_bundle(bundle: Path, build_dir: Path, image: Path | None = None, seed: int = 0) -> DeployReport:
+def check_bundle(bundle: Path, build_dir: Path, image: Path | None = None, seed: int = 0, threads: int = 0,
+                 affinity: str = "big") -> DeployReport:
     """Build the runtime for the bundle's target and compare its outputs with the Python runtime's:
-    on a random input tensor, and on ``image`` through the C preprocessing when given."""
+    on a random input tensor, and on ``image`` through the C preprocessing when given; the C runtime
+    runs on ``threads`` workers placed as ``affinity`` says."""
+    pool = ["--threads", str(threads), "--affinity", affinity]
     manifest = read_manifest(bundle)
     arch = arch_of(manifest)
     build = build_runtime(arch, build_dir / arch)
@@ -204,7 +207,7 @@ def check_bundle(bundle: Path, build_dir: Path, image: Path | None = None, seed:
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     x_path, c_path = scratch / "input.f32", scratch / "c_output.f32"
     x.tofile(x_path)
-    build.run("classify", str(bundle), "--tensor", str(x_path), "--save-output", str(c_path))
+    build.run("classify", str(bundle), "--tensor", str(x_path), "--save-output", str(c_path), *pool)
     c_out, py_out = np.fromfile(c_path, np.float32), python_outputs(bundle, manifest, x, build, scratch)
     report.rows.append(_compare("random tensor", c_out, py_out, classes))
     build.run("mnv3_load_local", str(build.runtime_library), str(bundle), str(x_path), str(c_path))
@@ -217,7 +220,7 @@ def check_bundle(bundle: Path, build_dir: Path, image: Path | None = None, seed:
         from mnv3compile.runner import BundleRunner
 
         pixels = BundleRunner(bundle, remote=True).load_input(image)  # Python's preprocessing, as 'run' does
-        build.run("classify", str(bundle), str(image), "--save-output", str(c_path))
+        build.run("classify", str(bundle), str(image), "--save-output", str(c_path), *pool)
         report.rows.append(_compare(f"image {image.name}", np.fromfile(c_path, np.float32),
                                     python_outputs(bundle, manifest, pixels, build, scratch), classes))
     return report

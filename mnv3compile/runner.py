@@ -13,7 +13,13 @@ from mnv3compile.errors import UserError
 class BundleRunner:
     """A bundle's manifest and inputs; runs the library here when it was built for this machine."""
 
-    def __init__(self, bundle: Path, remote: bool = False):
+    def __init__(self, bundle: Path, remote: bool = False, threads: int = 0, affinity: str = "big"):
+        """``threads`` workers (0: one per big core) placed as ``affinity`` says (mnv3compile/threads.py)
+        run the kernels of calls made from any thread."""
+        from mnv3compile import threads as pool
+
+        pool.check(threads, affinity)
+        self.threads, self.affinity = threads, affinity
         self.manifest = read_manifest(bundle)
         self.folder = Path(self.manifest["_folder"])
         self.library_path = self.folder / self.manifest["library"]
@@ -27,6 +33,7 @@ class BundleRunner:
         import tvm
         from tvm import relax
 
+        pool.configure(threads, affinity)  # before the library loads: TVM sizes the pool once
         self.device = tvm.cpu()
         self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(self.library_path)), self.device)
         self._main = self.vm["main"]
@@ -43,12 +50,15 @@ class BundleRunner:
 
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         """Every output, in manifest order (a model returns one tensor or a tuple)."""
+        from mnv3compile import threads as pool
+
+        pool.configure(self.threads, self.affinity)  # this thread's pool (a no-op once it is so)
         self._input.copyfrom(np.ascontiguousarray(x, dtype=self._input.dtype))
         result = self._main(self._input)
         return [result.numpy()] if hasattr(result, "numpy") else [r.numpy() for r in result]
 
     def latency_ms(self, repeat: int = 10) -> float:
-        """Median wall time of one inference (1 thread as built)."""
+        """Median wall time of one inference (on the runner's threads)."""
         import time
 
         x = np.zeros(self.input_shape, np.float32)

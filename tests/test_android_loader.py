@@ -103,4 +103,4 @@ def test_the_jni_binding_cross_compiles_for_android_needing_only_the_runtime_and
     check = check_android_library(output, app_libraries={"libmnv3.so": c_api})
     assert check.problems == [] and check.needed == ("libc.so", "libm.so", "libdl.so", "libmnv3.so")
     assert {symbol for symbol, library in check.bindings if library == "libc.so"} == {"malloc", "free"}
-    assert {symbol for symbol, library in check.bindings if library == "libmnv3.so"} >= {"mnv3_open", "mnv3_run_f32"}
+    assert {symbol for symbol, library in check.bindings if library == "libmnv3.so"} >= {"mnv3_open_with", "mnv3_run_f32"}

@@ -290,7 +290,24 @@ def test_two_models_in_two_threads(host_runtime, small_fp32, small_int8, tmp_pat
     x.tofile(tmp_path / "x.f32")
     lines = _api(host_runtime, "threads", str(small_fp32), str(tmp_path / "x.f32"), str(small_int8),
                  str(tmp_path / "x.f32"), "20")
-    assert lines == [f"thread {k}: 20 runs, 0 differ from the single-threaded result" for k in (0, 1)]
+    assert lines == [f"thread {k} ({k + 1} workers): 20 runs, 0 differ from the single-threaded result" for k in (0, 1)]
+
+
+@pytest.mark.parametrize("affinity", [0, 1, 2, 3])  # big, little, all, unpinned
+def test_outputs_are_bit_identical_on_1_to_4_workers_from_c(host_runtime, small_int8, tmp_path, affinity):
+    """The count asked for is the pool's, whatever the affinity, and the outputs do not move."""
+    np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32).tofile(tmp_path / "x.f32")
+    assert _api(host_runtime, "workers", str(small_int8), str(tmp_path / "x.f32"), str(affinity)) == [
+        "threads 1: 1 workers, identical", "threads 2: 2 workers, identical", "threads 3: 3 workers, identical",
+        "threads 4: 4 workers, identical"]
+
+
+def test_out_of_range_options_are_argument_errors(host_runtime, small_int8):
+    assert _api(host_runtime, "options", str(small_int8)) == [
+        "open_with: MNV3_ERR_ARGUMENT: threads -1: give 1 to 256 (0: one per big core)",
+        "open_with: MNV3_ERR_ARGUMENT: threads 257: give 1 to 256 (0: one per big core)",
+        "open_with: MNV3_ERR_ARGUMENT: affinity 7: give MNV3_AFFINITY_BIG, _LITTLE, _ALL or _UNPINNED",
+        "threads of NULL: 0"]
 
 
 def test_sanitizers_find_nothing_over_100_runs_and_the_error_paths(small_fp32, runtime_dir, tmp_path):
@@ -346,6 +363,10 @@ target_compile_definitions(app PRIVATE MNV3_APP_BUNDLE="${{MNV3_BUNDLE_DIR}}")
     assert (result.returncode, result.stdout) == (0, "small_int8 96 center-crop 0.485 0\n")
 
 
+class Mnv3Affinity:  # Mnv3Model.BIG, .ALL: mnv3.h's mnv3_affinity
+    BIG, ALL = 0, 2
+
+
 @pytest.mark.skipif(not shutil.which("javac") or not shutil.which("java"), reason="needs a JDK (javac, java)")
 def test_java_binding_runs_tensors_and_argb_pixels(host_runtime, small_fp32, small_int8, tmp_path):
     root = source_root()
@@ -382,7 +403,13 @@ def test_java_binding_runs_tensors_and_argb_pixels(host_runtime, small_fp32, sma
         "run null: input is null",
         "argb wrong count: argb must hold width * height pixels",
         "run after close: the model is closed",
+        "open with 0 threads, affinity 9: affinity 9: give MNV3_AFFINITY_BIG, _LITTLE, _ALL or _UNPINNED",
     ]
+    for threads, affinity in ((1, Mnv3Affinity.BIG), (3, Mnv3Affinity.ALL)):  # open(path, threads, affinity)
+        java(str(small_int8), "--threads", str(threads), str(affinity), str(tmp_path / "x.f32"), str(tmp_path / "t.f32"))
+        np.testing.assert_array_equal(np.fromfile(tmp_path / "t.f32", np.float32),
+                                      BundleRunner(small_int8)(np.fromfile(tmp_path / "x.f32", np.float32)
+                                                               .reshape(1, 3, 96, 96)).ravel())
 
 
 def test_paddleocr_classifier_runs_from_c_with_its_declared_dynamic_output(tmp_path_factory, runtime_dir, tmp_path,

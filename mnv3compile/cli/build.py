@@ -69,13 +69,17 @@ Examples:
                    "tune' wrote for this model and target, if any]; the build reports how many kernels it "
                    "covered. A database tuned for another target or TVM version is refused.")
 @click.option("--no-db", "no_database", is_flag=True, help="Ignore any tuning database: templates' default tiles.")
+@click.option("--threads", type=click.IntRange(0, 256), default=0, show_default=True,
+              help="Threads the app will run it on: 1 builds serial kernels (no fork-join to pay for); any other "
+                   "count builds kernels that split their outer loops over the runtime's threads (the count is "
+                   "chosen when it runs: run/bench --threads, the C API's mnv3_open_with).")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Bundle folder [default: build/<model>-<quant>-<target>].")
 def build(model: str | None, onnx_path: Path | None, width: float, resolution: str, weights: Path | None,
           target_name: str, quant: str, calib: str | None, weight_bits: int, method: str, bias_correction: bool,
           adaround: bool, keep_float_output: bool, preprocess_name: str | None, labels_path: Path | None,
           input_shapes: tuple[str, ...], int8_lowering: str, schedule: str, debug: bool, database: Path | None,
-          no_database: bool, output: Path | None) -> None:
+          no_database: bool, threads: int, output: Path | None) -> None:
     """Compile a MobileNetV3 into a deployable bundle for a target.
 
     Stages: model -> optimize (passes) -> quantize (int8) -> TVM (Relax pipeline, codegen,
@@ -110,7 +114,7 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
                            preprocess=preprocess_name, labels=labels_path, output=output,
                            database=None if no_database else (database or "auto"), settings=settings, width=width,
                            resolution=resolution, weights=weights, input_shapes=parse_input_shapes(input_shapes),
-                           int8_lowering=int8_lowering, schedule=schedule, debug=debug,
+                           int8_lowering=int8_lowering, schedule=schedule, debug=debug, threads=threads,
                            on_stage=lambda stage: status.update(f"stage: {stage}"), on_note=note_now)
     for note in result.notes:
         console.print(f"note: {note}")
@@ -140,9 +144,13 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
                       + (f" ({others} from kernels recorded with other constants: scales, zero points)"
                          if others else ""), soft_wrap=True)
     if result.target == "host":
+        from mnv3compile.threads import current_threads
+
         latency = result.latency_ms()
         how = "kernel templates" if schedule == "templates" else "TVM's default schedules"
         tuned = ", tuned kernels from the database" if report.tuning and report.tuning.applied else ""
-        console.print(f"latency: {latency:.2f} ms per inference on this machine (1 thread, {how}{tuned})")
+        count = current_threads()
+        console.print(f"latency: {latency:.2f} ms per inference on this machine ({count} thread"
+                      f"{'s' if count > 1 else ''}, {how}{tuned})")
     else:
         console.print(f"run it on the target device ({result.target}): see README, 'Deploy'")

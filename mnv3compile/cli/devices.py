@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from mnv3compile.cli import CONTEXT, cli, console, wide_console
+from mnv3compile.cli.options import AFFINITY_OPTION, threads_option
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
@@ -132,7 +133,9 @@ Examples:
                    "runtime's preprocessing against Python's. Needs a bundle built with --preprocess.")
 @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where CMake builds the runtime (default: a folder under the user's cache, reused).")
-def deploy_test(bundle: Path, image: Path | None, build_dir: Path | None) -> None:
+@threads_option(0)
+@AFFINITY_OPTION
+def deploy_test(bundle: Path, image: Path | None, build_dir: Path | None, threads: int, affinity: str) -> None:
     """Build the C runtime and examples/classify with CMake for the bundle's target, run them on
     the bundle and compare every output with the Python runtime's (max |difference| <= 1e-5).
 
@@ -149,7 +152,7 @@ def deploy_test(bundle: Path, image: Path | None, build_dir: Path | None) -> Non
 
     loaded = Bundle.load(bundle)
     with console.status("building the C runtime with CMake and running it"):
-        report = loaded.deploy_test(image, build_dir)
+        report = loaded.deploy_test(image, build_dir, threads, affinity)
     if isinstance(report, LoaderCheck):
         _print_android_loader_check(report)
         return

@@ -37,3 +37,16 @@ BIAS_CORRECTION_OPTION = click.option(
     "--bias-correction/--no-bias-correction", default=True, show_default=True,
     help="Take the mean error that rounding each layer's weights adds to its output (what each tap reads on "
          "average over the calibration data, padding included) out of its bias.")
+
+
+def threads_option(default: int):
+    return click.option(
+        "--threads", type=click.IntRange(0 if default == 0 else 1, 256), default=default, show_default=True,
+        help="Threads the kernels run on" + (" (0: one per big core, what an app should start from)" if default == 0
+                                              else "; every contender gets as many") + ".")
+
+
+AFFINITY_OPTION = click.option(
+    "--affinity", type=RegistryChoice("mnv3compile.threads", "AFFINITIES"), default="big", show_default=True,
+    help="Which cores the threads run on: big (pinned to the fastest cores: little cores usually slow a pool "
+         "down), little, all (pinned over every core, the fastest first), unpinned (the OS places them).")

@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from mnv3compile.cli import CONTEXT, cli, console, warn_if_remote, wide_console
+from mnv3compile.cli.options import AFFINITY_OPTION, threads_option
 from mnv3compile.errors import UserError
 
 
@@ -31,8 +32,10 @@ Examples:
 @click.option("--rpc", "rpc_tracker", default=None, is_flag=False, flag_value="phone", metavar="[HOST:PORT]",
               help="Run on a device behind a TVM RPC tracker; bare --rpc means the stand-in phone.")
 @click.option("--key", default=None, help="The device key at the tracker [default: the stand-in phone's].")
+@threads_option(0)
+@AFFINITY_OPTION
 def run(bundle: Path, input_path: Path, top: int, score_threshold: float, iou_threshold: float,
-        draw_path: Path | None, rpc_tracker: str | None, key: str | None) -> None:
+        draw_path: Path | None, rpc_tracker: str | None, key: str | None, threads: int, affinity: str) -> None:
     """Run a bundle on one image (preprocessed as the manifest says) or a .npy tensor: here for a
     host bundle, or over TVM RPC on a phone (or the stand-in phone) for an arm64 one.
 
@@ -44,7 +47,7 @@ def run(bundle: Path, input_path: Path, top: int, score_threshold: float, iou_th
     from mnv3compile import detection
     from mnv3compile.bundle import Bundle
 
-    loaded = Bundle.load(bundle)
+    loaded = Bundle.load(bundle, threads=threads, affinity=affinity)
     names = [o["name"] for o in loaded.outputs]
     if draw_path is not None and not detection.is_detector(names):
         raise UserError("--draw is for detectors (a bundle with boxes and scores outputs)")
@@ -93,15 +96,15 @@ Examples:
 @click.argument("bundles", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--vs-onnxruntime", is_flag=True,
               help="Also time onnxruntime on each bundle's float model and on its int8 QDQ model.")
-@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Threads for every contender (TVM_NUM_THREADS and onnxruntime's intra-op threads).")
+@threads_option(1)
+@AFFINITY_OPTION
 @click.option("--runs", type=click.IntRange(10, 100000), default=100, show_default=True,
               help="Timed calls of each contender, after 5 warm-up calls.")
 @click.option("--max-seconds", type=click.FloatRange(1, None), default=120, show_default=True,
               help="Stop earlier when the timed rounds have taken this long (at least 10 rounds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, runs: int, max_seconds: float,
-          as_json: bool) -> None:
+def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, affinity: str, runs: int,
+          max_seconds: float, as_json: bool) -> None:
     """Latency of host bundles (median and 10th-90th percentile of single calls), side by side
     with onnxruntime when asked, measured interleaved in one process: each round calls every
     contender once in turn, so a busy machine slows all of them alike and the ratios stay fair.
@@ -109,8 +112,8 @@ def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, runs: i
     from mnv3compile import api
 
     with console.status("measuring") as status:
-        result = api.bench(list(bundles), vs_onnxruntime=vs_onnxruntime, threads=threads, runs=runs,
-                           max_seconds=max_seconds,
+        result = api.bench(list(bundles), vs_onnxruntime=vs_onnxruntime, threads=threads, affinity=affinity,
+                           runs=runs, max_seconds=max_seconds,
                            progress=lambda done, total: status.update(f"measuring: round {done} of {total}"))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -136,7 +139,10 @@ Examples:
 @click.option("--png", "png_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw the slowest kernels as a bar chart.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def profile(bundle: Path, runs: int, top: int, png_path: Path | None, as_json: bool) -> None:
+@threads_option(0)
+@AFFINITY_OPTION
+def profile(bundle: Path, runs: int, top: int, png_path: Path | None, as_json: bool, threads: int,
+            affinity: str) -> None:
     """Time per kernel of a host bundle (median over runs), its share of one inference and the
     template that scheduled it; the time outside kernels (VM dispatch, allocation) is the
     uninstrumented total minus the kernels' sum."""
@@ -144,7 +150,7 @@ def profile(bundle: Path, runs: int, top: int, png_path: Path | None, as_json: b
     from mnv3compile.profile import plot
 
     with console.status("profiling"):
-        result = Bundle.load(bundle).profile(runs)
+        result = Bundle.load(bundle, threads=threads, affinity=affinity).profile(runs)
     if png_path is not None:
         plot(result, png_path, Path(bundle).name, top)
     if as_json:

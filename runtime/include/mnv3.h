@@ -17,8 +17,10 @@
  * fills it with the same code and a one-line message. No C++ exception crosses this API.
  *
  * Threads: a model is not reentrant -- call it from one thread at a time (or guard it with a
- * mutex). Different models may run in different threads at once. Each model computes on the
- * calling thread only (bundles are built for 1 thread).
+ * mutex). Different models may run in different threads at once. A model's kernels split their
+ * work over `threads` workers of TVM's thread pool (mnv3_open_with; by default one per big core,
+ * pinned to them); the pool belongs to the calling thread, so two models run from two app threads
+ * each use their own count. Outputs are bit-identical at any thread count.
  */
 #ifndef MNV3_H_
 #define MNV3_H_
@@ -64,9 +66,31 @@ typedef struct mnv3_tensor_info {
 
 typedef struct mnv3_model mnv3_model;
 
+/* Which cores a model's worker threads run on. */
+typedef enum mnv3_affinity {
+  MNV3_AFFINITY_BIG = 0,     /* one worker per big core, pinned (cores ranked by maximum frequency): the
+                                default -- little cores added to a pool usually make it slower */
+  MNV3_AFFINITY_LITTLE = 1,  /* the little cores, pinned (background work off the big cluster) */
+  MNV3_AFFINITY_ALL = 2,     /* workers pinned over all the cores, the fastest first (0 threads: one per core) */
+  MNV3_AFFINITY_UNPINNED = 3 /* workers not pinned: the OS places them */
+} mnv3_affinity;
+
+typedef struct mnv3_options {
+  int threads;            /* workers, 1..256; 0: one per core of the affinity's kind (big cores) */
+  mnv3_affinity affinity;
+} mnv3_options;
+
 /* Opens the bundle folder `bundle_dir`: reads its manifest, checks the library's sha256, loads it.
- * Returns NULL on failure (err says why). */
+ * Runs on one worker per big core. Returns NULL on failure (err says why). */
 MNV3_API mnv3_model *mnv3_open(const char *bundle_dir, mnv3_error *err);
+
+/* mnv3_open, running on `options->threads` workers placed as `options->affinity` says (NULL: the
+ * defaults, {0, MNV3_AFFINITY_BIG}). An out-of-range count or affinity is MNV3_ERR_ARGUMENT. */
+MNV3_API mnv3_model *mnv3_open_with(const char *bundle_dir, const mnv3_options *options, mnv3_error *err);
+
+/* The workers the model's runs use on the calling thread (the pool configured as its options say),
+ * or 0 for NULL. */
+MNV3_API int mnv3_threads(mnv3_model *model);
 
 /* Frees everything the model holds. NULL is accepted. */
 MNV3_API void mnv3_close(mnv3_model *model);

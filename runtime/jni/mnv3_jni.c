@@ -11,7 +11,8 @@ static void throw_error(JNIEnv *env, const char *message) {
   if (type) (*env)->ThrowNew(env, type, message);
 }
 
-JNIEXPORT jlong JNICALL Java_com_mnv3compile_Mnv3Model_nativeOpen(JNIEnv *env, jclass cls, jstring dir) {
+JNIEXPORT jlong JNICALL Java_com_mnv3compile_Mnv3Model_nativeOpen(JNIEnv *env, jclass cls, jstring dir, jint threads,
+                                                                   jint affinity) {
   (void)cls;
   if (!dir) {
     throw_error(env, "bundle folder is null");
@@ -20,7 +21,8 @@ JNIEXPORT jlong JNICALL Java_com_mnv3compile_Mnv3Model_nativeOpen(JNIEnv *env, j
   const char *path = (*env)->GetStringUTFChars(env, dir, NULL);
   if (!path) return 0; /* OutOfMemoryError pending */
   mnv3_error err;
-  mnv3_model *model = mnv3_open(path, &err);
+  mnv3_options options = {threads, (mnv3_affinity)affinity};
+  mnv3_model *model = mnv3_open_with(path, &options, &err);
   (*env)->ReleaseStringUTFChars(env, dir, path);
   if (!model) throw_error(env, err.message);
   return (jlong)(intptr_t)model;

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -22,6 +23,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "preprocess.h"
@@ -189,6 +191,7 @@ struct mnv3_model {
   std::optional<ffi::Module> library, vm;  // no default constructor: set by Open
   std::optional<ffi::Function> main;
   std::vector<float> scratch;  // the preprocessed image of mnv3_run_rgb8
+  mnv3_options options{0, MNV3_AFFINITY_BIG};
 };
 
 namespace {
@@ -294,8 +297,51 @@ size_t TotalOutputs(const mnv3_model* model) {
   return total;
 }
 
+constexpr int kMaxThreads = 256;
+
+void CheckOptions(const mnv3_options& options) {
+  if (options.threads < 0 || options.threads > kMaxThreads) {
+    Fail(MNV3_ERR_ARGUMENT, "threads %d: give 1 to %d (0: one per big core)", options.threads, kMaxThreads);
+  }
+  if (options.affinity < MNV3_AFFINITY_BIG || options.affinity > MNV3_AFFINITY_UNPINNED) {
+    Fail(MNV3_ERR_ARGUMENT, "affinity %d: give MNV3_AFFINITY_BIG, _LITTLE, _ALL or _UNPINNED", static_cast<int>(options.affinity));
+  }
+}
+
+// TVM keeps one thread pool per calling thread; what this thread's pool was configured for.
+thread_local int configured_threads = -1;
+thread_local int configured_affinity = -1;
+
+// The calling thread's pool as `options` say (TVM's runtime.config_threadpool), unless it is so.
+void ConfigurePool(const mnv3_options& options) {
+  if (configured_threads == options.threads && configured_affinity == options.affinity) return;
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  // TVM starts a thread's pool with TVM_NUM_THREADS workers (else half the cores on x86) and
+  // never grows it: room for what is asked first (idle workers sleep). The variables are read as
+  // the pool starts; set only where the app has not set them.
+  unsigned room = std::max({8u, cores, static_cast<unsigned>(options.threads)});
+  const char* given = std::getenv("TVM_NUM_THREADS");
+  if (given == nullptr || std::strtoul(given, nullptr, 10) < room) setenv("TVM_NUM_THREADS", std::to_string(room).c_str(), 1);
+  setenv("TVM_BIND_THREADS", options.affinity == MNV3_AFFINITY_UNPINNED ? "0" : "1", 1);
+  // TVM's AffinityMode: kBig (1) pins worker i to the i-th fastest core, kLittle (-1) to the
+  // slowest first. "all" is kBig over every core: one worker per core, big ones first.
+  static const int kModes[] = {1, -1, 1, 1};
+  int threads = options.threads == 0 && options.affinity == MNV3_AFFINITY_ALL ? static_cast<int>(cores) : options.threads;
+  ffi::Optional<ffi::Function> config = ffi::Function::GetGlobal("runtime.config_threadpool");
+  if (!config.has_value()) Fail(MNV3_ERR_RUN, "this TVM runtime has no thread pool configuration");
+  config.value()(kModes[options.affinity], threads);
+  configured_threads = options.threads;
+  configured_affinity = options.affinity;
+}
+
+int PoolThreads() {
+  ffi::Optional<ffi::Function> count = ffi::Function::GetGlobal("runtime.NumThreads");
+  return count.has_value() ? count.value()().cast<int>() : 1;
+}
+
 void Run(mnv3_model* model, const float* input, size_t input_count, float* output, size_t output_count) {
   if (model == nullptr || input == nullptr || output == nullptr) Fail(MNV3_ERR_ARGUMENT, "model, input and output must not be NULL");
+  ConfigurePool(model->options);
   const TensorSpec& in = model->inputs[0];
   if (input_count != in.count) Fail(MNV3_ERR_ARGUMENT, "input has %zu floats; %s takes %zu", input_count, in.name.c_str(), in.count);
   if (output_count != TotalOutputs(model)) {
@@ -326,10 +372,14 @@ void PreprocessInto(const mnv3_model* model, const uint8_t* rgb, int width, int 
 
 extern "C" {
 
-mnv3_model* mnv3_open(const char* bundle_dir, mnv3_error* err) {
+mnv3_model* mnv3_open(const char* bundle_dir, mnv3_error* err) { return mnv3_open_with(bundle_dir, nullptr, err); }
+
+mnv3_model* mnv3_open_with(const char* bundle_dir, const mnv3_options* options, mnv3_error* err) {
   mnv3_model* model = nullptr;
   mnv3_status status = Guard(err, [&] {
+    if (options != nullptr) CheckOptions(*options);
     model = new mnv3_model();
+    if (options != nullptr) model->options = *options;
     Open(model, bundle_dir);
   });
   if (status != MNV3_OK) {
@@ -344,6 +394,16 @@ void mnv3_close(mnv3_model* model) {
     delete model;
   } catch (...) {  // a destructor of the runtime must not take the app down
   }
+}
+
+int mnv3_threads(mnv3_model* model) {
+  if (model == nullptr) return 0;
+  int threads = 0;
+  Guard(nullptr, [&] {
+    ConfigurePool(model->options);
+    threads = PoolThreads();
+  });
+  return threads;
 }
 
 size_t mnv3_num_inputs(const mnv3_model* model) { return model ? model->inputs.size() : 0; }

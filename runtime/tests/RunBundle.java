@@ -12,11 +12,22 @@ import java.nio.file.Paths;
  *   java RunBundle BUNDLE INPUT.f32 OUTPUT.f32     run(float[]), outputs written as little-endian float32
  *   java RunBundle BUNDLE --argb W H OUTPUT.f32   run(int[] argb, w, h) on a synthetic image
  *   java RunBundle BUNDLE --errors                 the exceptions of bad calls, one line each
+ *   java RunBundle BUNDLE --threads N AFFINITY INPUT.f32 OUTPUT.f32   run(float[]) on a model opened with
+ *                                                  open(bundle, N, AFFINITY)
  */
 public final class RunBundle {
   public static void main(String[] args) throws Exception {
     if (args.length == 2 && args[1].equals("--errors")) {
       errors(args[0]);
+      return;
+    }
+    if (args[1].equals("--threads")) {
+      try (Mnv3Model model = Mnv3Model.open(args[0], Integer.parseInt(args[2]), Integer.parseInt(args[3]))) {
+        ByteBuffer bytes = ByteBuffer.wrap(Files.readAllBytes(Paths.get(args[4]))).order(ByteOrder.LITTLE_ENDIAN);
+        float[] input = new float[bytes.remaining() / 4];
+        bytes.asFloatBuffer().get(input);
+        write(model.run(input), args[5]);
+      }
       return;
     }
     try (Mnv3Model model = Mnv3Model.open(args[0])) {
@@ -56,7 +67,8 @@ public final class RunBundle {
   }
 
   static void errors(String bundle) {
-    String[] names = {"open missing", "run wrong size", "run null", "argb wrong count", "run after close"};
+    String[] names = {"open missing", "run wrong size", "run null", "argb wrong count", "run after close",
+                      "open with 0 threads, affinity 9"};
     for (String name : names) {
       try {
         switch (name) {
@@ -64,6 +76,7 @@ public final class RunBundle {
           case "run wrong size": try (Mnv3Model m = Mnv3Model.open(bundle)) { m.run(new float[3]); } break;
           case "run null": try (Mnv3Model m = Mnv3Model.open(bundle)) { m.run((float[]) null); } break;
           case "argb wrong count": try (Mnv3Model m = Mnv3Model.open(bundle)) { m.run(new int[5], 2, 2); } break;
+          case "open with 0 threads, affinity 9": Mnv3Model.open(bundle, 0, 9); break;
           default: Mnv3Model m = Mnv3Model.open(bundle); m.close(); m.run(new float[3]);
         }
         System.out.println(name + ": no exception");

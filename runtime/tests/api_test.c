@@ -4,7 +4,10 @@
  *   api_test open DIR                               status and message of mnv3_open(DIR)
  *   api_test errors BUNDLE                          the argument errors of every call
  *   api_test repeat BUNDLE INPUT.f32 OPENS RUNS     OPENS x (open, RUNS x run, close); outputs must not change
- *   api_test threads A INPUT_A B INPUT_B N          A and B in two threads, N runs each
+ *   api_test threads A INPUT_A B INPUT_B N          A on 1 worker and B on 2, in two threads, N runs each
+ *   api_test workers BUNDLE INPUT.f32 AFFINITY      runs on 1, 2, 3, 4 workers: the pool's count, whether
+ *                                                   the output equals the 1-worker one
+ *   api_test options BUNDLE                         the errors of out-of-range options
  *   api_test detect BOXES.f32 SCORES.f32 ANCHORS CLASSES SCORE IOU MAX
  *                                                   mnv3_detect, one line per detection (%.9g)
  *   api_test bench BUNDLE INPUT.f32 N               one warm-up run, then N runs between two marker
@@ -111,13 +114,15 @@ typedef struct worker {
   const char *dir;
   float *input, *expected;
   size_t n, out_n;
-  int runs, mismatches;
+  int runs, mismatches, threads, used;
 } worker;
 
 static void *work(void *arg) {
   worker *w = arg;
   mnv3_error err;
-  mnv3_model *model = mnv3_open(w->dir, &err);
+  mnv3_options options = {w->threads, MNV3_AFFINITY_BIG};
+  mnv3_model *model = mnv3_open_with(w->dir, &options, &err);
+  w->used = mnv3_threads(model);
   float *output = calloc(w->out_n, sizeof(float));
   for (int i = 0; model && i < w->runs; ++i) {
     if (mnv3_run_f32(model, w->input, w->n, output, w->out_n, &err) != MNV3_OK ||
@@ -139,8 +144,10 @@ static int threads_case(char **argv, int runs) {
     w->dir = argv[2 * k];
     w->input = read_floats(argv[2 * k + 1], &w->n);
     w->runs = runs;
+    w->threads = k + 1;
     mnv3_error err;
-    mnv3_model *model = mnv3_open(w->dir, &err); /* the single-threaded reference */
+    mnv3_options one = {1, MNV3_AFFINITY_BIG};
+    mnv3_model *model = mnv3_open_with(w->dir, &one, &err); /* the single-threaded reference */
     if (!model) {
       say("open", err.code, &err);
       return 1;
@@ -154,11 +161,55 @@ static int threads_case(char **argv, int runs) {
   for (int k = 0; k < 2; ++k) pthread_create(&ids[k], NULL, work, &workers[k]);
   for (int k = 0; k < 2; ++k) pthread_join(ids[k], NULL);
   for (int k = 0; k < 2; ++k) {
-    printf("thread %d: %d runs, %d differ from the single-threaded result\n", k, runs, workers[k].mismatches);
+    printf("thread %d (%d workers): %d runs, %d differ from the single-threaded result\n", k, workers[k].used, runs,
+           workers[k].mismatches);
     free(workers[k].input);
     free(workers[k].expected);
   }
   return workers[0].mismatches || workers[1].mismatches;
+}
+
+static int workers_case(const char *dir, const char *input_path, int affinity) {
+  size_t n = 0;
+  float *input = read_floats(input_path, &n), *first = NULL, *output = NULL;
+  int status = 0;
+  for (int threads = 1; threads <= 4 && status == 0; ++threads) {
+    mnv3_error err;
+    mnv3_options options = {threads, (mnv3_affinity)affinity};
+    mnv3_model *model = mnv3_open_with(dir, &options, &err);
+    if (!model) {
+      say("open", err.code, &err);
+      status = 1;
+      break;
+    }
+    size_t out_n = mnv3_output_count(model);
+    if (!first) first = calloc(out_n, sizeof(float)), output = calloc(out_n, sizeof(float));
+    float *target = threads == 1 ? first : output;
+    if (mnv3_run_f32(model, input, n, target, out_n, &err) != MNV3_OK) {
+      say("run", err.code, &err);
+      status = 1;
+    } else {
+      printf("threads %d: %d workers, %s\n", threads, mnv3_threads(model),
+             threads == 1 || !memcmp(first, output, out_n * sizeof(float)) ? "identical" : "DIFFERS");
+    }
+    mnv3_close(model);
+  }
+  free(input);
+  free(first);
+  free(output);
+  return status;
+}
+
+static int options_case(const char *dir) {
+  mnv3_error err;
+  mnv3_options bad[] = {{-1, MNV3_AFFINITY_BIG}, {257, MNV3_AFFINITY_BIG}, {2, (mnv3_affinity)7}};
+  for (int i = 0; i < 3; ++i) {
+    mnv3_model *model = mnv3_open_with(dir, &bad[i], &err);
+    say("open_with", model ? MNV3_OK : err.code, &err);
+    mnv3_close(model);
+  }
+  printf("threads of NULL: %d\n", mnv3_threads(NULL));
+  return 0;
 }
 
 /* The marker schedules/tuning/qemu/count_insns.c looks for: write(-1, "mnv3-mark", 9), a harmless EBADF. */
@@ -228,6 +279,8 @@ int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "errors")) return errors_case(argv[2]);
   if (argc == 6 && !strcmp(argv[1], "repeat")) return repeat_case(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
   if (argc == 7 && !strcmp(argv[1], "threads")) return threads_case(argv + 2, atoi(argv[6]));
+  if (argc == 5 && !strcmp(argv[1], "workers")) return workers_case(argv[2], argv[3], atoi(argv[4]));
+  if (argc == 3 && !strcmp(argv[1], "options")) return options_case(argv[2]);
   if (argc == 5 && !strcmp(argv[1], "bench")) return bench_case(argv[2], argv[3], atoi(argv[4]));
   if (argc == 9 && !strcmp(argv[1], "detect")) return detect_case(argv + 2);
   fprintf(stderr, "usage: see the comment at the top of runtime/tests/api_test.c\n");

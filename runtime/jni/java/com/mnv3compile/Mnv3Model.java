@@ -11,7 +11,9 @@ package com.mnv3compile;
  * }
  * }</pre>
  *
- * Not thread-safe: use one model from one thread at a time; several models may run at once.
+ * Not thread-safe: use one model from one thread at a time; several models may run at once. A
+ * model's kernels run on {@code threads} workers (0: one per big core), on the cores an affinity
+ * names ({@link #BIG}, {@link #LITTLE}, {@link #ALL}, {@link #UNPINNED}: mnv3.h's mnv3_affinity).
  */
 public final class Mnv3Model implements AutoCloseable {
   static {
@@ -24,9 +26,25 @@ public final class Mnv3Model implements AutoCloseable {
     this.handle = handle;
   }
 
-  /** Opens a bundle folder: checks its library against the manifest and loads it. */
+  /** One worker per big core, pinned: the default. */
+  public static final int BIG = 0;
+  /** The little cores, pinned. */
+  public static final int LITTLE = 1;
+  /** Pinned over every core, the fastest first. */
+  public static final int ALL = 2;
+  /** Not pinned: the OS places the workers. */
+  public static final int UNPINNED = 3;
+
+  /** Opens a bundle folder: checks its library against the manifest and loads it; runs on one
+   * worker per big core. */
   public static Mnv3Model open(String bundleDir) {
-    return new Mnv3Model(nativeOpen(bundleDir));
+    return open(bundleDir, 0, BIG);
+  }
+
+  /** {@link #open(String)} on {@code threads} workers (1..256; 0: one per core of the affinity's
+   * kind) placed as {@code affinity} says; out-of-range values throw Mnv3Exception. */
+  public static Mnv3Model open(String bundleDir, int threads, int affinity) {
+    return new Mnv3Model(nativeOpen(bundleDir, threads, affinity));
   }
 
   /** Floats of the input tensor (NCHW). */
@@ -62,7 +80,7 @@ public final class Mnv3Model implements AutoCloseable {
     return handle;
   }
 
-  private static native long nativeOpen(String bundleDir);
+  private static native long nativeOpen(String bundleDir, int threads, int affinity);
 
   private static native void nativeClose(long handle);
 

@@ -1,0 +1,77 @@
+"""How many threads a bundle's kernels run on, and on which cores: TVM's thread pool, configured
+per calling thread (TVM keeps one pool per thread that runs kernels, so two models called from two
+app threads each run with their own count).
+
+Affinity (TVM's ``runtime.config_threadpool`` modes; the C API and JNI take the same names):
+
+- ``big``: one worker per big core, pinned (cores ranked by their maximum frequency; on a phone the
+  performance cluster). The default: little cores added to a pool usually make it slower, and a
+  pinned worker does not migrate mid-inference.
+- ``little``: the little cores, pinned (background work that must not heat the big cluster).
+- ``all``: workers pinned over all the cores, the fastest first (0 threads: one per core).
+- ``unpinned``: workers are not pinned at all (the OS scheduler places them).
+
+``threads`` 0 means one per core of the chosen kind (``big``: the big cores).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from mnv3compile.errors import UserError
+
+AFFINITIES = ("big", "little", "all", "unpinned")
+DEFAULT_AFFINITY = "big"
+MAX_THREADS = 256
+# TVM's ThreadGroup::AffinityMode (runtime/threading_backend.h)
+_MODES = {"big": 1, "little": -1, "all": 1, "unpinned": 1}  # kBig pins worker i to the i-th fastest core
+
+_configured = threading.local()  # (threads, affinity) the calling thread's pool has
+
+
+def check(threads: int, affinity: str) -> None:
+    """One clear error for a thread count or affinity the runtime cannot take."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS:
+        raise UserError(f"threads {threads!r}: give a whole number from 1 to {MAX_THREADS} "
+                        "(0: one per core of the chosen affinity)")
+    if affinity not in AFFINITIES:
+        raise UserError(f"affinity {affinity!r}: choose one of {', '.join(AFFINITIES)}")
+
+
+def configure(threads: int = 0, affinity: str = DEFAULT_AFFINITY) -> None:
+    """The calling thread's kernels run on ``threads`` workers placed as ``affinity`` says; a no-op
+    when this thread is configured so already (reconfiguring restarts the pool's workers)."""
+    check(threads, affinity)
+    if getattr(_configured, "value", None) == (threads, affinity):
+        return
+    import tvm
+
+    # TVM starts a thread's pool with TVM_NUM_THREADS workers (else half the cores on x86, taken
+    # for hyper-threads: 1 of this machine's 2) and never grows it: room for 8 (idle workers sleep) or
+    # what is asked, first.
+    room = max(threads, os.cpu_count() or 1, 8)
+    if int(os.environ.get("TVM_NUM_THREADS", "0") or 0) < room:
+        os.environ["TVM_NUM_THREADS"] = str(room)
+    count = (os.cpu_count() or 1) if affinity == "all" and threads == 0 else threads  # all: every core
+    bind = os.environ.get("TVM_BIND_THREADS")
+    os.environ["TVM_BIND_THREADS"] = "0" if affinity == "unpinned" else "1"  # read as the workers start
+    try:
+        tvm.get_global_func("runtime.config_threadpool")(_MODES[affinity], count)
+    finally:
+        if bind is None:
+            del os.environ["TVM_BIND_THREADS"]
+        else:
+            os.environ["TVM_BIND_THREADS"] = bind
+    if threads and current_threads() != threads:
+        raise UserError(f"this thread's TVM pool has fewer workers than the {threads} threads asked "
+                        f"(it started with TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS')}); "
+                        "ask for threads before the first inference, or set TVM_NUM_THREADS")
+    _configured.value = (threads, affinity)
+
+
+def current_threads() -> int:
+    """Workers the calling thread's pool runs kernels on."""
+    import tvm
+
+    return int(tvm.get_global_func("runtime.NumThreads")())
