@@ -79,8 +79,12 @@ class LocalMeasurer:
 
     unit = "us"
 
-    def __init__(self, target, work: Path, settings: Measurement):
+    def __init__(self, target, work: Path, settings: Measurement, threads: int = 1):
+        from mnv3compile import threads as pool
+
         self.target, self.work, self.settings, self.count = target, work, settings, 0
+        self.threads = threads
+        pool.check(threads, "big")
 
     def __call__(self, scheduled, arrays: list[np.ndarray] | None = None) -> float:
         """Microseconds of one call of ``scheduled`` on ``arrays`` (one per parameter; random ones
@@ -92,6 +96,9 @@ class LocalMeasurer:
         path = self.work / f"candidate{self.count}.so"  # a new name each: dlopen reuses a loaded path
         library.export_library(str(path))
         arguments = random_arguments(scheduled) if arrays is None else [tvm.runtime.tensor(a) for a in arrays]
+        from mnv3compile import threads as pool
+
+        pool.configure(self.threads)  # the count tuned for (parallel kernels would take the pool's default)
         try:
             return _time(tvm.runtime.load_module(str(path)), tvm.cpu(), arguments, self.settings)
         finally:
