@@ -230,7 +230,8 @@ static int bench_case(const char *dir, const char *input_path, int runs) {
   size_t n = 0;
   float *input = read_floats(input_path, &n);
   mnv3_error err;
-  mnv3_model *model = mnv3_open(dir, &err);
+  mnv3_options one = {1, MNV3_AFFINITY_BIG}; /* one thread's instructions: idle workers would add spinning */
+  mnv3_model *model = mnv3_open_with(dir, &one, &err);
   if (!model || !input) {
     printf("open: %s\n", model ? "cannot read input" : err.message);
     return 1;

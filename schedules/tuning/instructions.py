@@ -107,7 +107,9 @@ def kernel_counter(cache: Path, sysroot: Path) -> Path:
 
 def qemu_environment(sysroot: Path) -> dict[str, str]:
     site = sysroot / "opt" / "site"
-    return {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(sysroot),
+    # One worker: the count is one thread's work (a parallel kernel's idle workers would add their
+    # spinning, a different amount each run).
+    return {"PATH": "/usr/bin:/bin", "QEMU_LD_PREFIX": str(sysroot), "TVM_NUM_THREADS": "1",
             "LD_LIBRARY_PATH": f"{site / 'tvm' / 'lib'}:{site / 'tvm_ffi' / 'lib'}"}
 
 
