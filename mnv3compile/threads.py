@@ -49,10 +49,8 @@ def configure(threads: int = 0, affinity: str = DEFAULT_AFFINITY) -> None:
 
     # TVM starts a thread's pool with TVM_NUM_THREADS workers (else half the cores on x86, taken
     # for hyper-threads: 1 of this machine's 2) and never grows it: room for 8 (idle workers sleep) or
-    # what is asked, first.
-    room = max(threads, os.cpu_count() or 1, 8)
-    if int(os.environ.get("TVM_NUM_THREADS", "0") or 0) < room:
-        os.environ["TVM_NUM_THREADS"] = str(room)
+    # what is asked, first, unless the user set the variable (then it is the cap).
+    os.environ.setdefault("TVM_NUM_THREADS", str(max(threads, os.cpu_count() or 1, 8)))
     count = (os.cpu_count() or 1) if affinity == "all" and threads == 0 else threads  # all: every core
     bind = os.environ.get("TVM_BIND_THREADS")
     os.environ["TVM_BIND_THREADS"] = "0" if affinity == "unpinned" else "1"  # read as the workers start

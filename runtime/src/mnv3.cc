@@ -317,11 +317,10 @@ void ConfigurePool(const mnv3_options& options) {
   if (configured_threads == options.threads && configured_affinity == options.affinity) return;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   // TVM starts a thread's pool with TVM_NUM_THREADS workers (else half the cores on x86) and
-  // never grows it: room for what is asked first (idle workers sleep). The variables are read as
-  // the pool starts; set only where the app has not set them.
+  // never grows it: room for what is asked first (idle workers sleep), unless the app set the
+  // variable itself (then it is the cap: mnv3_threads says what runs). Read as the pool starts.
   unsigned room = std::max({8u, cores, static_cast<unsigned>(options.threads)});
-  const char* given = std::getenv("TVM_NUM_THREADS");
-  if (given == nullptr || std::strtoul(given, nullptr, 10) < room) setenv("TVM_NUM_THREADS", std::to_string(room).c_str(), 1);
+  if (std::getenv("TVM_NUM_THREADS") == nullptr) setenv("TVM_NUM_THREADS", std::to_string(room).c_str(), 1);
   setenv("TVM_BIND_THREADS", options.affinity == MNV3_AFFINITY_UNPINNED ? "0" : "1", 1);
   // TVM's AffinityMode: kBig (1) pins worker i to the i-th fastest core, kLittle (-1) to the
   // slowest first. "all" is kBig over every core: one worker per core, big ones first.
