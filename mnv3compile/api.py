@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -182,24 +181,13 @@ def evaluation_samples(quantized: QuantizedModel, data: CalibrationData, preproc
                       limit)
 
 
-@dataclass(frozen=True)
-class BuildModel:
-    """What ``build`` and ``tune`` compile: the model, its name, and the key of its tuning database."""
-
-    model: onnx.ModelProto
-    name: str  # library and file stem, e.g. mobilenetv3_small
-    short_name: str  # the default bundle folder's first part: the zoo name, or the ONNX model's
-    source: dict  # for the manifest
-    notes: tuple[str, ...]
-    loaded: object  # model_source.LoadedModel: .key(quant, lowering, bits) names the tuning database
-
-
 def load_build_model(model: ModelLike = "large", *, width: float = 1.0,
                      resolution: int | str | tuple[int, int] | None = None,
                      weights: str | os.PathLike | None = None, input_shapes: InputShapes | None = None,
-                     calibration: CalibrationData | None = None, on_status: Note = lambda text: None) -> BuildModel:
+                     calibration: CalibrationData | None = None, on_status: Note = lambda text: None):
     """A zoo name (``ZOO_MODELS``), an ONNX file or an ONNX model, with dynamic inputs fixed (by
-    ``input_shapes``, else from a .npy/.npz ``calibration``, else 1, said in a note)."""
+    ``input_shapes``, else from a .npy/.npz ``calibration``, else 1, said in a note), as
+    ``model_source.LoadedModel`` (``key`` names its tuning database, ``folder_name`` its bundle)."""
     from mnv3compile.model_source import load_model
     from mnv3compile.zoo.spec import MODEL_NAMES
 
@@ -228,8 +216,8 @@ def load_build_model(model: ModelLike = "large", *, width: float = 1.0,
                   for name, shape in (shapes or {}).items()]
     loaded = load_model(zoo_name, onnx_path, width, resolution, Path(weights) if weights else None, shapes,
                         on_status=on_status, in_memory=in_memory)
-    short = zoo_name or loaded.name.replace("_", "-")
-    return BuildModel(loaded.model, loaded.name, short, loaded.source, tuple(notes + loaded.notes), loaded)
+    loaded.notes[:0] = notes
+    return loaded
 
 
 def check_build_inputs(labels: str | os.PathLike | Sequence[str] | None, calibration: CalibrationData | None,
@@ -324,9 +312,9 @@ def build(model: ModelLike = "large", *, target: str = "host", quant: Literal["n
                               calibration=calibration, on_status=on_stage)
     settings = settings or QuantizeSettings()
     if database == "auto":
-        named_database = find_database(preset, loaded.loaded.key(quant, int8_lowering, settings.weight_bits),
+        named_database = find_database(preset, loaded.key(quant, int8_lowering, settings.weight_bits),
                                        tuned_for, on_note)
-    output = Path(output) if output is not None else Path("build") / f"{loaded.short_name}-{quant}-{preset.name}"
+    output = Path(output) if output is not None else Path("build") / f"{loaded.folder_name}-{quant}-{preset.name}"
     request = BuildRequest(target=preset, output=output, name=loaded.name, model=loaded.model, quant=quant,
                            quant_settings=settings, calib=calibration, preprocess=preprocess, labels=_labels(labels),
                            source=loaded.source, database=named_database, int8_lowering=int8_lowering, debug=debug,
@@ -387,8 +375,8 @@ def tune(model: ModelLike = "large", *, target: str = "host", quant: Literal["no
     check_build_inputs(None, calibration, None, None)
     loaded = load_build_model(model, width=width, resolution=resolution, input_shapes=input_shapes,
                               calibration=calibration, on_status=on_status)
-    session.use_database(loaded.loaded.key(quant, int8_lowering, weight_bits),
-                                  Path(database) if database is not None else None, resume)
+    session.use_database(loaded.key(quant, int8_lowering, weight_bits), Path(database) if database is not None else None,
+                         resume)
     display = display or Display()
     with display.status("preparing the kernels (optimize, quantize, TVM pipeline)"):
         notes = session.prepare(loaded.model, loaded.name, quant, calibration, weight_bits, int8_lowering)

@@ -212,9 +212,9 @@ class Bundle:
     def profile(self, runs: int = 20):
         """Time per kernel here, on the bundle's threads (``profile.Profile``: kernels slowest
         first, with their templates)."""
-        from mnv3compile.profile import profile_bundle
+        from mnv3compile.profile import profile_runner
 
-        return profile_bundle(self.path, runs, threads=self.threads, affinity=self.affinity)
+        return profile_runner(self._run_here(), runs)
 
     def deploy_test(self, image: str | os.PathLike | None = None, build_dir: str | os.PathLike | None = None,
                     threads: int | None = None, affinity: str | None = None):
@@ -224,7 +224,7 @@ class Bundle:
         under qemu-aarch64 for arm64-linux) and compared with this runtime's outputs, on random
         inputs and ``image`` (``deploy_check.DeployReport``: ``ok``, ``rows``), the C runtime on
         ``threads`` workers placed as ``affinity`` says [the bundle's]."""
-        from mnv3compile import deploy_check
+        from mnv3compile import deploy_check, threads as pool
         from mnv3compile.errors import UserError
         from mnv3compile.targets.arm64_sysroot import home
 
@@ -235,8 +235,6 @@ class Bundle:
             return android
         folder = Path(build_dir) if build_dir is not None else home().parent / "runtime-build"
         threads, affinity = self.threads if threads is None else threads, affinity or self.affinity
-        from mnv3compile import threads as pool
-
         pool.check(threads, affinity)
         return deploy_check.check_bundle(self.path, folder, Path(image) if image is not None else None,
                                          threads=threads, affinity=affinity)

@@ -18,6 +18,11 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     identity: str = ""  # what decides the kernels' shapes: zoo variant or the ONNX file's digest
 
+    @property
+    def folder_name(self) -> str:
+        """The default bundle folder's first part: the zoo variant's name, or the model's."""
+        return self.source.get("zoo") or self.name.replace("_", "-")
+
     def key(self, quant: str, int8_lowering: str = "integer", weight_bits: int = 8) -> str:
         """The tuning database's folder name: kernels differ by model, shape, quantization,
         lowering and weight range (7-bit weights take other kernels on AVX2); the weights' values
@@ -33,12 +38,9 @@ def load_model(zoo_model: str | None, onnx_path: Path | None, width: float, reso
     """A zoo variant, an ONNX file, or an ONNX model ``in_memory`` (named after its graph)."""
     from mnv3compile import zoo
     from mnv3compile.analysis import with_static_inputs
-    from mnv3compile.errors import UserError
     from mnv3compile.onnx_io import load_onnx
     from mnv3compile.zoo.spec import format_resolution
 
-    if zoo_model and onnx_path:
-        raise UserError("give either --model or --onnx, not both")
     if in_memory is not None:
         from mnv3compile.onnx_io import check_model
 

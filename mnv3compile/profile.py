@@ -81,13 +81,14 @@ def profile_vm(vm, inputs: list, templates: dict[str, str], runs: int = 20) -> P
     return Profile(kernels, float(np.median(totals)) * 1e3, float(np.median(instrumented)) * 1e3)
 
 
-def profile_bundle(bundle: Path, runs: int = 20, seed: int = 0, threads: int = 0, affinity: str = "big") -> Profile:
-    """A host bundle's per-kernel profile on a random input, on ``threads`` workers (0: the big cores)."""
+def profile_runner(runner, runs: int = 20, seed: int = 0) -> Profile:
+    """A host bundle's per-kernel profile on a random input, on its runner's threads
+    (``runner.BundleRunner``, which refuses a bundle built for another machine)."""
     import tvm
 
-    from mnv3compile.runner import BundleRunner
+    from mnv3compile import threads
 
-    runner = BundleRunner(bundle, threads=threads, affinity=affinity)  # refuses a bundle built for another machine
+    threads.configure(runner.threads, runner.affinity)  # this thread's pool, as the runner's calls have it
     vm = runner.vm
     rng = np.random.default_rng(seed)
     inputs = [tvm.runtime.tensor(rng.standard_normal(i["shape"]).astype(i["dtype"])) for i in runner.manifest["inputs"]]

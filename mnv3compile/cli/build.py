@@ -16,6 +16,7 @@ from mnv3compile.cli.options import (
     PREPROCESS_CHOICE,
     RESOLUTION_HELP,
     WEIGHT_BITS_OPTION,
+    model_argument,
 )
 from mnv3compile.errors import UserError
 from mnv3compile.zoo.spec import MODEL_NAMES
@@ -102,15 +103,13 @@ def build(model: str | None, onnx_path: Path | None, width: float, resolution: s
 
     if database is not None and no_database:
         raise UserError("give either --db or --no-db, not both")
-    if model is not None and onnx_path is not None:
-        raise UserError("give either --model or --onnx, not both")
     settings = QuantizeSettings(method=method, weight_bits=weight_bits, bias_correction=bias_correction,
                                 adaround=adaround, keep_float_output=keep_float_output)
     with console.status("build") as status:
         def note_now(text: str) -> None:
             console.print(text, soft_wrap=True)
 
-        result = api.build(onnx_path or model or "large", target=target_name, quant=quant, calibration=calib,
+        result = api.build(model_argument(model, onnx_path), target=target_name, quant=quant, calibration=calib,
                            preprocess=preprocess_name, labels=labels_path, output=output,
                            database=None if no_database else (database or "auto"), settings=settings, width=width,
                            resolution=resolution, weights=weights, input_shapes=parse_input_shapes(input_shapes),

@@ -39,6 +39,15 @@ BIAS_CORRECTION_OPTION = click.option(
          "average over the calibration data, padding included) out of its bias.")
 
 
+def model_argument(model: str | None, onnx_path):
+    """What build and tune compile: the --onnx file, else the --model zoo name [large]."""
+    from mnv3compile.errors import UserError
+
+    if model is not None and onnx_path is not None:
+        raise UserError("give either --model or --onnx, not both")
+    return onnx_path or model or "large"
+
+
 def threads_option(default: int):
     return click.option(
         "--threads", type=click.IntRange(0 if default == 0 else 1, 256), default=default, show_default=True,

@@ -78,9 +78,8 @@ def quantize(model_path: Path, output: Path, calib: str, preprocess_name: str | 
 
     if output.suffix.lower() != ".onnx":
         raise UserError(f"output {output} must end in .onnx (the scales go to {output.with_suffix('.json')})")
-    for source in (calib, eval_source):
-        if source is not None:
-            check_source(source)
+    if eval_source is not None:  # before the quantization's work (api.quantize checks --calib first)
+        check_source(eval_source)
     settings = QuantizeSettings(method=method, percentile=percentile, moving_average=moving_average,
                                 symmetric_activations=symmetric_activations, weight_bits=weight_bits,
                                 bias_correction=bias_correction, adaround=adaround,

@@ -11,7 +11,7 @@ from rich.live import Live
 
 from mnv3compile.cli import (CONTEXT, INVOCATION, RegistryChoice, cli, console, parse_input_shapes, warn_if_remote,
                              wide_console)
-from mnv3compile.cli.options import RESOLUTION_HELP, WEIGHT_BITS_OPTION
+from mnv3compile.cli.options import RESOLUTION_HELP, WEIGHT_BITS_OPTION, model_argument
 from mnv3compile.errors import UserError
 from mnv3compile.schedules.tuning.session import MEASURES, Display
 from mnv3compile.zoo.spec import MODEL_NAMES
@@ -143,11 +143,9 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: st
     from mnv3compile import api
     from mnv3compile.tuning_report import tasks_table
 
-    if model is not None and onnx_path is not None:
-        raise UserError("give either --model or --onnx, not both")
     warn_if_remote(tracker)
     seconds = parse_duration(time_budget) if time_budget is not None else None
-    outcome = api.tune(onnx_path or model or "large", target=target_name, quant=quant, calibration=calib,
+    outcome = api.tune(model_argument(model, onnx_path), target=target_name, quant=quant, calibration=calib,
                        width=width, resolution=resolution, input_shapes=parse_input_shapes(input_shapes),
                        weight_bits=weight_bits, int8_lowering=int8_lowering, measure=measure, trials=trials,
                        seconds=seconds, database=database, resume=resume, tracker=tracker, key=key, devices=devices,

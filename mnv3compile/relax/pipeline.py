@@ -79,11 +79,17 @@ def module_pass(name: str, rewrite: Callable) -> Callable:
 
 
 def run_pipeline(module, target, integer_only: bool = False, instruments: list | None = None):
-    """The passes as one ``tvm.transform.Sequential`` in a ``PassContext`` (opt level 3; TVM's pass
-    instruments, e.g. timing, when given)."""
+    """This list's passes on ``module``, as ``run_passes`` runs them."""
+    return run_passes(module, [make() for _, make in relax_passes(integer_only)], target, instruments)
+
+
+def run_passes(module, passes: list, target, instruments: list | None = None):
+    """``passes`` on ``module`` as 'build' runs them: one ``tvm.transform.Sequential`` under ``with
+    target:`` in a ``PassContext`` of opt level 3 (with TVM's pass instruments, e.g. timing, when
+    given)."""
     import tvm
 
-    sequence = tvm.transform.Sequential([make() for _, make in relax_passes(integer_only)], name="mnv3compile")
+    sequence = tvm.transform.Sequential(passes, name="mnv3compile")
     with target, tvm.transform.PassContext(opt_level=3, instruments=instruments or []):
         return sequence(module)
 

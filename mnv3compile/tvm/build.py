@@ -138,6 +138,7 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     import tvm
 
     from mnv3compile.schedules.kernels.isa import describe
+    from mnv3compile.schedules.kernels.parallel import serial_kernels
     from mnv3compile.schedules.tuning.database import open_database
 
     toolchain = toolchain_for(target)
@@ -147,8 +148,6 @@ def compile_onnx(model: onnx.ModelProto, target: TargetPreset, output: Path,
     if int8_lowering not in INT8_LOWERINGS:
         raise UserError(f"unknown int8 lowering {int8_lowering!r}; choose one of: {', '.join(INT8_LOWERINGS)}")
     tvm_tgt = tvm_target(target)
-    from mnv3compile.schedules.kernels.parallel import serial_kernels
-
     with serial_kernels(threads == 1):  # built for one thread: no parallel loop, no fork-join
         module, notes, int8, shapes, reports = _through_pipeline(model, tvm_tgt, int8_lowering, tuning_db,
                                                                  templates=schedule == "templates")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import tvm
 
 from mnv3compile.relax.int8_lowering import IntegerLowering, LoweringReport
-from mnv3compile.relax.pipeline import relax_passes
+from mnv3compile.relax.pipeline import relax_passes, run_passes
 from mnv3compile.schedules.kernels.dispatch import TemplateReport
 from mnv3compile.schedules.passes import KernelTemplates, TuningDatabase
 from mnv3compile.schedules.tuning.database import ApplyReport
@@ -100,11 +100,3 @@ def pipeline(target, int8_lowering: str | None = "integer", *, group_names: list
     passes = pipeline_passes(target, int8_lowering, group_names=group_names, database=database, templates=templates,
                              reports=reports)
     return tvm.transform.Sequential(passes, name="mnv3compile")
-
-
-def run_passes(module, passes: list[tvm.transform.Pass], target, instruments: list | None = None):
-    """``passes`` on ``module`` as 'build' runs them: one Sequential under ``with target:`` in a
-    ``PassContext`` of opt level 3 (with TVM's pass instruments, e.g. timing, when given)."""
-    sequence = tvm.transform.Sequential(passes, name="mnv3compile")
-    with target, tvm.transform.PassContext(opt_level=3, instruments=instruments or []):
-        return sequence(module)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnv3compile.errors import UserError
+from mnv3compile.schedules.kernels.knobs import KnobReader, decide
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,28 @@ def recorded_decisions(trace) -> list[int]:
             if inst.kind.name == "SampleCategorical" and inst in trace.decisions]
 
 
-def _replay(record, func, isa=None):
+class RecordedKnobs(KnobReader):
+    """A template's knobs read back from a record's decisions, one per read, in the order the
+    template reads them (as ``tune.FixedKnobs`` decided them when the record was measured)."""
+
+    def __init__(self, knobs, sch, decisions: list[int]):
+        super().__init__(knobs)
+        self.sch, self.decisions = sch, decisions
+
+    def read(self, name, default, choices):
+        if choices is None:
+            return default
+        if isinstance(choices[0], tuple):
+            return tuple(self._next(options) for options in choices)
+        return self._next(choices)
+
+    def _next(self, options):
+        if not self.decisions:
+            raise LookupError("the record holds fewer decisions than the template reads")
+        return decide(self.sch, options, self.decisions.pop(0))
+
+
+def _replay(record, func, isa):
     """``func`` scheduled by today's template with the record's knob decisions (so what the
     template gained since the record was tuned, e.g. its parallel outer loops, applies too); else
     the record's trace as it is (a record the template no longer reads alike); None if neither
@@ -154,35 +176,15 @@ def _replay(record, func, isa=None):
     from tvm import s_tir
 
     from mnv3compile.schedules.kernels.dispatch import schedule_kernel
-    from mnv3compile.schedules.kernels.knobs import KnobReader, decide
 
-    if isa is not None:
-        decisions = recorded_decisions(record.trace)
-
-        class RecordedKnobs(KnobReader):
-            def __init__(self, knobs, sch):
-                super().__init__(knobs)
-                self.sch = sch
-
-            def read(self, name, default, choices):
-                if choices is None:
-                    return default
-                if isinstance(choices[0], tuple):
-                    return tuple(self._next(options) for options in choices)
-                return self._next(choices)
-
-            def _next(self, options):
-                if not decisions:
-                    raise LookupError("the record holds fewer decisions than the template reads")
-                return decide(self.sch, options, decisions.pop(0))
-
-        sch = s_tir.Schedule(func)
-        try:
-            schedule_kernel(sch, isa, lambda knobs: RecordedKnobs(knobs, sch))
-            if not decisions:
-                return sch.mod
-        except Exception:  # noqa: BLE001 - any refusal: the literal trace below
-            pass
+    decisions = recorded_decisions(record.trace)
+    sch = s_tir.Schedule(func)
+    try:
+        schedule_kernel(sch, isa, lambda knobs: RecordedKnobs(knobs, sch, decisions))
+        if not decisions:
+            return sch.mod
+    except Exception:  # noqa: BLE001 - any refusal: the literal trace below
+        pass
     sch = s_tir.Schedule(func)
     try:
         record.trace.apply_to_schedule(sch, remove_postproc=False)
