@@ -27,7 +27,15 @@ MAX_THREADS = 256
 # TVM's ThreadGroup::AffinityMode (runtime/threading_backend.h)
 _MODES = {"big": 1, "little": -1, "all": 1, "unpinned": 1}  # kBig pins worker i to the i-th fastest core
 
-_configured = threading.local()  # (threads, affinity) the calling thread's pool has
+# Times an idle worker yields its core before it sleeps (TVM's default, 300000, keeps it spinning
+# for a tenth of a second after every inference: battery on a phone, and cores taken from whatever
+# runs next). Between two kernels of an inference the wait is microseconds: 1000 yields measured as
+# fast as 300000, 0 (sleep at once) twice as slow (docs/experiments.md, "Threads").
+SPIN_COUNT = 2000
+
+_configured = threading.local()
+_environment = threading.Lock()
+_room_set = None  # TVM_NUM_THREADS as we last set it (one the user set is never changed)  # (threads, affinity) the calling thread's pool has
 
 
 def check(threads: int, affinity: str) -> None:
@@ -47,24 +55,29 @@ def configure(threads: int = 0, affinity: str = DEFAULT_AFFINITY) -> None:
         return
     import tvm
 
-    # TVM starts a thread's pool with TVM_NUM_THREADS workers (else half the cores on x86, taken
-    # for hyper-threads: 1 of this machine's 2) and never grows it: room for 8 (idle workers sleep) or
-    # what is asked, first, unless the user set the variable (then it is the cap).
-    os.environ.setdefault("TVM_NUM_THREADS", str(max(threads, os.cpu_count() or 1, 8)))
+    global _room_set
     count = (os.cpu_count() or 1) if affinity == "all" and threads == 0 else threads  # all: every core
-    bind = os.environ.get("TVM_BIND_THREADS")
-    os.environ["TVM_BIND_THREADS"] = "0" if affinity == "unpinned" else "1"  # read as the workers start
-    try:
-        tvm.get_global_func("runtime.config_threadpool")(_MODES[affinity], count)
-    finally:
-        if bind is None:
-            del os.environ["TVM_BIND_THREADS"]
-        else:
-            os.environ["TVM_BIND_THREADS"] = bind
+    with _environment:  # the variables are read as this thread's pool starts, inside the call
+        # TVM starts a thread's pool with TVM_NUM_THREADS workers (else half the cores on x86,
+        # taken for hyper-threads: 1 of this machine's 2) and never grows it: room for every core
+        # or what is asked, first, unless the user set the variable (then it is the cap). No more
+        # than the cores: TVM pins no worker at all when its pool has more workers than cores.
+        if os.environ.get("TVM_NUM_THREADS", _room_set) == _room_set:
+            _room_set = os.environ["TVM_NUM_THREADS"] = str(max(threads, os.cpu_count() or 1))
+        os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", str(SPIN_COUNT))
+        bind = os.environ.get("TVM_BIND_THREADS")
+        os.environ["TVM_BIND_THREADS"] = "0" if affinity == "unpinned" else "1"
+        try:
+            tvm.get_global_func("runtime.config_threadpool")(_MODES[affinity], count)
+        finally:
+            if bind is None:
+                del os.environ["TVM_BIND_THREADS"]
+            else:
+                os.environ["TVM_BIND_THREADS"] = bind
     if threads and current_threads() != threads:
-        raise UserError(f"this thread's TVM pool has fewer workers than the {threads} threads asked "
-                        f"(it started with TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS')}); "
-                        "ask for threads before the first inference, or set TVM_NUM_THREADS")
+        raise UserError(f"this thread's TVM pool has {current_threads()} workers, fewer than the {threads} "
+                        "threads asked (a thread's pool is sized as it starts: ask for threads before its "
+                        "first inference, or set TVM_NUM_THREADS)")
     _configured.value = (threads, affinity)
 
 

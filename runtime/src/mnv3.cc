@@ -23,6 +23,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -317,10 +318,20 @@ void ConfigurePool(const mnv3_options& options) {
   if (configured_threads == options.threads && configured_affinity == options.affinity) return;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   // TVM starts a thread's pool with TVM_NUM_THREADS workers (else half the cores on x86) and
-  // never grows it: room for what is asked first (idle workers sleep), unless the app set the
-  // variable itself (then it is the cap: mnv3_threads says what runs). Read as the pool starts.
-  unsigned room = std::max({8u, cores, static_cast<unsigned>(options.threads)});
-  if (std::getenv("TVM_NUM_THREADS") == nullptr) setenv("TVM_NUM_THREADS", std::to_string(room).c_str(), 1);
+  // never grows it: room for every core or what is asked first (idle workers sleep), unless the
+  // app set the variable itself (then it is the cap: mnv3_threads says what runs). No more than
+  // the cores: TVM pins no worker when its pool has more workers than cores. Read as it starts.
+  static std::mutex environment;  // the variables are read as this thread's pool starts, in the call
+  static std::string room_set;    // TVM_NUM_THREADS as we last set it (the app's own is never changed)
+  std::lock_guard<std::mutex> lock(environment);
+  const char* room_now = std::getenv("TVM_NUM_THREADS");
+  if (room_now == nullptr || room_set == room_now) {
+    room_set = std::to_string(std::max(cores, static_cast<unsigned>(options.threads)));
+    setenv("TVM_NUM_THREADS", room_set.c_str(), 1);
+  }
+  // An idle worker yields its core this many times before it sleeps (TVM's 300000 spins for a
+  // tenth of a second after each inference; between kernels the wait is microseconds).
+  if (std::getenv("TVM_THREAD_POOL_SPIN_COUNT") == nullptr) setenv("TVM_THREAD_POOL_SPIN_COUNT", "2000", 1);
   setenv("TVM_BIND_THREADS", options.affinity == MNV3_AFFINITY_UNPINNED ? "0" : "1", 1);
   // TVM's AffinityMode: kBig (1) pins worker i to the i-th fastest core, kLittle (-1) to the
   // slowest first. "all" is kBig over every core: one worker per core, big ones first.

@@ -170,10 +170,11 @@ static int threads_case(char **argv, int runs) {
 }
 
 static int workers_case(const char *dir, const char *input_path, int affinity) {
-  size_t n = 0;
-  float *input = read_floats(input_path, &n), *first = NULL, *output = NULL;
-  int status = 0;
-  for (int threads = 1; threads <= 4 && status == 0; ++threads) {
+  size_t n = 0, out_n = 0;
+  float *input = read_floats(input_path, &n), *outputs[5] = {NULL};
+  int used[5] = {0}, status = 0;
+  /* 4 first: a thread's pool is sized as it first runs (room for every core or the count asked) */
+  for (int threads = 4; threads >= 1 && status == 0; --threads) {
     mnv3_error err;
     mnv3_options options = {threads, (mnv3_affinity)affinity};
     mnv3_model *model = mnv3_open_with(dir, &options, &err);
@@ -182,21 +183,21 @@ static int workers_case(const char *dir, const char *input_path, int affinity) {
       status = 1;
       break;
     }
-    size_t out_n = mnv3_output_count(model);
-    if (!first) first = calloc(out_n, sizeof(float)), output = calloc(out_n, sizeof(float));
-    float *target = threads == 1 ? first : output;
-    if (mnv3_run_f32(model, input, n, target, out_n, &err) != MNV3_OK) {
+    out_n = mnv3_output_count(model);
+    outputs[threads] = calloc(out_n, sizeof(float));
+    if (mnv3_run_f32(model, input, n, outputs[threads], out_n, &err) != MNV3_OK) {
       say("run", err.code, &err);
       status = 1;
-    } else {
-      printf("threads %d: %d workers, %s\n", threads, mnv3_threads(model),
-             threads == 1 || !memcmp(first, output, out_n * sizeof(float)) ? "identical" : "DIFFERS");
     }
+    used[threads] = mnv3_threads(model);
     mnv3_close(model);
   }
+  for (int threads = 1; threads <= 4 && status == 0; ++threads) {
+    printf("threads %d: %d workers, %s\n", threads, used[threads],
+           !memcmp(outputs[1], outputs[threads], out_n * sizeof(float)) ? "identical" : "DIFFERS");
+  }
+  for (int threads = 1; threads <= 4; ++threads) free(outputs[threads]);
   free(input);
-  free(first);
-  free(output);
   return status;
 }
 

@@ -142,7 +142,7 @@ def schedule_conv(sch, block, isa: Isa, knobs) -> Variant:
         epilogue = sch.get_consumers(block)
     if len(epilogue) == 1:
         sch.reverse_compute_at(epilogue[0], tile_loop)
-    run_in_parallel(sch, [n, *outer])
+    run_in_parallel(sch, [n, *outer], per_step=lanes)
     cin = int(sch.get(rc).extent)
     pairs = (knobs.int8_pairs and dtype == "int8" and kind == "pointwise" and cin % 2 == 0
              and tile_channels % 8 == 0 and lanes == 8)

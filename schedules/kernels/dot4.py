@@ -27,7 +27,7 @@ import numpy as np
 from mnv3compile.schedules.kernels.family import NoTemplate, ReductionFamily, Variant, rule
 from mnv3compile.schedules.kernels.intrinsics import depth, dot4_name, intrinsic
 from mnv3compile.schedules.kernels.isa import Isa
-from mnv3compile.schedules.kernels.parallel import run_in_parallel
+from mnv3compile.schedules.kernels.parallel import parallel_enabled, run_in_parallel
 from mnv3compile.schedules.kernels.loops import extents, reduce_iters, split_vectorize, tile_shape, vector_tile
 from mnv3compile.schedules.kernels.pad import padding_epilogue, schedule_padding
 
@@ -142,8 +142,12 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     if is_conv:
         n, y, x = spatial
         xo, xi = sch.split(x, [None, pixels])
-        sch.reorder(n, fo, y, xo, *window, group, xi, fv, fl)
-        tile_loop, tile, outer = xo, [xi, fv], [n, fo, y, xo]
+        # Run in parallel, rows go outermost: threads then write apart, where splitting the channel
+        # blocks would have two threads write the same pixels' cache lines (fewer than 64 int8
+        # channels a block), each invalidating the other's.
+        outer = [n, y, fo, xo] if parallel_enabled() else [n, fo, y, xo]
+        sch.reorder(*outer, *window, group, xi, fv, fl)
+        tile_loop, tile = xo, [xi, fv]
     else:
         sch.reorder(*spatial, fo, group, fv, fl)
         tile_loop, tile, outer = fo, [fv], [*spatial, fo]
@@ -152,7 +156,7 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     else:
         sch.set_scope(block, 0, "local")
     sch.reverse_compute_at(epilogue[0], tile_loop)
-    run_in_parallel(sch, outer)
+    run_in_parallel(sch, outer, per_step=lanes * depth(instruction))
     init = sch.decompose_reduction(block, (window or [group])[0])
     split_vectorize(sch, sch.get_loops(init)[-1], lanes)
     for loop in tile:

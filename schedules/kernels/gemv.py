@@ -67,7 +67,7 @@ def schedule_gemv(sch, block, isa: Isa, knobs) -> Variant:
     epilogue = sch.get_consumers(block)
     if len(epilogue) == 1:
         sch.reverse_compute_at(epilogue[0], jo)
-    run_in_parallel(sch, outer)
+    run_in_parallel(sch, outer, per_step=lanes)
     sch.set_scope(block, 0, "local")
     split_vectorize(sch, sch.get_loops(block)[-1], lanes)
     sch.decompose_reduction(block, k)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mnv3compile.schedules.kernels.family import NoTemplate, Variant
 from mnv3compile.schedules.kernels.isa import Isa
+from mnv3compile.schedules.kernels.parallel import run_in_parallel
 
 
 def _index_var(index):
@@ -101,7 +102,7 @@ def schedule_padding(sch, block, isa: Isa) -> Variant:
     outer = sorted(axis for axis in bounds if axis != axes - 1)
     if not outer:  # a pad of the innermost axis alone: nothing to partition
         raise NoTemplate("a guarded load (padding) of the innermost axis only")
-    interior = block
+    interior, rows_partition = block, None
     for axis in outer:
         loop = sch.get_loops(interior)[axis - axes]  # loops above a partition's block are not its own
         low, high = bounds[axis]
@@ -109,6 +110,15 @@ def schedule_padding(sch, block, isa: Isa) -> Variant:
         # border before, interior, border after; loop_partition wants the last part as None
         factors = ([low] if low else []) + [high - low] + ([extent - high] if high < extent else [])
         factors[-1] = None
-        interior = sch.get_child_blocks(sch.loop_partition(loop, factors)[1 if low else 0])[0]
+        partition = sch.loop_partition(loop, factors)[1 if low else 0]
+        rows_partition = rows_partition or partition
+        interior = sch.get_child_blocks(partition)[0]
+    from tvm import DataType
+
     dtype = str(sch.get(interior).writes[0].source.dtype)
+    # Threads split the interior's rows (the first padded axis); the borders are a few stores. A
+    # layout change gathers element by element, a plain copy moves a vector a step.
+    rows = sch.get_loops(sch.get_child_blocks(rows_partition)[0])[0]
+    run_in_parallel(sch, [rows], per_step=1 if layout_change else isa.vector_bytes * 8 // DataType(dtype).bits)
     return Variant("pad", "pad_transpose" if layout_change else "pad", dtype, isa.name)
+

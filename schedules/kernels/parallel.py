@@ -4,7 +4,7 @@ iterate over -- fused into one loop that TVM's thread pool runs in parallel
 
 Only loops outside the tiles are split, so every output is computed by exactly the instructions
 it was before, in the same order: outputs are bit-identical at any thread count. A kernel with too
-little work to pay for a fork-join (``MIN_PARALLEL_WORK``) stays serial.
+little work to pay for a fork-join (``MIN_PARALLEL_STEPS``) stays serial.
 
 A template calls ``run_in_parallel`` on its outer loops before it decomposes its reduction (TVM
 refuses ``parallel`` over a decomposed reduction's update block); ``parallelize`` does the same
@@ -30,34 +30,48 @@ def serial_kernels(serial: bool = True):
     finally:
         _PARALLEL.reset(token)
 
-# Loop iterations of a kernel (a vectorized loop counts as one step) under which it stays serial:
-# a fork-join of TVM's pool costs microseconds, as much as such a kernel runs
-# (docs/experiments.md, "Threads").
-MIN_PARALLEL_WORK = 4096
+def parallel_enabled() -> bool:
+    """Whether templates make parallel loops here (not within ``serial_kernels``)."""
+    return _PARALLEL.get()
+
+
+# Vector instructions a kernel must run to go parallel: below, a fork-join of TVM's pool (about
+# 2 us on this 2-core VM: a 0.5 us GEMV took 2.4 us in parallel) costs what the second thread
+# saves. Measured per kernel of MobileNetV3-Small int8 at 1 and 2 threads (docs/experiments.md,
+# "Threads"): kernels of 16k steps and more (about 8 us serial) gained 1.2-1.8x, smaller ones
+# 0.2-1.1x.
+MIN_PARALLEL_STEPS = 16384
 # Fuse outer loops only until the fused loop has this many iterations (a static split of 16 over 2-4
 # threads is balanced within a few percent); the loops inside keep their own induction variables,
 # which a fused index (div/mod of one counter) would cost the tile's address arithmetic.
 PARALLEL_CHUNKS = 16
 
 
-def kernel_work(sch) -> int:
-    """Iterations of the kernel's loop nests, vectorized loops counted once."""
-    from tvm import tirx
+def kernel_steps(sch, per_step: int = 1) -> int:
+    """Vector instructions the kernel runs, about: the statements its loop nests execute, vectorized
+    loops counted once, divided by ``per_step`` (what one instruction of a loop not yet vectorized
+    covers: a dot4 template's lanes x depth, a conv's lanes)."""
+    from tvm import s_tir, tirx
 
-    total = 0
-    for block in sch.get_child_blocks(sch.get_sblock("root")):
-        steps = 1
-        for loop in sch.get_loops(block):
-            node = sch.get(loop)
-            if node.kind != tirx.ForKind.VECTORIZED:
-                steps *= int(node.extent)
-        total += steps
-    return total
+    def steps(stmt, times: int) -> int:
+        if isinstance(stmt, tirx.For):
+            return steps(stmt.body, times if stmt.kind == tirx.ForKind.VECTORIZED else times * int(stmt.extent))
+        if isinstance(stmt, tirx.SeqStmt):
+            return sum(steps(child, times) for child in stmt.seq)
+        if isinstance(stmt, s_tir.SBlockRealize):
+            return steps(stmt.block.body, times)
+        if isinstance(stmt, tirx.IfThenElse):
+            return steps(stmt.then_case, times) + (steps(stmt.else_case, times) if stmt.else_case else 0)
+        body = getattr(stmt, "body", None)
+        return steps(body, times) if isinstance(body, tirx.Stmt) else times
+
+    return steps(sch.mod["main"].body, 1) // max(1, per_step)
 
 
-def run_in_parallel(sch, loops: list) -> int:
+def run_in_parallel(sch, loops: list, per_step: int = 1) -> int:
     """Fuse ``loops`` (outermost first, perfectly nested, outside every tile) and run the fused loop
-    in parallel; its extent, or 0 when the kernel stays serial (too little work, one iteration)."""
+    in parallel; its extent, or 0 when the kernel stays serial (too little work, one iteration).
+    ``per_step``: as ``kernel_steps`` counts."""
     if not _PARALLEL.get():
         return 0
     chosen, extent = [], 1
@@ -66,7 +80,7 @@ def run_in_parallel(sch, loops: list) -> int:
         extent *= int(sch.get(loop).extent)
         if extent >= PARALLEL_CHUNKS:
             break
-    if extent < 2 or kernel_work(sch) < MIN_PARALLEL_WORK:
+    if extent < 2 or kernel_steps(sch, per_step) < MIN_PARALLEL_STEPS:
         return 0
     fused = sch.fuse(*chosen) if len(chosen) > 1 else chosen[0]
     sch.parallel(fused)

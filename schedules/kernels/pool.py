@@ -24,7 +24,7 @@ def schedule_pool(sch, block, isa: Isa) -> Variant:
     if lanes < 4:
         raise NoTemplate
     sch.reorder(*spatial_loops[:-1], *reduce_loops, spatial_loops[-1])
-    run_in_parallel(sch, spatial_loops[:-1])  # a global pool's is the batch, of 1: serial
+    run_in_parallel(sch, spatial_loops[:-1], per_step=lanes)  # a global pool's is the batch, of 1: serial
     split_vectorize(sch, sch.get_loops(block)[-1], lanes)
     sch.decompose_reduction(block, reduce_loops[0])
     for consumer in sch.get_consumers(block):
