@@ -1,17 +1,17 @@
-"""Threads: our bundles and onnxruntime at 1 and at N threads, and the speed-up the threads give.
+"""Threads: our bundles and onnxruntime at 1 and at N threads, the speed-up the threads give, and
+each one's start from a cold process (time to first result, peak memory).
 
-Ours and onnxruntime are timed in separate rounds here (each alone, interleaved with its own kind
-only): at N > 1 threads two thread pools in one process steal each other's cores (each spins a
-while after its work, waiting for more), which slowed both several-fold on this 2-core machine.
+Two `mnv3compile bench --vs-onnxruntime` runs (`api.bench`): at 1 thread (the serial and the
+parallel libraries and onnxruntime) and at N (the parallel libraries and onnxruntime). Each
+contender runs in a process of its own, stopped while the others run (mnv3compile/benchmark.py).
 
-    python benchmarks/threads.py [--models small,large] [--threads 2] [--runs 200]
+    python benchmarks/threads.py [--models small,large] [--threads 2] [--runs 200] [--cold-starts 5]
 
 Builds Small and Large at 224 (int8 and fp32, this machine, untuned templates) twice into
 build/threads-bench/ unless they are there: with parallel kernels (the default build) and with
-`--threads 1` (serial kernels, what every build was before). Prints, per bundle: median ms of the
-serial build at 1 thread, of the parallel build at 1 and at N threads, the speed-up (serial at 1 /
-parallel at N), and the ratio to onnxruntime fp32 at 1 and at N threads (onnxruntime given as many
-intra-op threads).
+`--threads 1` (serial kernels). Prints, per bundle: median ms of the serial build at 1 thread, of
+the parallel build at 1 and at N threads, the speed-up (parallel at 1 / parallel at N), onnxruntime
+fp32 at 1 and N and its speed-up, and our ratio to it at 1 (serial) and N; then the start-up table.
 """
 
 from __future__ import annotations
@@ -22,24 +22,18 @@ from pathlib import Path
 import mnv3compile as m3
 
 
-def bundle(model: str, quant: str, threads: int, folder: Path) -> m3.Bundle:
+def bundle(model: str, quant: str, threads: int, folder: Path) -> Path:
     path = folder / f"{model}-{quant}-{'serial' if threads == 1 else 'parallel'}"
-    return m3.Bundle.load(path) if path.is_dir() else m3.build(model, quant=quant, output=path, database=None,
-                                                                threads=threads)
+    if not path.is_dir():
+        m3.build(model, quant=quant, output=path, database=None, threads=threads)
+    return path
 
 
-def onnxruntime_ms(bundle: m3.Bundle, threads: int, runs: int) -> float:
-    """onnxruntime's median on the bundle's float model, alone in its rounds."""
-    import numpy as np
-
-    from mnv3compile import benchmark
-
-    x = np.random.default_rng(0).standard_normal(bundle.inputs[0]["shape"]).astype(np.float32)
-    model = bundle.path / (bundle.manifest.get("float_model") or bundle.manifest["model"])
-    entry = benchmark.Contender("onnxruntime", "onnxruntime", "fp32",
-                                benchmark._onnxruntime_call(model, {bundle.inputs[0]["name"]: x}, threads))
-    benchmark.measure([entry], runs, 300)
-    return float(np.median(entry.times_ms))
+def onnxruntime_fp32(result, model: str):
+    """onnxruntime's row on ``model``'s float model (one per distinct model: the int8 and fp32
+    bundles of a model share it, named after the first)."""
+    return next(r for r in result.rows if r.kind == "onnxruntime" and r.detail == "fp32"
+                and r.name.startswith(f"onnxruntime ({model}-"))
 
 
 def main() -> None:
@@ -47,24 +41,36 @@ def main() -> None:
     parser.add_argument("--models", default="small,large")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--cold-starts", type=int, default=5)
     parser.add_argument("--folder", type=Path, default=Path("build/threads-bench"))
     args = parser.parse_args()
     n = args.threads
-    print(f"{'bundle':14} {'serial@1':>9} {'par@1':>9} {f'par@{n}':>9} {'speed-up':>9} {'ort fp32@1':>10} "
-          f"{f'ort fp32@{n}':>10} {'ratio@1':>8} {f'ratio@{n}':>8}")
-    cpu = ""
-    for model in args.models.split(","):
-        for quant in ("int8", "none"):
-            serial, parallel = bundle(model, quant, 1, args.folder), bundle(model, quant, 0, args.folder)
-            one = m3.bench([serial, parallel], threads=1, runs=args.runs, max_seconds=300)
-            many = m3.bench([parallel], threads=n, runs=args.runs, max_seconds=300)
-            cpu = one.cpu
-            s1, p1 = (one.row(b.path.name).median_ms for b in (serial, parallel))
-            pn = many.row(parallel.path.name).median_ms
-            o1, on = (onnxruntime_ms(parallel, count, args.runs) for count in (1, n))
-            print(f"{model + '-' + ('fp32' if quant == 'none' else quant):14} {s1:9.3f} {p1:9.3f} {pn:9.3f} "
-                  f"{s1 / pn:8.2f}x {o1:10.3f} {on:10.3f} {s1 / o1:7.2f}x {pn / on:7.2f}x")
-    print(f"cpu: {cpu}; ms are medians; ratio = ours (serial at 1, parallel at {n}) / onnxruntime fp32's")
+    pairs = [(f"{model}-{'fp32' if quant == 'none' else quant}", bundle(model, quant, 1, args.folder),
+              bundle(model, quant, 0, args.folder))
+             for model in args.models.split(",") for quant in ("int8", "none")]
+    one = m3.bench([p for _, serial, parallel in pairs for p in (serial, parallel)], vs_onnxruntime=True, threads=1,
+                   runs=args.runs, max_seconds=600, cold_starts=args.cold_starts)
+    many = m3.bench([parallel for _, _, parallel in pairs], vs_onnxruntime=True, threads=n, runs=args.runs,
+                    max_seconds=600, cold_starts=1)
+    print(f"{one.cpu}; medians of {args.runs} calls; ratio = ours / onnxruntime fp32 at the same thread count")
+    print(f"| bundle | serial@1 | parallel@1 | parallel@{n} | speed-up | ort fp32@1 | ort fp32@{n} | ort speed-up "
+          f"| ratio@1 | ratio@{n} |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, serial, parallel in pairs:
+        s1, p1 = one.row(serial.name).median_ms, one.row(parallel.name).median_ms
+        pn = many.row(parallel.name).median_ms
+        model = name.split("-")[0]
+        o1, on = onnxruntime_fp32(one, model).median_ms, onnxruntime_fp32(many, model).median_ms
+        print(f"| {name} | {s1:.3f} | {p1:.3f} | {pn:.3f} | {p1 / pn:.2f}x | {o1:.3f} | {on:.3f} | {o1 / on:.2f}x "
+              f"| {s1 / o1:.2f}x | {pn / on:.2f}x |")
+    print(f"\nstart from a cold process, 1 thread (medians of {args.cold_starts}): first result = open + first "
+          "inference; model MiB = peak resident memory minus the process's after its runtime's import")
+    print("| contender | what | first result ms | open ms | first run ms | peak MiB | model MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for row in one.rows:
+        if row.name.endswith("-parallel") or "serial" not in row.name:
+            print(f"| {row.name} | {row.detail} | {row.first_result_ms:.1f} | {row.open_ms:.1f} | "
+                  f"{row.first_run_ms:.1f} | {row.peak_mib:.0f} | {row.model_mib:.1f} |")
 
 
 if __name__ == "__main__":

@@ -325,11 +325,13 @@ def build(model: ModelLike = "large", *, target: str = "host", quant: Literal["n
 
 def bench(bundles: Sequence[Bundle | str | os.PathLike], *, vs_onnxruntime: bool = False, threads: int = 1,
           runs: int = 100, max_seconds: float = 120, progress: Callable[[int, int], None] | None = None,
-          affinity: str = "big"):
+          affinity: str = "big", cold_starts: int = 1, on_status: Note = lambda text: None):
     """Latency of host bundles and, with ``vs_onnxruntime``, of onnxruntime on each bundle's float
-    and int8 QDQ models, measured interleaved in this process (``bench.BenchResult``: rows with
-    median, p10-p90 and the ratio to onnxruntime fp32, or to the first bundle). Every contender
-    gets ``threads`` threads (ours placed as ``affinity`` says; onnxruntime's intra-op pool)."""
+    and int8 QDQ models, measured interleaved, each contender in a process of its own stopped while
+    the others run (``benchmark.BenchResult``: rows with median, p10-p90 and the ratio to onnxruntime
+    fp32, or to the first bundle; and each one's cold start: time to first result, peak memory,
+    medians over ``cold_starts`` processes). Every contender gets ``threads`` threads (ours placed
+    as ``affinity`` says; onnxruntime's intra-op pool)."""
     from mnv3compile import benchmark
 
     paths = [b.path if isinstance(b, Bundle) else Path(b) for b in bundles]
@@ -337,7 +339,8 @@ def bench(bundles: Sequence[Bundle | str | os.PathLike], *, vs_onnxruntime: bool
         raise UserError("give at least one bundle to bench")
     if threads < 1:
         raise UserError(f"threads {threads}: bench gives every contender the same count; give 1 or more")
-    return benchmark.run(paths, vs_onnxruntime, threads, runs, max_seconds, progress, affinity)
+    return benchmark.run(paths, vs_onnxruntime, threads, runs, max_seconds, progress, affinity, cold_starts,
+                         on_status)
 
 
 def target_presets():

@@ -20,7 +20,8 @@ def tiny_int8_bundle(tmp_path_factory):
 
 @pytest.mark.slow
 def test_bench_json_has_bundle_and_onnxruntime_rows_with_ratios(cli, tiny_int8_bundle):
-    code, stdout, err = cli("bench", str(tiny_int8_bundle), "--vs-onnxruntime", "--runs", "12", "--json")
+    code, stdout, err = cli("bench", str(tiny_int8_bundle), "--vs-onnxruntime", "--runs", "12", "--cold-starts", "2",
+                            "--json")
     assert code == 0, err
     report = json.loads(stdout)
     rows = {(r["kind"], r["detail"]): r for r in report["rows"]}
@@ -29,6 +30,21 @@ def test_bench_json_has_bundle_and_onnxruntime_rows_with_ratios(cli, tiny_int8_b
     bundle = rows[("bundle", "int8 integer host")]
     assert bundle["p10_ms"] <= bundle["median_ms"] <= bundle["p90_ms"]
     assert report["threads"] == 1 and report["ratio_reference"].endswith("(fp32)")
+    for row in rows.values():  # each contender's start, from two cold processes
+        assert row["cold_starts"] == 2
+        assert abs(row["first_result_ms"] - row["open_ms"] - row["first_run_ms"]) < 0.02
+        assert 0 < row["model_mib"] < row["peak_mib"]
+
+
+def test_a_contender_that_cannot_start_is_one_error(cli, tiny_int8_bundle, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_int8_bundle, broken)
+    library = next(broken.glob("*.so"))
+    library.unlink()
+    code, _, err = cli("bench", str(broken), "--runs", "10")
+    assert (code, err) == (2, f"error: bench: {broken}: ValueError: cannot find file {library}\n")
 
 
 def test_bench_table_and_bad_bundle(cli, tiny_int8_bundle, tmp_path):
@@ -48,8 +64,9 @@ def test_rounds_shuffle_so_every_contender_follows_every_other_alike():
         def __init__(self, name):
             self.name, self.times_ms = name, []
 
-        def call(self):
+        def timed_calls(self):
             calls.append(self.name)
+            return [0.0]
 
     entries = [Fake("a"), Fake("b"), Fake("c")]
     measure(entries, runs=300, budget_s=60)

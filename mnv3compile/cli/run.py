@@ -92,6 +92,13 @@ Examples:
   mnv3compile bench build/small-int8-host --vs-onnxruntime
   mnv3compile bench build/small-int8-host build/small-fake build/small-none-host --vs-onnxruntime
   mnv3compile bench build/large-int8-host --runs 300 --threads 2 --json > large.json
+  mnv3compile bench build/small-int8-host --vs-onnxruntime --cold-starts 5
+
+\b
+Each contender runs in a process of its own, stopped while the others run (two thread
+pools in one process take each other's cores). Its start is measured from cold: time to
+first result (ours: library load + VM; onnxruntime: session creation; then the first
+inference), and peak resident memory, with what the model added to its runtime's.
 """)
 @click.argument("bundles", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--vs-onnxruntime", is_flag=True,
@@ -102,9 +109,11 @@ Examples:
               help="Timed calls of each contender, after 5 warm-up calls.")
 @click.option("--max-seconds", type=click.FloatRange(1, None), default=120, show_default=True,
               help="Stop earlier when the timed rounds have taken this long (at least 10 rounds).")
+@click.option("--cold-starts", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Fresh processes each contender's start-up is measured in (medians).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, affinity: str, runs: int,
-          max_seconds: float, as_json: bool) -> None:
+          max_seconds: float, cold_starts: int, as_json: bool) -> None:
     """Latency of host bundles (median and 10th-90th percentile of single calls), side by side
     with onnxruntime when asked, measured interleaved in one process: each round calls every
     contender once in turn, so a busy machine slows all of them alike and the ratios stay fair.
@@ -113,7 +122,7 @@ def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, affinit
 
     with console.status("measuring") as status:
         result = api.bench(list(bundles), vs_onnxruntime=vs_onnxruntime, threads=threads, affinity=affinity,
-                           runs=runs, max_seconds=max_seconds,
+                           runs=runs, max_seconds=max_seconds, cold_starts=cold_starts, on_status=status.update,
                            progress=lambda done, total: status.update(f"measuring: round {done} of {total}"))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -126,6 +135,15 @@ def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, affinit
         table.add_row(row.name, row.detail, f"{row.median_ms:.3f}", f"{row.p10_ms:.3f}-{row.p90_ms:.3f}",
                       str(row.runs), f"{row.ratio:.2f}x")
     wide_console().print(table)
+    starts = Table(title=f"start from a cold process (medians of {cold_starts}); first result = open + first "
+                         "inference; model MiB = peak resident minus after the runtime's import")
+    for column in ("contender", "what", "first result ms", "open ms", "first run ms", "import ms", "peak MiB",
+                   "model MiB"):
+        starts.add_column(column, justify="right" if column not in ("contender", "what") else "left")
+    for row in result.rows:
+        starts.add_row(row.name, row.detail, f"{row.first_result_ms:.1f}", f"{row.open_ms:.1f}",
+                       f"{row.first_run_ms:.1f}", f"{row.import_ms:.0f}", f"{row.peak_mib:.0f}", f"{row.model_mib:.1f}")
+    wide_console().print(starts)
 
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
