@@ -285,6 +285,26 @@ def test_top5_with_labels(host_runtime, small_fp32, tmp_path):
     assert [line.split("\t")[3] for line in lines] == [LABELS[i] for i in best]
 
 
+def test_the_c_example_benches_a_cold_start(host_runtime, small_int8, tmp_path):
+    """classify --bench: open, first result, the median of the runs, peak memory, as an app sees
+    them; the image path and the tensor path both."""
+    import re
+
+    np.zeros((1, 3, 96, 96), np.float32).tofile(tmp_path / "x.f32")
+    for source in (["--tensor", str(tmp_path / "x.f32")], [str(_image(tmp_path / "image.ppm", 317, 213))]):
+        lines = host_runtime.run("classify", str(small_int8), *source, "--bench", "7", "--threads", "2").stdout
+        numbers = re.fullmatch(r"open: ([\d.]+) ms\n"
+                               r"first result: ([\d.]+) ms \(open \+ first inference\)\n"
+                               r"inference: median ([\d.]+) ms, p10 ([\d.]+), p90 ([\d.]+) over 7 runs on 2 threads\n"
+                               r"peak resident memory: ([\d.]+) MiB\n", lines)
+        assert numbers, lines
+        open_ms, first, median, p10, p90, peak = (float(n) for n in numbers.groups())
+        assert 0 < open_ms < first and 0 < p10 <= median <= p90 and peak > 1
+    result = host_runtime.run("classify", str(small_int8), "--tensor", str(tmp_path / "x.f32"), "--bench", "0",
+                              check=False)
+    assert (result.returncode, result.stderr) == (1, "error: --bench takes a number of runs, 1 or more\n")
+
+
 def test_two_models_in_two_threads(host_runtime, small_fp32, small_int8, tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32)
     x.tofile(tmp_path / "x.f32")
