@@ -142,21 +142,30 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     if is_conv:
         n, y, x = spatial
         xo, xi = sch.split(x, [None, pixels])
-        # Run in parallel, rows go outermost: threads then write apart, where splitting the channel
-        # blocks would have two threads write the same pixels' cache lines (fewer than 64 int8
-        # channels a block), each invalidating the other's.
+        # In parallel, rows outermost: a channel block is 16-48 int8 channels, so two threads
+        # splitting them wrote the same cache lines of every pixel, each invalidating the other's
+        # (28x28x24 -> 88: 29.9 -> 43.6 us); and each thread reads the rows its core wrote in the
+        # kernel before (every template splits rows first).
         outer = [n, y, fo, xo] if parallel_enabled() else [n, fo, y, xo]
         sch.reorder(*outer, *window, group, xi, fv, fl)
         tile_loop, tile = xo, [xi, fv]
     else:
         sch.reorder(*spatial, fo, group, fv, fl)
         tile_loop, tile, outer = fo, [fv], [*spatial, fo]
+    # Squeeze-excite's excite FC with its scale fused: a GEMV whose epilogue multiplies the whole
+    # feature map by the GEMV's outputs. Computed at the GEMV's tile it ran with it, serial (or over
+    # channel blocks); the GEMV goes first, whole, and the epilogue's rows run in parallel.
+    broadcast = gemv and not padded and _elements(sch, epilogue[0]) > outputs
     if padded:  # the tile goes to registers and a copy to memory; the pad reads it from there
         epilogue = [sch.cache_write(block, 0, "local")]
     else:
         sch.set_scope(block, 0, "local")
-    sch.reverse_compute_at(epilogue[0], tile_loop)
-    run_in_parallel(sch, outer, per_step=lanes * depth(instruction))
+    if not broadcast:
+        sch.reverse_compute_at(epilogue[0], tile_loop)
+    # A GEMV reads a new weight vector for every instruction (nothing to reuse: memory-bound, the
+    # classifier's 1 MB of int8 weights took 20 us for 16k steps): count its steps as lanes, not
+    # lanes x depth, so that one goes parallel and squeeze-excite's small FCs stay serial.
+    run_in_parallel(sch, outer, per_step=lanes if gemv else lanes * depth(instruction))
     init = sch.decompose_reduction(block, (window or [group])[0])
     split_vectorize(sch, sch.get_loops(init)[-1], lanes)
     for loop in tile:
@@ -164,6 +173,8 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     sch.tensorize(fl, intrinsic(dot4_name(lanes, instruction)))
     loops = sch.get_loops(epilogue[0])
     vector_tile(sch, loops[-1], lanes, loops[-2] if is_conv and pixels > 1 else None)
+    if broadcast:  # each element is a chain of a dozen vector operations: count them as elements
+        run_in_parallel(sch, loops[:-1], steps=_elements(sch, epilogue[0]))
     if padded:
         schedule_padding(sch, padded, isa)
     if window:
@@ -172,6 +183,14 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
         return Variant("dot4", f"conv{kh}x{kw}", "int8", isa.name, layout="nhwc", instruction=isa.dot.mnemonic,
                        tile=f"p{pixels}x{vectors * lanes}")
     return Variant("dot4", "gemv", "int8", isa.name, instruction=isa.dot.mnemonic, tile=f"n{vectors * lanes}")
+
+
+def _elements(sch, block) -> int:
+    """Points of the block's iteration space."""
+    count = 1
+    for iter_var in sch.get(block).iter_vars:
+        count *= int(iter_var.dom.extent)
+    return count
 
 
 class Dot4Family(ReductionFamily):

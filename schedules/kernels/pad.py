@@ -116,9 +116,12 @@ def schedule_padding(sch, block, isa: Isa) -> Variant:
     from tvm import DataType
 
     dtype = str(sch.get(interior).writes[0].source.dtype)
-    # Threads split the interior's rows (the first padded axis); the borders are a few stores. A
-    # layout change gathers element by element, a plain copy moves a vector a step.
+    # Threads split the interior's rows (the first padded axis), as every template splits rows first,
+    # so each thread copies the rows its core's caches hold from the kernel before (serial, a pad
+    # after a parallel kernel read half its input from the other core: 2-2.5x slower at 2 threads
+    # than at 1). A layout change gathers element by element; a copy moves a vector a step, counted
+    # as 8 (loads and stores of lines the other core may hold, no arithmetic to hide them).
     rows = sch.get_loops(sch.get_child_blocks(rows_partition)[0])[0]
-    run_in_parallel(sch, [rows], per_step=1 if layout_change else isa.vector_bytes * 8 // DataType(dtype).bits)
+    run_in_parallel(sch, [rows], per_step=1 if layout_change else max(1, isa.vector_bytes // DataType(dtype).bits))
     return Variant("pad", "pad_transpose" if layout_change else "pad", dtype, isa.name)
 

@@ -68,10 +68,10 @@ def kernel_steps(sch, per_step: int = 1) -> int:
     return steps(sch.mod["main"].body, 1) // max(1, per_step)
 
 
-def run_in_parallel(sch, loops: list, per_step: int = 1) -> int:
+def run_in_parallel(sch, loops: list, per_step: int = 1, steps: int | None = None) -> int:
     """Fuse ``loops`` (outermost first, perfectly nested, outside every tile) and run the fused loop
     in parallel; its extent, or 0 when the kernel stays serial (too little work, one iteration).
-    ``per_step``: as ``kernel_steps`` counts."""
+    ``per_step``: as ``kernel_steps`` counts; ``steps``: the caller's own count instead."""
     if not _PARALLEL.get():
         return 0
     chosen, extent = [], 1
@@ -80,7 +80,7 @@ def run_in_parallel(sch, loops: list, per_step: int = 1) -> int:
         extent *= int(sch.get(loop).extent)
         if extent >= PARALLEL_CHUNKS:
             break
-    if extent < 2 or kernel_steps(sch, per_step) < MIN_PARALLEL_STEPS:
+    if extent < 2 or (kernel_steps(sch, per_step) if steps is None else steps) < MIN_PARALLEL_STEPS:
         return 0
     fused = sch.fuse(*chosen) if len(chosen) > 1 else chosen[0]
     sch.parallel(fused)
