@@ -40,18 +40,18 @@ void Compress(uint32_t state[8], const unsigned char block[64]) {
 
 }  // namespace
 
-std::string Sha256Hex(const std::string& data) {
+std::string Sha256Hex(const void* data, size_t size) {
   uint32_t state[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
-  size_t full = data.size() / 64 * 64;
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  size_t full = size / 64 * 64;
   for (size_t offset = 0; offset < full; offset += 64) Compress(state, bytes + offset);
   // The tail, a 1 bit, zeros, and the length in bits: one or two final blocks.
   unsigned char tail[128] = {0};
-  size_t rest = data.size() - full;
+  size_t rest = size - full;
   for (size_t i = 0; i < rest; ++i) tail[i] = bytes[full + i];
   tail[rest] = 0x80;
   size_t blocks = rest < 56 ? 1 : 2;
-  uint64_t bits = uint64_t(data.size()) * 8;
+  uint64_t bits = uint64_t(size) * 8;
   for (int i = 0; i < 8; ++i) tail[blocks * 64 - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
   for (size_t i = 0; i < blocks; ++i) Compress(state, tail + 64 * i);
   char hex[65];
