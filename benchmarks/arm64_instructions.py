@@ -9,7 +9,13 @@ syscalls around the timed loop, and splits the count by kernel (symbol ranges of
 what runs outside it is the TVM runtime and libc: VM calls, allocation).
 
     python benchmarks/arm64_instructions.py [--resolution 224] [--runs 3] [--out build/arm64-insns] [--tuned]
-        [--models small,large] [--only int8]
+        [--models small,large] [--only int8] [--threads 4]
+
+With --threads N each configuration is also run on N workers: qemu-user runs each guest thread as
+a vCPU of its own and the plugin counts per thread, so the table shows the busiest thread's kernel
+instructions and the critical path (that plus the serial work outside kernels, counted at 1 thread:
+at N, a thread that waits for the others spins, which is instructions but not work) beside the
+1-thread count. Instructions, not time: memory bandwidth shared by the cores is not in them.
 
 Needs Debian's qemu-user, g++-aarch64-linux-gnu, cmake and (once) `apt-get source qemu` for
 QEMU's plugin header (fetched into the user's cache; nothing of QEMU is committed here).
@@ -89,6 +95,19 @@ def kernel_ranges(library: Path) -> tuple[list[int], list[tuple[int, str]]]:
     return [s for s, _, _ in symbols], [(e, n) for _, e, n in symbols]
 
 
+def text_range(library: Path) -> tuple[int, int]:
+    """[start, end) of the library's .text: the kernels, and the bodies of their parallel loops,
+    which LLVM emits as private functions (no symbol)."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(library, "rb") as handle:
+        text = ELFFile(handle).get_section_by_name(".text")
+        return text["sh_addr"], text["sh_addr"] + text["sh_size"]
+
+
+PARALLEL_BODIES = "(parallel loop bodies: private functions, no symbol)"
+
+
 def kernel_of(symbol: str) -> str:
     """TVM emits a kernel as <name> (argument checks) and <name>_compute_ (the loops): one row."""
     return re.sub(r"_compute_$", "", symbol)
@@ -124,12 +143,12 @@ def a76_cycles(library: Path, blocks: list[tuple[int, int]]) -> dict[tuple[int, 
     return cycles
 
 
-def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scratch: Path) -> dict:
+def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scratch: Path, threads: int = 1) -> dict:
     shape = manifest["inputs"][0]["shape"]
-    x_path, pcs = scratch / "input.f32", scratch / "pcs.txt"
+    x_path, pcs = scratch / "input.f32", scratch / f"pcs-{threads}.txt"
     np.random.default_rng(0).standard_normal(shape).astype(np.float32).tofile(x_path)
     command = ["qemu-aarch64", "-plugin", f"{counter},pcs={pcs}", "-d", "plugin",
-               str(runtime.folder / "mnv3_api_test"), "bench", str(bundle), str(x_path), str(runs)]
+               str(runtime.folder / "mnv3_api_test"), "bench", str(bundle), str(x_path), str(runs), str(threads)]
     result = subprocess.run(command, capture_output=True, text=True, env=runtime.environment())
     if result.returncode != 0:
         raise SystemExit(f"bench failed: {result.stdout}{result.stderr}")
@@ -137,17 +156,28 @@ def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scr
     base = int(re.search(r"base 0x([0-9a-f]+)", result.stdout).group(1), 16)
     library = bundle / manifest["library"]
     starts, ends = kernel_ranges(library)
+    text_start, text_end = text_range(library)
     per_kernel: dict[str, int] = {}
     executions: dict[tuple[int, int], int] = {}  # (offset in the library, instructions) -> times run
+    # per guest thread (0: the main one): instructions in the library's kernels, and outside them
+    # (the VM and, with workers, the pool's waiting: a waiting thread spins, as much as it waits)
+    thread_kernels: dict[int, int] = {}
+    thread_outside: dict[int, int] = {}
     for line in pcs.read_text().splitlines():
-        address, executed, insns = (int(v, 16) if i == 0 else int(v) for i, v in enumerate(line.split()))
+        address, executed, insns, *by_thread = line.split()
+        address, executed, insns = int(address, 16), int(executed), int(insns)
         offset = address - base
         index = bisect_right(starts, offset) - 1
-        inside = index >= 0 and offset < ends[index][0]
-        name = kernel_of(ends[index][1]) if inside else OUTSIDE
+        named = index >= 0 and offset < ends[index][0]
+        inside = named or text_start <= offset < text_end
+        name = kernel_of(ends[index][1]) if named else PARALLEL_BODIES if inside else OUTSIDE
         per_kernel[name] = per_kernel.get(name, 0) + executed * insns
         if inside:
             executions[(offset, insns)] = executions.get((offset, insns), 0) + executed
+        for token in by_thread:
+            thread, count = (int(v) for v in token[1:].split("="))
+            tally = thread_kernels if inside else thread_outside
+            tally[thread] = tally.get(thread, 0) + count * insns
     # Cortex-A76 cycles (llvm-mca) of the blocks that make up 98% of the kernels' instructions; the
     # rest is counted at the measured blocks' cycles per instruction.
     ranked = sorted(executions, key=lambda b: -executions[b] * b[1])
@@ -161,8 +191,17 @@ def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scr
     measured_cycles = sum(executions[b] * cycles[b] for b in chosen if b in cycles)
     measured_insns = sum(executions[b] * b[1] for b in chosen if b in cycles)
     estimate = measured_cycles * kernel_total / measured_insns if measured_insns else float("nan")
-    return {"per_inference": total / runs, "a76_kernel_cycles": estimate / runs,
-            "kernels": {k: v / runs for k, v in sorted(per_kernel.items(), key=lambda kv: -kv[1])}}
+    return {"per_inference": total / runs, "a76_kernel_cycles": estimate / runs, "threads": threads,
+            "kernels": {k: v / runs for k, v in sorted(per_kernel.items(), key=lambda kv: -kv[1])},
+            "thread_kernels": {k: v / runs for k, v in sorted(thread_kernels.items())},
+            "thread_outside": {k: v / runs for k, v in sorted(thread_outside.items())}}
+
+
+def critical_path(one: dict, many: dict) -> float:
+    """Instructions per inference on the parallel run's critical path, about: the busiest thread's
+    kernel instructions at N threads, plus the serial work outside kernels (the VM, on the main
+    thread) as the 1-thread run counts it (at N, threads that wait spin: instructions, not work)."""
+    return max(many["thread_kernels"].values()) + one["per_inference"] - sum(one["thread_kernels"].values())
 
 
 def main() -> None:
@@ -174,6 +213,8 @@ def main() -> None:
     parser.add_argument("--models", default="small,ssdlite-small",
                         help="zoo models, comma-separated: small, large, ssdlite-small [default: small,ssdlite-small]")
     parser.add_argument("--only", default="", help="run the configurations whose name contains this, e.g. int8")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="also run each configuration on this many workers and count per thread")
     parser.add_argument("--tuned", action="store_true",
                         help="also build each templates configuration with the tuning database build finds "
                              "for it ('mnv3compile tune' in the default folder, else the one shipped for its ISA)")
@@ -196,8 +237,9 @@ def main() -> None:
         scratch = args.out / f"{label}.scratch"
         scratch.mkdir(parents=True, exist_ok=True)
         measured = measure(runtime, bundle, manifest, args.runs, counter, scratch)
+        parallel = measure(runtime, bundle, manifest, args.runs, counter, scratch, args.threads) if args.threads > 1 else None
         results.append({"config": label, "model": model_name, "quant": quant, "target": target, "schedule": schedule,
-                        "resolution": spec.resolution[0], **measured})
+                        "resolution": spec.resolution[0], **measured, "parallel": parallel})
     (args.out / "arm64_instructions.json").write_text(json.dumps(results, indent=2))
     print("\n| bundle (zoo, 1 thread) | input | M instructions / inference | "
           f"vs onnxruntime-aarch64 fp32 ({ONNXRUNTIME_SMALL_FP32_224 / 1e6:.1f} M) | outside kernels | "
@@ -209,6 +251,18 @@ def main() -> None:
             "small", 224) else "-"
         print(f"| {r['config']} | {r['resolution']} | {r['per_inference'] / 1e6:.1f} | {ratio} | {outside / 1e6:.2f} M | "
               f"{r['a76_kernel_cycles'] / 1e6:.1f} M |")
+    if args.threads > 1:
+        n = args.threads
+        print(f"\n| bundle | 1 thread M | {n} threads: all threads M | busiest thread's kernels M | critical path M "
+              f"| critical path / 1 thread | kernels per thread M |")
+        print("|---|---|---|---|---|---|---|")
+        for r in results:
+            many = r["parallel"]
+            path = critical_path(r, many)
+            spread = " / ".join(f"{v / 1e6:.1f}" for v in many["thread_kernels"].values())
+            print(f"| {r['config']} | {r['per_inference'] / 1e6:.1f} | {many['per_inference'] / 1e6:.1f} | "
+                  f"{max(many['thread_kernels'].values()) / 1e6:.1f} | {path / 1e6:.1f} | "
+                  f"{path / r['per_inference']:.2f}x | {spread} |")
     for r in results:
         print(f"\n{r['config']}: top kernels (M instructions / inference)")
         for name, count in list(r["kernels"].items())[: args.top]:

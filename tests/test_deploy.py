@@ -151,6 +151,32 @@ def test_arm64_runtime_under_qemu_matches_python_runtime_there(tmp_path_factory,
         "rebuild the bundle for this target"]
 
 
+def test_qemu_counts_each_threads_instructions(tmp_path_factory, runtime_dir, tmp_path):
+    """The arm64 multi-core proxy: under qemu-user each guest thread is a vCPU of its own and the
+    plugin counts each apart (they add up to the total); on 4 workers the workers run a share of
+    the kernels and the main thread less than the whole 1-worker count. Waiting workers sleep at
+    once here (spin count 0): a spinning one would add instructions that are not work."""
+    from mnv3compile.schedules.tuning.instructions import counted, counted_per_thread, helpers_folder, plugin
+
+    bundle = _bundle(tmp_path_factory, "small_rpi5", build_model(build_spec("small", 1.0, 96)), "rpi5", "int8")
+    np.random.default_rng(0).standard_normal((1, 3, 96, 96)).astype(np.float32).tofile(tmp_path / "x.f32")
+    runtime = build_runtime("arm64", runtime_dir / "arm64")
+    counter = plugin(helpers_folder())
+    per_thread = {}
+    for threads in (1, 4):
+        result = subprocess.run(["qemu-aarch64", "-plugin", str(counter), "-d", "plugin",
+                                 str(runtime.folder / "mnv3_api_test"), "bench", str(bundle), str(tmp_path / "x.f32"),
+                                 "2", str(threads)], capture_output=True, text=True,
+                                env={**runtime.environment(), "TVM_THREAD_POOL_SPIN_COUNT": "0"})
+        assert result.returncode == 0, result.stdout + result.stderr
+        per_thread[threads] = counted_per_thread(result.stdout + result.stderr)
+        assert sum(per_thread[threads].values()) == counted(result.stdout + result.stderr)
+    one = per_thread[1][0]
+    assert list(per_thread[1]) == [0] and len(per_thread[4]) == 4
+    assert per_thread[4][0] < 0.9 * one
+    assert sum(n for k, n in per_thread[4].items() if k) > 0.2 * one
+
+
 def test_a_library_without_the_tvm_ffi_in_dt_needed_fails_as_it_would_on_android(tmp_path_factory, host_runtime,
                                                                                   monkeypatch):
     """What every library was before the libtvm_ffi.so stub: it ran only where the process had put

@@ -10,9 +10,10 @@
  *   api_test options BUNDLE                         the errors of out-of-range options
  *   api_test detect BOXES.f32 SCORES.f32 ANCHORS CLASSES SCORE IOU MAX
  *                                                   mnv3_detect, one line per detection (%.9g)
- *   api_test bench BUNDLE INPUT.f32 N               one warm-up run, then N runs between two marker
+ *   api_test bench BUNDLE INPUT.f32 N [THREADS]     one warm-up run, then N runs between two marker
  *                                                   syscalls (schedules/tuning/qemu/count_insns.c counts
- *                                                   the instructions between them) */
+ *                                                   the instructions between them, per thread), on
+ *                                                   THREADS workers (default 1) */
 #define _GNU_SOURCE
 #include <link.h>
 #include <pthread.h>
@@ -227,12 +228,12 @@ static int print_base(struct dl_phdr_info *info, size_t size, void *prefix) {
   return 0;
 }
 
-static int bench_case(const char *dir, const char *input_path, int runs) {
+static int bench_case(const char *dir, const char *input_path, int runs, int threads) {
   size_t n = 0;
   float *input = read_floats(input_path, &n);
   mnv3_error err;
-  mnv3_options one = {1, MNV3_AFFINITY_BIG}; /* one thread's instructions: idle workers would add spinning */
-  mnv3_model *model = mnv3_open_with(dir, &one, &err);
+  mnv3_options options = {threads, MNV3_AFFINITY_BIG};
+  mnv3_model *model = mnv3_open_with(dir, &options, &err);
   if (!model || !input) {
     printf("open: %s\n", model ? "cannot read input" : err.message);
     return 1;
@@ -283,7 +284,9 @@ int main(int argc, char **argv) {
   if (argc == 7 && !strcmp(argv[1], "threads")) return threads_case(argv + 2, atoi(argv[6]));
   if (argc == 5 && !strcmp(argv[1], "workers")) return workers_case(argv[2], argv[3], atoi(argv[4]));
   if (argc == 3 && !strcmp(argv[1], "options")) return options_case(argv[2]);
-  if (argc == 5 && !strcmp(argv[1], "bench")) return bench_case(argv[2], argv[3], atoi(argv[4]));
+  if ((argc == 5 || argc == 6) && !strcmp(argv[1], "bench")) {
+    return bench_case(argv[2], argv[3], atoi(argv[4]), argc == 6 ? atoi(argv[5]) : 1);
+  }
   if (argc == 9 && !strcmp(argv[1], "detect")) return detect_case(argv + 2);
   fprintf(stderr, "usage: see the comment at the top of runtime/tests/api_test.c\n");
   return 2;

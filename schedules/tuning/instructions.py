@@ -24,6 +24,7 @@ from mnv3compile.errors import UserError
 
 SOURCES = Path(__file__).resolve().parent / "qemu"
 COUNT_LINE = re.compile(r"mnv3-insns (\d+) marks (\d+)")
+THREAD_LINE = re.compile(r"mnv3-thread (\d+) (\d+)")
 RUNS = 2  # calls between the markers: the count is exact, more only repeats it
 
 
@@ -119,6 +120,15 @@ def counted(output: str) -> int:
     if match is None or int(match.group(2)) != 2:
         raise RuntimeError("the program did not reach both markers: " + (output.strip().splitlines() or ["no output"])[-1])
     return int(match.group(1))
+
+
+def counted_per_thread(output: str) -> dict[int, int]:
+    """{guest thread: instructions} from a run's output (qemu-user: a vCPU per thread, 0 the main);
+    together they are ``counted``'s total."""
+    per_thread = {int(k): int(n) for k, n in THREAD_LINE.findall(output)}
+    if sum(per_thread.values()) != counted(output):
+        raise RuntimeError("the plugin's per-thread counts do not add up to its total")
+    return per_thread
 
 
 def measuring_target(target):
