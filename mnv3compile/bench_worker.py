@@ -70,6 +70,9 @@ def _import_runtime(kind: str) -> None:
 def serve(spec: WorkerSpec, connection) -> None:
     """Start up (timed), report, then answer ("run", n) with an untimed call and n calls'
     milliseconds, until "exit"."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops its workers
     try:
         start = time.perf_counter()
         _import_runtime(spec.kind)

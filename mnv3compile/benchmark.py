@@ -112,12 +112,19 @@ class WorkerContender(Contender):
     def timed_calls(self) -> list[float]:
         """One turn: the worker resumed, a call to warm it up again, then TURN_CALLS calls, each
         timed by the worker itself (no pipe or signal in them)."""
+        from mnv3compile.errors import UserError
+
         os.kill(self._process.pid, signal.SIGCONT)
         try:
             self._connection.send(("run", TURN_CALLS))
             return [float(t) for t in self._connection.recv()]
+        except (EOFError, OSError) as error:
+            self._process.join(timeout=5)
+            raise UserError(f"bench: {self.spec.path}: its process ended mid-run "
+                            f"(exit code {self._process.exitcode})") from error
         finally:
-            os.kill(self._process.pid, signal.SIGSTOP)
+            if self._process.is_alive():
+                os.kill(self._process.pid, signal.SIGSTOP)
 
     def _run(self) -> None:
         self.timed_calls()

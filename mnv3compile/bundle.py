@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from mnv3compile import signals
@@ -169,10 +170,12 @@ class Bundle:
         """An image (preprocessed as the manifest says) or a .npy/.npz tensor, as the input."""
         return self._run_here(check=False).load_input(Path(path))
 
-    def run(self, x, *, tracker: str | None = None, key: str | None = None) -> list:
+    def run(self, x, *, tracker: str | None = None, key: str | None = None,
+            on_threads: Callable[[int], None] = lambda count: None) -> list:
         """Every output (numpy arrays, in manifest order) for input ``x``: an array of the input's
         shape, or an image/.npy path (``load_input``). Here for a host bundle; with ``tracker``
-        ("HOST:PORT", or "phone" for the stand-in phone) on a device over TVM RPC."""
+        ("HOST:PORT", or "phone" for the stand-in phone) on a device over TVM RPC, its thread pool
+        configured as this bundle was loaded with (``on_threads`` is told how many workers it has)."""
         import numpy as np
 
         if tracker is None:
@@ -194,7 +197,8 @@ class Bundle:
         from mnv3compile.phone import run_remote
 
         (outputs,) = run_remote(self.library, [x], None if tracker == "phone" else tracker, key,
-                                outputs_per_call=len(self.outputs))
+                                outputs_per_call=len(self.outputs), threads=self.threads, affinity=self.affinity,
+                                on_threads=on_threads)
         return outputs if isinstance(outputs, list) else [outputs]
 
     def latency_ms(self, repeat: int = 10) -> float:

@@ -215,11 +215,18 @@ def default_tracker() -> tuple[str, str]:
 
 
 def run_remote(library: Path, inputs: "list", tracker: str | None = None, key: str | None = None,
-               outputs_per_call: int = 1) -> list:
+               outputs_per_call: int = 1, threads: int = 0, affinity: str = "big",
+               on_threads=lambda count: None) -> list:
     """Upload ``library`` to a device behind a TVM RPC tracker (default: the stand-in phone), run its
     ``main`` on each input array and return the outputs: an array per input, or, for a model of
-    ``outputs_per_call`` > 1 outputs (a detector's boxes and scores), a list of that many arrays."""
+    ``outputs_per_call`` > 1 outputs (a detector's boxes and scores), a list of that many arrays.
+    The device's thread pool is configured first as ``threads``/``affinity`` say (mnv3compile/threads.py);
+    ``on_threads`` is told how many workers it then has."""
     from tvm import relax, rpc
+
+    from mnv3compile import threads as pool
+
+    pool.check(threads, affinity)
 
     if tracker is None:
         tracker, default_key = default_tracker()
@@ -239,6 +246,11 @@ def run_remote(library: Path, inputs: "list", tracker: str | None = None, key: s
     session.upload(str(library))
     module = session.load_module(Path(library).name)
     device = session.cpu()
+    # The server runs this session's calls on one thread of its own: its pool, configured there.
+    # (A device's TVM_NUM_THREADS caps it: the stand-in phone's servers run with 1.)
+    # "all" with 0 threads: as many as the device's pool has (TVM caps the count at its size).
+    session.get_function("runtime.config_threadpool")(*pool.threadpool_arguments(threads, affinity, pool.MAX_THREADS))
+    on_threads(int(session.get_function("runtime.NumThreads")()))
     vm = relax.VirtualMachine(module, device)
     outputs = []
     for array in inputs:

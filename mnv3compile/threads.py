@@ -56,7 +56,6 @@ def configure(threads: int = 0, affinity: str = DEFAULT_AFFINITY) -> None:
     import tvm
 
     global _room_set
-    count = (os.cpu_count() or 1) if affinity == "all" and threads == 0 else threads  # all: every core
     with _environment:  # the variables are read as this thread's pool starts, inside the call
         # TVM starts a thread's pool with TVM_NUM_THREADS workers (else half the cores on x86,
         # taken for hyper-threads: 1 of this machine's 2) and never grows it: room for every core
@@ -68,7 +67,7 @@ def configure(threads: int = 0, affinity: str = DEFAULT_AFFINITY) -> None:
         bind = os.environ.get("TVM_BIND_THREADS")
         os.environ["TVM_BIND_THREADS"] = "0" if affinity == "unpinned" else "1"
         try:
-            tvm.get_global_func("runtime.config_threadpool")(_MODES[affinity], count)
+            tvm.get_global_func("runtime.config_threadpool")(*threadpool_arguments(threads, affinity))
         finally:
             if bind is None:
                 del os.environ["TVM_BIND_THREADS"]
@@ -79,6 +78,13 @@ def configure(threads: int = 0, affinity: str = DEFAULT_AFFINITY) -> None:
                         "threads asked (a thread's pool is sized as it starts: ask for threads before its "
                         "first inference, or set TVM_NUM_THREADS)")
     _configured.value = (threads, affinity)
+
+
+def threadpool_arguments(threads: int, affinity: str, cores: int | None = None) -> tuple[int, int]:
+    """(mode, count) for TVM's ``runtime.config_threadpool``; ``cores``: the machine's (default this
+    one's; "all" with 0 threads means one per core; TVM caps the count at its pool's size)."""
+    count = (cores or os.cpu_count() or 1) if affinity == "all" and threads == 0 else threads
+    return _MODES[affinity], count
 
 
 def current_threads() -> int:

@@ -59,6 +59,12 @@ def test_cli_run_over_rpc(stand_in_phone, tmp_path, cli):
     assert code == 0, err
     expected = verify.run(onnx.load(str(result.bundle / result.manifest["model"])), {"input": x})["logits"]
     assert stdout.startswith(f"1. class {int(np.argmax(expected))}: ")
+    # The device's pool is configured as asked: the stand-in phone's servers run with
+    # TVM_NUM_THREADS=1 (emulated workers spinning would cost time), and the count comes back.
+    code, two, err = cli("run", str(result.bundle), str(tmp_path / "x.npy"), "--rpc", "--top", "1", "--threads", "2",
+                         "--affinity", "little")
+    assert code == 0, err
+    assert two == "warning: the device runs 1 worker, not the 2 asked (its TVM_NUM_THREADS?)\n" + stdout
 
 
 @NEEDS_ARM64_GCC

@@ -55,7 +55,12 @@ def run(bundle: Path, input_path: Path, top: int, score_threshold: float, iou_th
         raise UserError("--draw needs an image input, not a tensor")
     if rpc_tracker is not None:
         warn_if_remote(None if rpc_tracker == "phone" else rpc_tracker)
-    outputs = loaded.run(input_path, tracker=rpc_tracker, key=key)
+    def remote_threads(count: int) -> None:
+        if threads and count < threads:
+            console.print(f"[yellow]warning:[/] the device runs {count} worker{'s' if count > 1 else ''}, "
+                          f"not the {threads} asked (its TVM_NUM_THREADS?)")
+
+    outputs = loaded.run(input_path, tracker=rpc_tracker, key=key, on_threads=remote_threads)
     labels = loaded.labels
     if detection.is_detector(names):
         _print_detections(detection.detect(*outputs, score_threshold, iou_threshold), loaded.inputs[0]["shape"], labels,
