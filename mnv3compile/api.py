@@ -361,9 +361,10 @@ def tune(model: ModelLike = "large", *, target: str = "host", quant: Literal["no
          seconds: float | None = None, database: str | os.PathLike | None = None, resume: bool = False,
          tracker: str | None = None, key: str | None = None, devices: int | None = None,
          device_timeout: float = 120, repeat: int = 5, min_repeat_ms: int = 40, cooldown: float | None = None,
-         display=None, on_status: Note = lambda text: None):
+         threads: int = 1, display=None, on_status: Note = lambda text: None):
     """Tune ``model``'s kernels (here, over TVM RPC on a device at ``tracker``, or by arm64
-    instruction counts under qemu: ``measure="instructions"``) into a database ``build`` applies
+    instruction counts under qemu: ``measure="instructions"``), each candidate timed on ``threads``
+    threads, into a database ``build`` applies
     (``database``, default: where build looks). Resumable: every candidate's record is on disk
     before the next starts. ``display`` (``schedules.tuning.session.Display``) is shown the
     steps, notes and progress. Returns the run's ``TuningOutcome``: ``folder`` (the database),
@@ -373,7 +374,7 @@ def tune(model: ModelLike = "large", *, target: str = "host", quant: Literal["no
     from mnv3compile.schedules.tuning.tune import Budget
     from mnv3compile.targets.presets import preset as target_preset
 
-    session = TuningSession(target_preset(target), measure, tracker, key)
+    session = TuningSession(target_preset(target), measure, tracker, key, threads)
     calibration = calibration if quant == "int8" else None
     check_build_inputs(None, calibration, None, None)
     loaded = load_build_model(model, width=width, resolution=resolution, input_shapes=input_shapes,

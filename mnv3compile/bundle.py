@@ -207,7 +207,8 @@ class Bundle:
 
     def bench(self, *others: "Bundle | str | os.PathLike", vs_onnxruntime: bool = False, threads: int = 1,
               runs: int = 100, max_seconds: float = 120, progress=None, affinity: str = "big"):
-        """``mnv3compile.bench`` (the function) of this bundle (and ``others``), interleaved in this process."""
+        """``mnv3compile.bench`` (the function) of this bundle (and ``others``): interleaved, each in a
+        process of its own."""
         from mnv3compile.api import bench
 
         return bench([self, *others], vs_onnxruntime=vs_onnxruntime, threads=threads, runs=runs,

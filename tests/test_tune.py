@@ -55,6 +55,11 @@ def test_tune_resume_and_build_finds_the_database(cli, cache, tmp_path):
     candidates = _progress(cache)
     assert sum(c["cost"] is not None for c in candidates) == 7 and len(_records(cache)) == 7
     assert [c["error"] for c in candidates if c["error"]] == [PENDING]
+    # timings on another thread count are not comparable: resume on the count the run measured on
+    assert json.loads((cache / "mnv3compile_tuning.json").read_text())["threads"] == 1
+    code, _, err = cli("tune", *SMALL, "--trials", "1", "--resume", "--threads", "2")
+    assert (code, err) == (2, f"error: {cache} was tuned on --threads 1; resume it with --threads 1, or give "
+                              "another --db\n")
 
     out = tmp_path / "bundle"
     code, stdout, err = cli("build", *SMALL, "-o", str(out))
@@ -154,6 +159,9 @@ def test_build_refuses_a_database_tuned_for_another_target(cli, cache, tmp_path)
     (("--target", "arm64-linux", "--tracker", "nowhere", "--key", "k"),
      "--tracker takes HOST:PORT of a TVM RPC tracker, got 'nowhere'"),
     (("--db", "/dev/null"), "--db /dev/null: exists and is not a folder"),
+    (("--target", "rpi5", "--measure", "instructions", "--threads", "2"),
+     "--measure instructions counts one thread's instructions; leave out --threads (or measure time on a device "
+     "with --tracker)"),
 ])
 def test_tune_refuses_bad_options_in_one_line(cli, cache, args, message):
     code, _, err = cli("tune", *SMALL, *args)
@@ -401,3 +409,33 @@ def test_each_candidate_waits_the_cooldown_first(monkeypatch, tmp_path):
     assert measurer(func.with_attr("global_symbol", "main")) > 0
     assert measurer(func.with_attr("global_symbol", "main")) > 0
     assert pauses == [0.25, 0.25]
+
+
+def test_candidates_are_timed_on_the_threads_tuned_for(tmp_path):
+    """tune --threads N: each candidate runs on N workers of the measuring thread's pool (a parallel
+    kernel's loops then split as they will in the app)."""
+    import threading
+
+    from tvm import te
+
+    from mnv3compile import threads as pool
+    from mnv3compile.schedules.tuning import measure as measuring
+    from mnv3compile.targets.presets import preset
+    from mnv3compile.tvm.build import tvm_target
+
+    x = te.placeholder((64,), "float32", "x")
+    func = te.create_prim_func([x, te.compute((64,), lambda i: x[i] * 2, name="twice")]).with_attr("global_symbol",
+                                                                                                  "main")
+    seen = {}
+
+    def measure(threads):  # a thread of its own: its pool starts with room for the count
+        measurer = measuring.LocalMeasurer(tvm_target(preset("host")), tmp_path / str(threads),
+                                           measuring.Measurement(1, 1), threads)
+        (tmp_path / str(threads)).mkdir()
+        seen[threads] = (measurer(func) > 0, pool.current_threads())
+
+    for threads in (1, 2):
+        worker = threading.Thread(target=measure, args=(threads,))
+        worker.start()
+        worker.join()
+    assert seen == {1: (True, 1), 2: (True, 2)}

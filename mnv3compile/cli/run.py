@@ -120,9 +120,10 @@ inference), and peak resident memory, with what the model added to its runtime's
 def bench(bundles: tuple[Path, ...], vs_onnxruntime: bool, threads: int, affinity: str, runs: int,
           max_seconds: float, cold_starts: int, as_json: bool) -> None:
     """Latency of host bundles (median and 10th-90th percentile of single calls), side by side
-    with onnxruntime when asked, measured interleaved in one process: each round calls every
-    contender once in turn, so a busy machine slows all of them alike and the ratios stay fair.
-    Ratios are against onnxruntime fp32 when it is measured, else against the first bundle."""
+    with onnxruntime when asked, measured interleaved: each round gives every contender a turn
+    (10 calls), in a new order, so a busy machine slows all of them alike and the ratios stay
+    fair; and each one's start from a cold process. Ratios are against onnxruntime fp32 when it
+    is measured, else against the first bundle."""
     from mnv3compile import api
 
     with console.status("measuring") as status:

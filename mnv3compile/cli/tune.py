@@ -108,12 +108,15 @@ Examples:
 @click.option("--cooldown", type=click.FloatRange(min=0), default=None,
               help="Seconds of pause before each candidate, so a phone does not heat up and throttle "
                    "[default: 1 over RPC, 0 here].")
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Threads each candidate runs on (the count the app will run the model on; a build "
+                   "takes the database whatever count it later runs on).")
 def tune(model: str | None, onnx_path: Path | None, width: float, resolution: str, target_name: str, measure: str,
          quant: str,
          calib: str | None, weight_bits: int, input_shapes: tuple[str, ...], int8_lowering: str,
          trials: int | None, time_budget: str | None, database: Path | None, resume: bool, tracker: str | None,
          key: str | None, devices: int | None, device_timeout: float, repeat: int, min_repeat_ms: int,
-         cooldown: float | None) -> None:
+         cooldown: float | None, threads: int) -> None:
     """Tune a model's kernels, here or on a device over TVM RPC, into a database build applies.
 
     Each kernel's template (see 'build') has knobs: the output tile (pixels x vector registers
@@ -131,10 +134,11 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: st
     that was being measured when the run died (it is counted as failed). Kernels without a
     template (pads, the input's layout change) keep TVM's default schedule.
 
-    Timing: TVM's time_evaluator, 1 thread, median of --repeat timings of --min-repeat-ms each,
-    in this process for --target host; for a phone preset, on a device behind a TVM RPC tracker
-    (--tracker, --key): candidates are cross-compiled here, uploaded and timed there, on 1 thread
-    pinned to the device's big cores, after a --cooldown pause each. A device that goes away is
+    Timing: TVM's time_evaluator, on --threads threads (default 1), median of --repeat timings of
+    --min-repeat-ms each, in this process for --target host; for a phone preset, on a device
+    behind a TVM RPC tracker (--tracker, --key): candidates are cross-compiled here, uploaded and
+    timed there, on --threads threads pinned to the device's big cores, after a --cooldown pause
+    each. (--measure instructions counts one thread.) A device that goes away is
     waited for (--device-timeout); with several devices under the key (a farm behind one tracker,
     or 'mnv3compile phone start --devices 2'), each takes the next candidate when it is free, and
     one that goes away leaves its candidate to the others; with none left the run ends with its
@@ -150,7 +154,7 @@ def tune(model: str | None, onnx_path: Path | None, width: float, resolution: st
                        weight_bits=weight_bits, int8_lowering=int8_lowering, measure=measure, trials=trials,
                        seconds=seconds, database=database, resume=resume, tracker=tracker, key=key, devices=devices,
                        device_timeout=device_timeout, repeat=repeat, min_repeat_ms=min_repeat_ms, cooldown=cooldown,
-                       display=ConsoleDisplay())
+                       threads=threads, display=ConsoleDisplay())
     folder = outcome.folder
     wide_console().print(tasks_table(outcome.report, outcome.title))
     if outcome.per_device:

@@ -57,14 +57,19 @@ def write_identity(folder: Path, tuned_for: dict, model_key: str) -> None:
     (folder / IDENTITY_FILE).write_text(json.dumps({**tuned_for, "model": model_key}, indent=1) + "\n")
 
 
-def check_measure(folder: Path, measure: str) -> None:
+def check_measure(folder: Path, measure: str, threads: int = 1) -> None:
     """A resumed run must score candidates as the run it continues did (times and instruction
-    counts are not comparable)."""
+    counts are not comparable, nor times on different thread counts)."""
     written = folder / IDENTITY_FILE
     if written.is_file():
-        recorded = json.loads(written.read_text()).get("measure", "time")
+        identity_written = json.loads(written.read_text())
+        recorded = identity_written.get("measure", "time")
         if recorded != measure:
             raise UserError(f"{folder} was tuned with --measure {recorded}; resume it with --measure {recorded}, "
+                            "or give another --db")
+        counted = identity_written.get("threads", 1)
+        if counted != threads:
+            raise UserError(f"{folder} was tuned on --threads {counted}; resume it with --threads {counted}, "
                             "or give another --db")
 
 

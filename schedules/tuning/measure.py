@@ -127,8 +127,9 @@ class RpcMeasurer:
     unit = "us"
 
     def __init__(self, target, toolchain, tracker: str, key: str, work: Path, settings: Measurement,
-                 device_timeout: float = 120.0, log=lambda text: None, name: str = "device"):
+                 device_timeout: float = 120.0, log=lambda text: None, name: str = "device", threads: int = 1):
         self.target, self.toolchain, self.work, self.settings = target, toolchain, work, settings
+        self.threads = threads
         host, _, port = tracker.rpartition(":")
         self.host, self.port, self.key, self.tracker = host or "127.0.0.1", int(port), key, tracker
         self.device_timeout, self.log, self.name = device_timeout, log, name
@@ -159,12 +160,14 @@ class RpcMeasurer:
                 time.sleep(2)
 
     def _pin(self) -> None:
-        """One thread, on a big core: TVM's runtime.config_threadpool(1 = big cores, 1 thread), as
-        a deployed app runs the model. A runtime that cannot (no big.LITTLE information) keeps its
-        default, which the log says."""
+        """The threads tuned for, on big cores: TVM's runtime.config_threadpool(1 = big cores,
+        threads), as a deployed app runs the model. A runtime that cannot (no big.LITTLE
+        information) keeps its default, which the log says, as it says fewer workers than asked."""
         try:
-            self.session.get_function("runtime.config_threadpool")(1, 1)
-            self.log(f"{self.name} (key {self.key!r}): measuring on 1 thread of its big cores")
+            self.session.get_function("runtime.config_threadpool")(1, self.threads)
+            workers = int(self.session.get_function("runtime.NumThreads")())
+            self.log(f"{self.name} (key {self.key!r}): measuring on {workers} thread{'s' if workers > 1 else ''} "
+                     f"of its big cores" + (f", not the {self.threads} asked" if workers < self.threads else ""))
         except Exception as exc:
             self.log(f"{self.name} (key {self.key!r}): could not pin to a big core ({_first_line(exc)}); "
                      "default threads")

@@ -83,10 +83,18 @@ class TuningSession:
     (HOST:PORT); or their arm64 instructions counted under qemu here."""
 
     def __init__(self, target: TargetPreset, measure: str = "time", tracker: str | None = None,
-                 key: str | None = None):
+                 key: str | None = None, threads: int = 1):
+        from mnv3compile import threads as pool
+
         if measure not in MEASURES:
             raise UserError(f"unknown measure {measure!r}; choose one of: {', '.join(MEASURES)}")
-        self.target, self.measure, self.tracker = target, measure, tracker
+        pool.check(threads, "big")
+        if threads < 1:
+            raise UserError("tune --threads takes the count the app will run on, 1 or more")
+        if measure == "instructions" and threads != 1:
+            raise UserError("--measure instructions counts one thread's instructions; leave out --threads "
+                            "(or measure time on a device with --tracker)")
+        self.target, self.measure, self.tracker, self.threads = target, measure, tracker, threads
         self._check_where()
         self.key = self._device_key(key) if tracker is not None else key
         self.model_key = self.folder = self.module = self.tvm_target = None
@@ -139,7 +147,7 @@ class TuningSession:
             raise UserError(f"{self.folder} already holds a tuning run; add --resume to continue it, or give "
                             "another --db")
         if resume:
-            check_measure(self.folder, self.measure)
+            check_measure(self.folder, self.measure, self.threads)
         if self.folder.exists() and not self.folder.is_dir():
             raise UserError(f"--db {self.folder}: exists and is not a folder")
         return self.folder
@@ -168,13 +176,13 @@ class TuningSession:
             with display.status("preparing the qemu instruction counter (built once)"):
                 return [InstructionMeasurer(self.tvm_target, work)]
         if self.tracker is None:
-            return [LocalMeasurer(self.tvm_target, work, measurement)]
+            return [LocalMeasurer(self.tvm_target, work, measurement, self.threads)]
         from mnv3compile.targets.toolchains import toolchain_for
 
         count = max(1, min(devices or 10**6, free_devices(self.tracker, self.key)))
         measurers = [RpcMeasurer(self.tvm_target, toolchain_for(self.target), self.tracker, self.key,
                                  work / f"device{i}", measurement, device_timeout, log=display.note,
-                                 name=f"device {i}") for i in range(1, count + 1)]
+                                 name=f"device {i}", threads=self.threads) for i in range(1, count + 1)]
         if count > 1:
             display.note(f"{count} devices with key {self.key!r} at {self.tracker}: each measures the next "
                          "candidate when it is free")
@@ -195,8 +203,8 @@ class TuningSession:
         with tempfile.TemporaryDirectory(prefix="mnv3compile-tune-") as work:
             measurers = self._measurers(Path(work), measurement, devices, device_timeout, display)
             tuner = Tuner(self.folder, self.module, self.tvm_target, isa_of(self.tvm_target), measurers)
-            write_identity(self.folder, {**identity(self.target.name, self.tvm_target), "measure": self.measure},
-                           self.model_key)
+            write_identity(self.folder, {**identity(self.target.name, self.tvm_target), "measure": self.measure,
+                                         "threads": self.threads}, self.model_key)
             display.started(tuner, self.folder)
             interrupted = None
             with display.progress(tuner, self.title) as on_progress:
