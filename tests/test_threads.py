@@ -140,3 +140,38 @@ def test_the_cli_takes_threads_and_affinity(small_int8, cli, tmp_path):
     assert one[0] == two[0] == 0 and one[1] == two[1]
     code, _, err = cli("run", str(small_int8.path), str(tmp_path / "x.npy"), "--affinity", "fast")
     assert code == 2 and "'fast' is not one of 'big', 'little', 'all', 'unpinned'" in err
+
+
+def test_tune_can_split_channels_instead_of_rows_and_the_outputs_do_not_move(small_int8):
+    """The split is a knob (``split``): tune measures a parallel conv's rows-first and its
+    channel-blocks-first schedules; both compute every output with the same instructions."""
+    import onnx
+    import tvm
+    from tvm import s_tir
+
+    from mnv3compile.schedules.kernels.dispatch import schedule_kernel
+    from mnv3compile.schedules.kernels.isa import isa_of
+    from mnv3compile.schedules.kernels.knobs import SPLIT_CHANNELS, SPLIT_ROWS
+    from mnv3compile.schedules.tuning.measure import random_arrays
+    from mnv3compile.schedules.tuning.tune import fixed_knobs, knob_space
+    from mnv3compile.targets.presets import preset
+    from mnv3compile.tvm.build import fused_module, tvm_target
+
+    target = tvm_target(preset("host"))
+    module, *_ = fused_module(onnx.load(small_int8.path / small_int8.manifest["model"]), target)
+    isa = isa_of(target)
+    name = next(gv.name_hint for gv, func in module.functions.items()  # a parallel kernel the knob applies to
+                if gv.name_hint.startswith("fused_dot4") and
+                {s.get("split") for s in knob_space(func, isa)} == {SPLIT_ROWS, SPLIT_CHANNELS})
+    arrays = random_arrays(module[name])
+    outputs, scripts = [], []
+    for split in (SPLIT_ROWS, SPLIT_CHANNELS):
+        sch = s_tir.Schedule(module[name])
+        schedule_kernel(sch, isa, fixed_knobs(sch, {"split": split}))
+        scripts.append(sch.mod["main"].script())
+        library = tvm.compile(tvm.IRModule({"main": sch.mod["main"].with_attr("global_symbol", "main")}), target)
+        tensors = [tvm.runtime.tensor(a) for a in arrays]
+        library["main"](*tensors)
+        outputs.append(tensors[-1].numpy())
+    assert scripts[0] != scripts[1] and all("T.parallel" in script for script in scripts)
+    assert np.array_equal(outputs[0], outputs[1])

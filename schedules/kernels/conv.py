@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from mnv3compile.schedules.kernels.family import ReductionFamily, Variant, rule
 from mnv3compile.schedules.kernels.isa import Isa
+from mnv3compile.schedules.kernels.knobs import SPLIT_ROWS
 from mnv3compile.schedules.kernels.loops import (L1_WEIGHT_BYTES, bytes_of, extents, fitting_lanes, largest_divisor,
                                                  tile_shape, vector_tile)
 from mnv3compile.schedules.kernels.pad import padding_epilogue, schedule_padding
-from mnv3compile.schedules.kernels.parallel import parallel_enabled, run_in_parallel
+from mnv3compile.schedules.kernels.parallel import goes_parallel, parallel_enabled, run_in_parallel
 
 TVM_CONV_BLOCKS = ("conv2d_nhwc", "group_conv2d_nhwc")  # what TVM's legalization names its NHWC convs
 
@@ -129,12 +130,13 @@ def schedule_conv(sch, block, isa: Isa, knobs) -> Variant:
         tile, inner = [xo], [xi]
     else:
         tile, inner = [x], []
-    # In parallel, rows outermost whatever the weights: each thread then reads the rows its core
-    # wrote in the kernel before (every template splits rows first), where splitting channel
-    # blocks moved every pixel between the cores' caches (Large fp32 at 2 threads 3.03 -> 2.83 ms,
-    # with the pads in parallel). Splitting channels where the weights outweigh the activations
-    # (7x7 layers) measured no different.
-    outer = [y, *tile, fo] if pixel_major or parallel_enabled() else [fo, y, *tile]
+    # In parallel, rows outermost unless tune chose otherwise (knobs.split): each thread then reads
+    # the rows its core wrote in the kernel before (every template splits rows first), where
+    # splitting channel blocks moved every pixel between the cores' caches (Large fp32 at 2 threads
+    # 3.03 -> 2.83 ms, with the pads in parallel). Channels where the weights outweigh the
+    # activations (7x7 layers) measured no different here: a knob, for other memory systems.
+    split = SPLIT_ROWS if pixel_major or not goes_parallel(sch, lanes) else knobs.split  # read where it splits
+    outer = [y, *tile, fo] if pixel_major or (parallel_enabled() and split == SPLIT_ROWS) else [fo, y, *tile]
     sch.reorder(n, *outer, ry, rx, rc, *inner, fi)
     tile_loop = outer[-1]
     epilogue = sch.get_consumers(block)

@@ -27,7 +27,8 @@ import numpy as np
 from mnv3compile.schedules.kernels.family import NoTemplate, ReductionFamily, Variant, rule
 from mnv3compile.schedules.kernels.intrinsics import depth, dot4_name, intrinsic
 from mnv3compile.schedules.kernels.isa import Isa
-from mnv3compile.schedules.kernels.parallel import parallel_enabled, run_in_parallel
+from mnv3compile.schedules.kernels.knobs import SPLIT_ROWS
+from mnv3compile.schedules.kernels.parallel import goes_parallel, parallel_enabled, run_in_parallel
 from mnv3compile.schedules.kernels.loops import extents, reduce_iters, split_vectorize, tile_shape, vector_tile
 from mnv3compile.schedules.kernels.pad import padding_epilogue, schedule_padding
 
@@ -137,16 +138,21 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     # one 7x1 tile than seven 1x2 ones.
     wide_rows = knobs.wide_rows or instruction == "smlal"
     pixels, vectors = tile_shape(width, outputs // lanes, pixels_want, vectors_want, wide_rows)
+    # A GEMV reads a new weight vector for every instruction (nothing to reuse: memory-bound, the
+    # classifier's 1 MB of int8 weights took 20 us for 16k steps): count its steps as lanes, not
+    # lanes x depth, so that one goes parallel and squeeze-excite's small FCs stay serial.
+    step_macs = lanes if gemv else lanes * depth(instruction)
     fo, fi = sch.split(f, [None, vectors * lanes])
     fv, fl = sch.split(fi, [None, lanes])
     if is_conv:
         n, y, x = spatial
         xo, xi = sch.split(x, [None, pixels])
-        # In parallel, rows outermost: a channel block is 16-48 int8 channels, so two threads
-        # splitting them wrote the same cache lines of every pixel, each invalidating the other's
-        # (28x28x24 -> 88: 29.9 -> 43.6 us); and each thread reads the rows its core wrote in the
-        # kernel before (every template splits rows first).
-        outer = [n, y, fo, xo] if parallel_enabled() else [n, fo, y, xo]
+        # In parallel, rows outermost unless tune chose otherwise (knobs.split): a channel block is
+        # 16-48 int8 channels, so two threads splitting them wrote the same cache lines of every
+        # pixel, each invalidating the other's (28x28x24 -> 88: 29.9 -> 43.6 us); and each thread
+        # reads the rows its core wrote in the kernel before (every template splits rows first).
+        split = knobs.split if goes_parallel(sch, step_macs) else SPLIT_ROWS  # a decision only where it splits
+        outer = [n, y, fo, xo] if parallel_enabled() and split == SPLIT_ROWS else [n, fo, y, xo]
         sch.reorder(*outer, *window, group, xi, fv, fl)
         tile_loop, tile = xo, [xi, fv]
     else:
@@ -162,10 +168,7 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
         sch.set_scope(block, 0, "local")
     if not broadcast:
         sch.reverse_compute_at(epilogue[0], tile_loop)
-    # A GEMV reads a new weight vector for every instruction (nothing to reuse: memory-bound, the
-    # classifier's 1 MB of int8 weights took 20 us for 16k steps): count its steps as lanes, not
-    # lanes x depth, so that one goes parallel and squeeze-excite's small FCs stay serial.
-    run_in_parallel(sch, outer, per_step=lanes if gemv else lanes * depth(instruction))
+    run_in_parallel(sch, outer, per_step=step_macs)
     init = sch.decompose_reduction(block, (window or [group])[0])
     split_vectorize(sch, sch.get_loops(init)[-1], lanes)
     for loop in tile:

@@ -11,16 +11,25 @@ decision is made for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 Tile = tuple[int, int]  # (pixels along a row, vector registers of output channels)
 
 PIXELS = (1, 2, 4, 7, 8)
 
+# How a parallel kernel splits its work over the threads (read only in a parallel build): 0, its
+# rows (each thread reads the rows its core wrote in the kernel before; no two threads write one
+# pixel's cache lines); 1, its output-channel blocks (each thread streams half the weights).
+SPLIT_ROWS, SPLIT_CHANNELS = 0, 1
+# Knobs added after databases were shipped: a record from before holds no decision for them, and
+# replays with their default (schedules/tuning/database.py, RecordedKnobs).
+ADDED_LATER = ("split",)
 
-def tunable(*choices) -> dict:
-    """A knob's choices, as field metadata: a tuple of options, or one tuple per tile dimension."""
-    return field(metadata={"choices": choices if len(choices) > 1 else choices[0]})
+
+def tunable(*choices, default=MISSING) -> dict:
+    """A knob's choices, as field metadata: a tuple of options, or one tuple per tile dimension;
+    ``default``: the value of an ISA whose row does not set it."""
+    return field(default=default, metadata={"choices": choices if len(choices) > 1 else choices[0]})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,7 +38,8 @@ class ConvKnobs:
     ``wide_rows``: rows whose width has no divisor near the wanted pixels, and channel counts that
     would leave a 1x1 tile, get wider tiles; ``fma_registers``: float pointwise tiles chosen by the
     FMA throughput model within that many registers (0: the knob's tile); ``int8_pairs``: int8
-    pointwise convs take input channels two at a time (AVX2's ``vpmaddwd``)."""
+    pointwise convs take input channels two at a time (AVX2's ``vpmaddwd``); ``split``: what
+    threads split (SPLIT_ROWS, SPLIT_CHANNELS), in a parallel build."""
     pointwise: Tile = tunable(PIXELS, (1, 2, 3, 4))
     pointwise_int8: Tile | None = tunable(PIXELS, (1, 2, 3, 4))  # None: as float32
     depthwise: Tile = tunable(PIXELS, (1, 2, 3))
@@ -38,14 +48,17 @@ class ConvKnobs:
     wide_rows: bool = False
     fma_registers: int | None = tunable((0, 14))
     int8_pairs: bool = False
+    split: int = tunable((SPLIT_ROWS, SPLIT_CHANNELS), default=SPLIT_ROWS)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Dot4Knobs:
-    """The ``dot4`` family (int8 convs and matmuls on a dot-product instruction, or smlal)."""
+    """The ``dot4`` family (int8 convs and matmuls on a dot-product instruction, or smlal);
+    ``split`` as ConvKnobs'."""
     dot4: Tile = tunable(PIXELS, (1, 2, 3, 4, 6, 8))
     gemv: int = tunable((1, 2, 3, 4, 5, 8))
     wide_rows: bool = False
+    split: int = tunable((SPLIT_ROWS, SPLIT_CHANNELS), default=SPLIT_ROWS)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -68,6 +68,12 @@ def kernel_steps(sch, per_step: int = 1) -> int:
     return steps(sch.mod["main"].body, 1) // max(1, per_step)
 
 
+def goes_parallel(sch, per_step: int = 1) -> bool:
+    """Whether ``run_in_parallel`` will make this kernel's loops parallel (work enough, in a
+    parallel build): a template reads its ``split`` knob only then."""
+    return _PARALLEL.get() and kernel_steps(sch, per_step) >= MIN_PARALLEL_STEPS
+
+
 def run_in_parallel(sch, loops: list, per_step: int = 1, steps: int | None = None) -> int:
     """Fuse ``loops`` (outermost first, perfectly nested, outside every tile) and run the fused loop
     in parallel; its extent, or 0 when the kernel stays serial (too little work, one iteration).

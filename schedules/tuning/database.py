@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnv3compile.errors import UserError
-from mnv3compile.schedules.kernels.knobs import KnobReader, decide
+from mnv3compile.schedules.kernels.knobs import ADDED_LATER, KnobReader, decide
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,8 @@ class RecordedKnobs(KnobReader):
     def read(self, name, default, choices):
         if choices is None:
             return default
+        if not self.decisions and name in ADDED_LATER:  # a record from before the knob: its default
+            return decide(self.sch, choices, list(choices).index(default))
         if isinstance(choices[0], tuple):
             return tuple(self._next(options) for options in choices)
         return self._next(choices)
