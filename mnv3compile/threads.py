@@ -33,9 +33,9 @@ _MODES = {"big": 1, "little": -1, "all": 1, "unpinned": 1}  # kBig pins worker i
 # fast as 300000, 0 (sleep at once) twice as slow (docs/experiments.md, "Threads").
 SPIN_COUNT = 2000
 
-_configured = threading.local()
-_environment = threading.Lock()
-_room_set = None  # TVM_NUM_THREADS as we last set it (one the user set is never changed)  # (threads, affinity) the calling thread's pool has
+_configured = threading.local()  # (threads, affinity) the calling thread's pool has
+_environment = threading.Lock()  # TVM reads its variables as a thread's pool starts
+_room_set = None  # TVM_NUM_THREADS as we last set it (one the user set is never changed)
 
 
 def check(threads: int, affinity: str) -> None:

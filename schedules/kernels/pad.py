@@ -94,6 +94,8 @@ def schedule_padding(sch, block, isa: Isa) -> Variant:
     has no guard and copies (or converts) plain rows that LLVM vectorizes, the borders store the
     constant. The innermost axis keeps its guard: the input's 3 -> 4 channel pad then folds into a
     select per lane."""
+    from tvm import DataType
+
     bounds = box_guard(sch, block)
     if bounds is None:
         raise NoTemplate("a guarded load that is not a pad")
@@ -113,8 +115,6 @@ def schedule_padding(sch, block, isa: Isa) -> Variant:
         partition = sch.loop_partition(loop, factors)[1 if low else 0]
         rows_partition = rows_partition or partition
         interior = sch.get_child_blocks(partition)[0]
-    from tvm import DataType
-
     dtype = str(sch.get(interior).writes[0].source.dtype)
     # Threads split the interior's rows (the first padded axis), as every template splits rows first,
     # so each thread copies the rows its core's caches hold from the kernel before (serial, a pad

@@ -30,6 +30,7 @@ def serial_kernels(serial: bool = True):
     finally:
         _PARALLEL.reset(token)
 
+
 def parallel_enabled() -> bool:
     """Whether templates make parallel loops here (not within ``serial_kernels``)."""
     return _PARALLEL.get()
