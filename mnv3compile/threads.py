@@ -35,7 +35,9 @@ SPIN_COUNT = 2000
 
 _configured = threading.local()  # (threads, affinity) the calling thread's pool has
 _environment = threading.Lock()  # TVM reads its variables as a thread's pool starts
-_room_set = None  # TVM_NUM_THREADS as we last set it (one the user set is never changed)
+# TVM_NUM_THREADS as we (or the C runtime) last set it, beside it in the environment: a child process
+# inherits both and knows the value is not the user's (one the user set is never changed).
+OUR_ROOM = "MNV3COMPILE_TVM_NUM_THREADS"
 
 
 def check(threads: int, affinity: str) -> None:
@@ -55,14 +57,13 @@ def configure(threads: int = 0, affinity: str = DEFAULT_AFFINITY) -> None:
         return
     import tvm
 
-    global _room_set
     with _environment:  # the variables are read as this thread's pool starts, inside the call
         # TVM starts a thread's pool with TVM_NUM_THREADS workers (else half the cores on x86,
         # taken for hyper-threads: 1 of this machine's 2) and never grows it: room for every core
         # or what is asked, first, unless the user set the variable (then it is the cap). No more
         # than the cores: TVM pins no worker at all when its pool has more workers than cores.
-        if os.environ.get("TVM_NUM_THREADS", _room_set) == _room_set:
-            _room_set = os.environ["TVM_NUM_THREADS"] = str(max(threads, os.cpu_count() or 1))
+        if os.environ.get("TVM_NUM_THREADS") in (None, os.environ.get(OUR_ROOM)):
+            os.environ["TVM_NUM_THREADS"] = os.environ[OUR_ROOM] = str(max(threads, os.cpu_count() or 1))
         os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", str(SPIN_COUNT))
         bind = os.environ.get("TVM_BIND_THREADS")
         os.environ["TVM_BIND_THREADS"] = "0" if affinity == "unpinned" else "1"

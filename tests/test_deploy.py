@@ -348,6 +348,22 @@ def test_outputs_are_bit_identical_on_1_to_4_workers_from_c(host_runtime, small_
         "threads 4: 4 workers, identical"]
 
 
+@pytest.mark.parametrize(("inherited", "used"), [
+    ({"TVM_NUM_THREADS": "2", "MNV3COMPILE_TVM_NUM_THREADS": "2"}, [1, 2, 3, 4]),  # set by a parent's mnv3 runtime
+    ({"TVM_NUM_THREADS": "2"}, [1, 2, 2, 2]),  # the app's own: the cap
+])
+def test_a_pool_size_inherited_from_a_parent_process_is_not_taken_for_the_apps(host_runtime, small_int8, tmp_path,
+                                                                                inherited, used):
+    np.zeros((1, 3, 96, 96), np.float32).tofile(tmp_path / "x.f32")
+    environment = {**host_runtime.environment(), **inherited}
+    for name in ("TVM_NUM_THREADS", "MNV3COMPILE_TVM_NUM_THREADS"):
+        if name not in inherited:
+            environment.pop(name, None)
+    result = subprocess.run(host_runtime.command("mnv3_api_test", "workers", str(small_int8), str(tmp_path / "x.f32"),
+                                                 "0"), capture_output=True, text=True, env=environment)
+    assert result.stdout.splitlines() == [f"threads {k}: {n} workers, identical" for k, n in zip((1, 2, 3, 4), used)]
+
+
 def test_out_of_range_options_are_argument_errors(host_runtime, small_int8):
     assert _api(host_runtime, "options", str(small_int8)) == [
         "open_with: MNV3_ERR_ARGUMENT: threads -1: give 1 to 256 (0: one per big core)",

@@ -75,8 +75,12 @@ def test_every_kernel_of_small_gets_a_template_that_changes_no_result(small_mode
         inputs = random_arguments(func)
         expected, llvm_ir = _run_kernel(func, target, inputs), []
         assert np.array_equal(_run_kernel(scheduled, target, inputs, llvm_ir), expected), (global_var.name_hint, name)
-        # The epilogue's round half to even stays a vector op (mnv3compile/tvm/vectorizable.py).
-        assert "@llvm.nearbyint.f32(" not in llvm_ir[0], (global_var.name_hint, name)
+        # The epilogue's round half to even stays a vector op (mnv3compile/tvm/vectorizable.py). Not
+        # in the network input's quantize + layout change + pad: it gathers element by element, and
+        # in parallel (its rows in a closure) LLVM leaves the loop scalar; it measured 30.0 us at 1
+        # thread against 30.5 serial (docs/experiments.md, "Threads").
+        if not name.startswith("pad_transpose"):
+            assert "@llvm.nearbyint.f32(" not in llvm_ir[0], (global_var.name_hint, name)
     isa = isa_of(target).name
     kinds_wanted = ["conv1x1_nhwc", "dwconv3x3_nhwc", "dwconv5x5_nhwc", "conv3x3_nhwc", "gemv", "pool_nhwc"]
     if dtype == "int8":  # the depthwise convs' pads, and the input's quantize + NCHW -> NHWC + pad in one kernel

@@ -357,13 +357,16 @@ void ConfigurePool(const mnv3_options& options) {
   // never grows it: room for every core or what is asked first (idle workers sleep), unless the
   // app set the variable itself (then it is the cap: mnv3_threads says what runs). No more than
   // the cores: TVM pins no worker when its pool has more workers than cores. Read as it starts.
+  // The value we set is also kept in MNV3COMPILE_TVM_NUM_THREADS (as mnv3compile/threads.py does):
+  // a process started from one that ran a model inherits both and knows it is not the app's.
   static std::mutex environment;  // the variables are read as this thread's pool starts, in the call
-  static std::string room_set;    // TVM_NUM_THREADS as we last set it (the app's own is never changed)
   std::lock_guard<std::mutex> lock(environment);
   const char* room_now = std::getenv("TVM_NUM_THREADS");
-  if (room_now == nullptr || room_set == room_now) {
-    room_set = std::to_string(std::max(cores, static_cast<unsigned>(options.threads)));
-    setenv("TVM_NUM_THREADS", room_set.c_str(), 1);
+  const char* ours = std::getenv("MNV3COMPILE_TVM_NUM_THREADS");
+  if (room_now == nullptr || (ours != nullptr && std::strcmp(room_now, ours) == 0)) {
+    std::string room = std::to_string(std::max(cores, static_cast<unsigned>(options.threads)));
+    setenv("TVM_NUM_THREADS", room.c_str(), 1);
+    setenv("MNV3COMPILE_TVM_NUM_THREADS", room.c_str(), 1);
   }
   // An idle worker yields its core this many times before it sleeps (TVM's 300000 spins for a
   // tenth of a second after each inference; between kernels the wait is microseconds).

@@ -160,8 +160,9 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
         tile_loop, tile, outer = fo, [fv], [*spatial, fo]
     # Squeeze-excite's excite FC with its scale fused: a GEMV whose epilogue multiplies the whole
     # feature map by the GEMV's outputs. Computed at the GEMV's tile it ran with it, serial (or over
-    # channel blocks); the GEMV goes first, whole, and the epilogue's rows run in parallel.
-    broadcast = gemv and not padded and _elements(sch, epilogue[0]) > outputs
+    # channel blocks); in a parallel build the GEMV goes first, whole, and the epilogue's rows run
+    # in parallel (a serial build keeps the serial libraries' code).
+    broadcast = parallel_enabled() and gemv and not padded and _elements(sch, epilogue[0]) > outputs
     if padded:  # the tile goes to registers and a copy to memory; the pad reads it from there
         epilogue = [sch.cache_write(block, 0, "local")]
     else:
