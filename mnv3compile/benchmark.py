@@ -92,7 +92,7 @@ class WorkerContender(Contender):
     """A contender in a process of its own, stopped between its calls."""
 
     def __init__(self, name: str, kind: str, detail: str, spec: WorkerSpec):
-        super().__init__(name, kind, detail, self._run)
+        super().__init__(name, kind, detail, self.timed_calls)
         self.spec = spec
         self.starts: list[dict] = []
         self._process = self._connection = None
@@ -125,9 +125,6 @@ class WorkerContender(Contender):
         finally:
             if self._process.is_alive():
                 os.kill(self._process.pid, signal.SIGSTOP)
-
-    def _run(self) -> None:
-        self.timed_calls()
 
     def stop(self) -> None:
         if self._process is not None:

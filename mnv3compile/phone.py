@@ -246,11 +246,7 @@ def run_remote(library: Path, inputs: "list", tracker: str | None = None, key: s
     session.upload(str(library))
     module = session.load_module(Path(library).name)
     device = session.cpu()
-    # The server runs this session's calls on one thread of its own: its pool, configured there.
-    # (A device's TVM_NUM_THREADS caps it: the stand-in phone's servers run with 1.)
-    # "all" with 0 threads: as many as the device's pool has (TVM caps the count at its size).
-    session.get_function("runtime.config_threadpool")(*pool.threadpool_arguments(threads, affinity, pool.MAX_THREADS))
-    on_threads(int(session.get_function("runtime.NumThreads")()))
+    on_threads(pool.configure_remote(session, threads, affinity))  # the stand-in phone's servers run 1
     vm = relax.VirtualMachine(module, device)
     outputs = []
     for array in inputs:

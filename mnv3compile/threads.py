@@ -88,6 +88,14 @@ def threadpool_arguments(threads: int, affinity: str, cores: int | None = None) 
     return _MODES[affinity], count
 
 
+def configure_remote(session, threads: int, affinity: str = DEFAULT_AFFINITY) -> int:
+    """A device's pool over TVM RPC, as ``configure`` does here: the server runs a session's calls
+    on one thread of its own, whose pool this configures; the workers it then has (the device's
+    TVM_NUM_THREADS caps them). "all" with 0 threads: every worker the device's pool has."""
+    session.get_function("runtime.config_threadpool")(*threadpool_arguments(threads, affinity, MAX_THREADS))
+    return int(session.get_function("runtime.NumThreads")())
+
+
 def current_threads() -> int:
     """Workers the calling thread's pool runs kernels on."""
     import tvm

@@ -162,7 +162,8 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     # feature map by the GEMV's outputs. Computed at the GEMV's tile it ran with it, serial (or over
     # channel blocks); in a parallel build the GEMV goes first, whole, and the epilogue's rows run
     # in parallel (a serial build keeps the serial libraries' code).
-    broadcast = parallel_enabled() and gemv and not padded and _elements(sch, epilogue[0]) > outputs
+    scaled = _elements(sch, epilogue[0])
+    broadcast = parallel_enabled() and gemv and not padded and scaled > outputs
     if padded:  # the tile goes to registers and a copy to memory; the pad reads it from there
         epilogue = [sch.cache_write(block, 0, "local")]
     else:
@@ -178,7 +179,7 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     loops = sch.get_loops(epilogue[0])
     vector_tile(sch, loops[-1], lanes, loops[-2] if is_conv and pixels > 1 else None)
     if broadcast:  # each element is a chain of a dozen vector operations: count them as elements
-        run_in_parallel(sch, loops[:-1], steps=_elements(sch, epilogue[0]))
+        run_in_parallel(sch, loops[:-1], steps=scaled)
     if padded:
         schedule_padding(sch, padded, isa)
     if window:

@@ -163,9 +163,10 @@ class RpcMeasurer:
         """The threads tuned for, on big cores: TVM's runtime.config_threadpool(1 = big cores,
         threads), as a deployed app runs the model. A runtime that cannot (no big.LITTLE
         information) keeps its default, which the log says, as it says fewer workers than asked."""
+        from mnv3compile import threads as pool
+
         try:
-            self.session.get_function("runtime.config_threadpool")(1, self.threads)
-            workers = int(self.session.get_function("runtime.NumThreads")())
+            workers = pool.configure_remote(self.session, self.threads)
             self.log(f"{self.name} (key {self.key!r}): measuring on {workers} thread{'s' if workers > 1 else ''} "
                      f"of its big cores" + (f", not the {self.threads} asked" if workers < self.threads else ""))
         except Exception as exc:
