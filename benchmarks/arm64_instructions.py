@@ -191,7 +191,7 @@ def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scr
     measured_cycles = sum(executions[b] * cycles[b] for b in chosen if b in cycles)
     measured_insns = sum(executions[b] * b[1] for b in chosen if b in cycles)
     estimate = measured_cycles * kernel_total / measured_insns if measured_insns else float("nan")
-    return {"per_inference": total / runs, "a76_kernel_cycles": estimate / runs, "threads": threads,
+    return {"per_inference": total / runs, "a76_kernel_cycles": estimate / runs, "threads": threads, "base": base,
             "kernels": {k: v / runs for k, v in sorted(per_kernel.items(), key=lambda kv: -kv[1])},
             "thread_kernels": {k: v / runs for k, v in sorted(thread_kernels.items())},
             "thread_outside": {k: v / runs for k, v in sorted(thread_outside.items())}}
@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run the configurations whose name contains this, e.g. int8")
     parser.add_argument("--threads", type=int, default=1,
                         help="also run each configuration on this many workers and count per thread")
+    parser.add_argument("--serial", action="store_true",
+                        help="build the libraries for one thread ('build --threads 1': no parallel loops, no "
+                             "fork-join), as an app that runs one thread would")
     parser.add_argument("--tuned", action="store_true",
                         help="also build each templates configuration with the tuning database build finds "
                              "for it ('mnv3compile tune' in the default folder, else the one shipped for its ISA)")
@@ -224,7 +227,7 @@ def main() -> None:
     results = []
     models = tuple(args.models.split(","))
     for model_name, quant, target, schedule, database in configurations(args.resolution, args.tuned, models):
-        label = f"{model_name}-{'fp32' if quant == 'none' else quant}-{target}-{schedule}{'-tuned' if database else ''}"
+        label = f"{model_name}-{'fp32' if quant == 'none' else quant}-{target}-{schedule}{'-tuned' if database else ''}{'-serial' if args.serial else ''}"
         if args.only not in label:
             continue
         print(f"building {label} ...", file=sys.stderr, flush=True)
@@ -232,7 +235,7 @@ def main() -> None:
         spec = build_spec(model_name, 1.0, args.resolution)
         request = BuildRequest(target=preset(target), output=bundle, name=model_name, model=build_model(spec),
                                quant=quant, calib="synthetic:8" if quant == "int8" else None, debug=True,
-                               schedule=schedule, database=database)
+                               schedule=schedule, database=database, threads=1 if args.serial else 0)
         manifest = build(request).manifest
         scratch = args.out / f"{label}.scratch"
         scratch.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from mnv3compile.schedules.kernels.family import KernelFamily, NoTemplate, Varia
 from mnv3compile.schedules.kernels.gemv import GemvFamily
 from mnv3compile.schedules.kernels.isa import Isa
 from mnv3compile.schedules.kernels.knobs import KnobReader
-from mnv3compile.schedules.kernels.parallel import parallelize
+from mnv3compile.schedules.kernels.parallel import parallelize, tiles_on_stack
 from mnv3compile.schedules.kernels.pool import PoolFamily
 
 # In order: a family that names its computes by rule first; pool takes the reductions left.
@@ -49,6 +49,7 @@ def schedule_kernel(sch, isa: Isa, reader: Reader = KnobReader) -> Variant:
         try:
             variant = family.schedule(sch, blocks, isa, reader(knobs) if knobs is not None else None)
             parallelize(sch)  # kernels whose template has no reduction (elementwise, padding)
+            tiles_on_stack(sch)
             return variant
         except NoTemplate:
             raise

@@ -162,10 +162,13 @@ def _register_int8_dot4(lanes: int, instruction: str) -> None:
         with T.sblock("root"):
             T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
             T.writes(C[0:lanes])
-            inputs = T.reinterpret(T.broadcast(T.bitwise_xor(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"),
-                                                             T.int32(flip)), lanes), dtype=byte_type)
-            C[T.ramp(0, 1, lanes)] = _dot4_update(instruction, llvm_name, lanes, C.vload([0], acc_type), inputs,
-                                                  B.vload([0, 0], byte_type))
+            # One expression, no Python name for the broadcast: an assignment in TVMScript allocates a
+            # "local" buffer, a TVMBackendAllocWorkspace call per kernel (or per parallel task).
+            C[T.ramp(0, 1, lanes)] = _dot4_update(
+                instruction, llvm_name, lanes, C.vload([0], acc_type),
+                T.reinterpret(T.broadcast(T.bitwise_xor(T.reinterpret(A.vload([0], "int8x4"), dtype="int32"),
+                                                        T.int32(flip)), lanes), dtype=byte_type),
+                B.vload([0, 0], byte_type))
 
     # sdot's operands are (accumulator, first bytes, second bytes) as vpdpbusd's: which byte
     # vector is "unsigned" matters only to VNNI, whose first byte operand is the unsigned one.

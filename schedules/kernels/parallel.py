@@ -127,3 +127,28 @@ def parallelize(sch) -> int:
         return run_in_parallel(sch, chain)
     except Exception:  # tvm's ScheduleError: that nest is not data-parallel as a whole
         return 0
+
+
+def tiles_on_stack(sch) -> int:
+    """Give every "local" buffer of the kernel (the accumulator tiles, their broadcast registers) the
+    "global" scope; how many. On a CPU the two differ only in how TVM allocates them: its
+    LowerTVMBuiltin puts a small "global" buffer on the stack (an alloca LLVM promotes to
+    registers) but turns a "local" one into a TVMBackendAllocWorkspace call, which inside a parallel
+    loop's body runs per task: Small int8's parallel kernels made 1.2 M instructions of allocator
+    calls per inference on arm64. Run after the template (tensorize matches "local" buffers)."""
+    changed = 0
+    for block in _all_blocks(sch):
+        for index, region in enumerate(sch.get(block).writes):
+            if region.source.scope() == "local":
+                sch.set_scope(block, index, "global")
+                changed += 1
+    return changed
+
+
+def _all_blocks(sch) -> list:
+    found, pending = [], list(sch.get_child_blocks(sch.get_sblock("root")))
+    while pending:
+        block = pending.pop(0)
+        found.append(block)
+        pending[:0] = sch.get_child_blocks(block)
+    return found
