@@ -56,9 +56,11 @@ class KernelTemplates:
     ``tvm.target.Target``, or None for the current one (``with target:``) when the pass runs.
 
     Leaves: each templated kernel scheduled and marked ``tirx.is_scheduled``; every other kernel
-    unchanged -- those no template takes (``report.default``), those named in ``skip`` and those
+    unscheduled -- those no template takes (``report.default``), those named in ``skip`` and those
     already marked scheduled, e.g. by ``TuningDatabase`` or by DLight or MetaSchedule earlier in the
-    user's pipeline (``report.tuned``). Relax functions and kernel names are not changed.
+    user's pipeline (``report.tuned``). On arm64 every kernel's int8 requantization, these too, is
+    rewritten as saturating narrowing (kernels/requantize.py: the same integers, fewer
+    instructions). Relax functions and kernel names are not changed.
 
     ``report``: a ``TemplateReport`` the pass fills (emptied at each run, so it describes the last
     module); also readable as ``pass_.report``.

@@ -22,6 +22,7 @@ from mnv3compile.schedules.kernels.knobs import SPLIT_ROWS
 from mnv3compile.schedules.kernels.loops import (L1_WEIGHT_BYTES, bytes_of, extents, fitting_lanes, largest_divisor,
                                                  tile_shape, vector_tile)
 from mnv3compile.schedules.kernels.pad import padding_epilogue, schedule_padding
+from mnv3compile.schedules.kernels.requantize import epilogue_lanes
 from mnv3compile.schedules.kernels.parallel import goes_parallel, parallel_enabled, run_in_parallel
 
 TVM_CONV_BLOCKS = ("conv2d_nhwc", "group_conv2d_nhwc")  # what TVM's legalization names its NHWC convs
@@ -162,7 +163,8 @@ def schedule_conv(sch, block, isa: Isa, knobs) -> Variant:
         sch.unroll(rx)
     if len(epilogue) == 1:
         loops = sch.get_loops(epilogue[0])
-        vector_tile(sch, loops[-1], lanes, loops[-2] if pixels > 1 else None)
+        vector_tile(sch, loops[-1], epilogue_lanes(sch, epilogue[0], int(sch.get(loops[-1]).extent), lanes, isa),
+                    loops[-2] if pixels > 1 else None)
     if padded:
         schedule_padding(sch, padded, isa)
     return Variant("conv", _conv_name(kind, kh, kw), dtype, isa.name, layout="nhwc",

@@ -24,6 +24,7 @@ from mnv3compile.schedules.kernels.isa import Isa
 from mnv3compile.schedules.kernels.knobs import KnobReader
 from mnv3compile.schedules.kernels.parallel import parallelize, tiles_on_stack
 from mnv3compile.schedules.kernels.pool import PoolFamily
+from mnv3compile.schedules.kernels.requantize import saturating_requantize
 
 # In order: a family that names its computes by rule first; pool takes the reductions left.
 FAMILIES: tuple[KernelFamily, ...] = (Dot4Family(), ConvFamily(), GemvFamily(), PoolFamily(), ElementwiseFamily())
@@ -64,7 +65,13 @@ def apply_template(func, isa: Isa, reader: Reader = KnobReader):
 
     sch = s_tir.Schedule(func)
     variant = schedule_kernel(sch, isa, reader)
-    return sch.mod["main"], variant
+    return requantized(sch.mod["main"], isa), variant
+
+
+def requantized(func, isa: Isa):
+    """``func`` with its int8 requantization as saturating narrowing where ``isa`` wants it
+    (kernels/requantize.py); a kernel no template takes, or a tuned one, gets it too."""
+    return saturating_requantize(func)[0] if isa.saturating_requantize else func
 
 
 @dataclass(frozen=True)
@@ -97,11 +104,13 @@ def apply_templates(module, isa: Isa, skip: set[str] = frozenset()):
             continue
         if global_var.name_hint in skip:
             report.tuned.append(global_var.name_hint)
+            result.update_func(global_var, requantized(func, isa))
             continue
         try:
             scheduled, variant = apply_template(func, isa)
         except NoTemplate:
             report.default.append(global_var.name_hint)
+            result.update_func(global_var, requantized(func, isa))
             continue
         result.update_func(global_var, scheduled)
         report.applied.append(Applied(global_var.name_hint, variant))

@@ -25,12 +25,13 @@ from __future__ import annotations
 import numpy as np
 
 from mnv3compile.schedules.kernels.family import NoTemplate, ReductionFamily, Variant, rule
-from mnv3compile.schedules.kernels.intrinsics import depth, dot4_name, intrinsic
+from mnv3compile.schedules.kernels.intrinsics import LANE_GROUPS, depth, dot4_by_lane_name, dot4_name, intrinsic
 from mnv3compile.schedules.kernels.isa import Isa
 from mnv3compile.schedules.kernels.knobs import SPLIT_ROWS
 from mnv3compile.schedules.kernels.parallel import goes_parallel, parallel_enabled, run_in_parallel
 from mnv3compile.schedules.kernels.loops import extents, reduce_iters, split_vectorize, tile_shape, vector_tile
 from mnv3compile.schedules.kernels.pad import padding_epilogue, schedule_padding
+from mnv3compile.schedules.kernels.requantize import epilogue_lanes
 
 DOT4_BLOCK = "dot4"  # the name of the kernel's reduction block
 
@@ -144,6 +145,10 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     step_macs = lanes if gemv else lanes * depth(instruction)
     fo, fi = sch.split(f, [None, vectors * lanes])
     fv, fl = sch.split(fi, [None, lanes])
+    # sdot by element: groups of 4 input channels taken 4 (or 2) at a time from one load.
+    by_lane = next((g for g in LANE_GROUPS if int(sch.get(group).extent) % g == 0), None) if instruction == "sdot" else None
+    group, group_in = sch.split(group, [None, by_lane]) if by_lane else (group, None)
+    inner = [group_in, fl] if by_lane else [fl]
     if is_conv:
         n, y, x = spatial
         xo, xi = sch.split(x, [None, pixels])
@@ -153,10 +158,10 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
         # reads the rows its core wrote in the kernel before (every template splits rows first).
         split = knobs.split if goes_parallel(sch, step_macs) else SPLIT_ROWS  # a decision only where it splits
         outer = [n, y, fo, xo] if parallel_enabled() and split == SPLIT_ROWS else [n, fo, y, xo]
-        sch.reorder(*outer, *window, group, xi, fv, fl)
+        sch.reorder(*outer, *window, group, xi, fv, *inner)
         tile_loop, tile = xo, [xi, fv]
     else:
-        sch.reorder(*spatial, fo, group, fv, fl)
+        sch.reorder(*spatial, fo, group, fv, *inner)
         tile_loop, tile, outer = fo, [fv], [*spatial, fo]
     # Squeeze-excite's excite FC with its scale fused: a GEMV whose epilogue multiplies the whole
     # feature map by the GEMV's outputs. Computed at the GEMV's tile it ran with it, serial (or over
@@ -175,9 +180,13 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     split_vectorize(sch, sch.get_loops(init)[-1], lanes)
     for loop in tile:
         sch.unroll(loop)
-    sch.tensorize(fl, intrinsic(dot4_name(lanes, instruction)))
+    if by_lane:
+        sch.tensorize(group_in, intrinsic(dot4_by_lane_name(lanes, by_lane)))
+    else:
+        sch.tensorize(fl, intrinsic(dot4_name(lanes, instruction)))
     loops = sch.get_loops(epilogue[0])
-    vector_tile(sch, loops[-1], lanes, loops[-2] if is_conv and pixels > 1 else None)
+    vector_tile(sch, loops[-1], epilogue_lanes(sch, epilogue[0], int(sch.get(loops[-1]).extent), lanes, isa),
+                loops[-2] if is_conv and pixels > 1 else None)
     if broadcast:  # each element is a chain of a dozen vector operations: count them as elements
         run_in_parallel(sch, loops[:-1], steps=scaled)
     if padded:

@@ -175,6 +175,63 @@ def _register_int8_dot4(lanes: int, instruction: str) -> None:
     TensorIntrin.register(dot4_name(lanes, instruction), desc, impl, override=True)
 
 
+# sdot by element: ``sdot v.4s, w.16b, x.4b[g]`` multiplies a weight vector by the g-th group of 4
+# bytes of a register, so one 16-byte (or 8-byte) load of a pixel's inputs feeds 4 (2) steps, where
+# the plain form wants each group broadcast first (an ld1r, and an add for its address: ld1r has no
+# offset addressing): XNNPACK's c4 micro-kernels' way.
+LANE_GROUPS = (4, 2)  # groups of 4 input channels one load feeds, widest first
+
+
+def dot4_by_lane_name(lanes: int, groups: int) -> str:
+    return f"mnv3compile_int8_dot4_x{lanes}_sdot_lane_g{groups}"
+
+
+def _register_sdot_by_lane(lanes: int, groups: int) -> None:
+    """L int32 accumulators += ``groups`` x 4 adjacent int8 inputs of one pixel times the
+    (groups, L, 4) block of packed weights (consecutive groups of one output vector: contiguous),
+    as ``groups`` sdot by element on one load of the inputs."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    width = 4 * groups
+    llvm_name = DOT4_INSTRUCTIONS["sdot"][0][lanes]
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (width,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (groups, lanes, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:width], B[0:groups, 0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            for g, i, k in T.grid(groups, lanes, 4):
+                with T.sblock("update"):
+                    vi, vg, vk = T.axis.remap("SRR", [i, g, k])  # the block's order: outputs, then reductions
+                    C[vi] = C[vi] + T.Cast("int32", A[vg * 4 + vk]) * T.Cast("int32", B[vg, vi, vk])
+
+    def steps(A, B, C):
+        inputs = T.reinterpret(A.vload([0], f"int8x{width}"), dtype=f"int32x{groups}")
+        acc = C.vload([0], f"int32x{lanes}")
+        for g in range(groups):
+            # (the input twice: a shuffle may not have more lanes than its inputs)
+            group = T.reinterpret(T.Shuffle([inputs] * (lanes // groups or 1), [g] * lanes), dtype=f"int8x{4 * lanes}")
+            acc = T.call_llvm_pure_intrin(f"int32x{lanes}", llvm_name, acc, B.vload([g, 0, 0], f"int8x{4 * lanes}"),
+                                          group)
+        return acc
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (width,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (groups, lanes, 4), "int8", offset_factor=1)
+        C = T.match_buffer(c, (lanes,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:width], B[0:groups, 0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            C[T.ramp(0, 1, lanes)] = steps(A, B, C)
+
+    TensorIntrin.register(dot4_by_lane_name(lanes, groups), desc, impl, override=True)
+
+
 _REGISTERED: set[str] = set()
 
 
@@ -186,6 +243,10 @@ def _registrations() -> dict:
         for lanes in llvm_names:
             registrations[dot4_name(lanes, instruction)] = (
                 lambda lanes=lanes, instruction=instruction: _register_int8_dot4(lanes, instruction))
+    for groups in LANE_GROUPS:
+        for lanes in DOT4_INSTRUCTIONS["sdot"][0]:
+            registrations[dot4_by_lane_name(lanes, groups)] = (
+                lambda lanes=lanes, groups=groups: _register_sdot_by_lane(lanes, groups))
     return registrations
 
 

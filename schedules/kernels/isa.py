@@ -42,6 +42,9 @@ class Isa:
     knobs: Knobs
     dot: DotInstruction | None = None  # None: int8 convs are left to the other kernels
     float_depthwise: bool = False  # int8 depthwise convs accumulate on float32 FMAs (relax/float_accumulation.py)
+    # int8 requantization as saturating integer narrowing (kernels/requantize.py): arm64's sqxtn and
+    # sqadd make it 7 instructions per 8 outputs instead of 12
+    saturating_requantize: bool = False
     # Multiply-accumulates one core can issue per cycle, (float32 FMAs, int8 on ``dot``), assuming two
     # vector pipes (Zen, Xeon Gold/Platinum, Cortex-A76/X1): what benchmarks/kernels.py's "share of
     # peak" divides by. An estimate of the ceiling, not a measurement.
@@ -86,9 +89,10 @@ ISAS: tuple[Isa, ...] = (
         peak_macs=(16, 32)),
     Isa("sse", "x86_64", (), 16, 16, _AVX2_KNOBS, float_depthwise=True, peak_macs=(8, 0)),
     Isa("neon-dotprod", "aarch64", ("neon", "dotprod"), 16, 32, _NEON_KNOBS, DotInstruction("sdot", "sdot", (4,)),
-        peak_macs=(8, 32)),
+        peak_macs=(8, 32), saturating_requantize=True),
     # no dot product: XNNPACK's "mlal lane" way, 8 input channels per step (kernels/dot4.py)
-    Isa("neon", "aarch64", (), 16, 32, _NEON_KNOBS, DotInstruction("smlal", "smlal", (8,)), peak_macs=(8, 8)),
+    Isa("neon", "aarch64", (), 16, 32, _NEON_KNOBS, DotInstruction("smlal", "smlal", (8,)), peak_macs=(8, 8),
+        saturating_requantize=True),
     Isa("scalar", "any", (), 16, 16, _SCALAR_KNOBS),
 )
 ISAS_BY_NAME = {isa.name: isa for isa in ISAS}

@@ -137,7 +137,7 @@ def tiles_on_stack(sch) -> int:
     loop's body runs per task: Small int8's parallel kernels made 1.2 M instructions of allocator
     calls per inference on arm64. Run after the template (tensorize matches "local" buffers)."""
     changed = 0
-    for block in _all_blocks(sch):
+    for block in all_blocks(sch):
         for index, region in enumerate(sch.get(block).writes):
             if region.source.scope() == "local":
                 sch.set_scope(block, index, "global")
@@ -145,7 +145,8 @@ def tiles_on_stack(sch) -> int:
     return changed
 
 
-def _all_blocks(sch) -> list:
+def all_blocks(sch) -> list:
+    """Every block of the kernel, outermost first."""
     found, pending = [], list(sch.get_child_blocks(sch.get_sblock("root")))
     while pending:
         block = pending.pop(0)

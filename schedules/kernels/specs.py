@@ -129,6 +129,9 @@ SPECS: tuple[KernelSpec, ...] = (
     KernelSpec("dot4", "pointwise int8 7-bit 15x15x24 -> 72", conv((1, 15, 15, 24), 1, 72, "int8",
                                                                   weight_range=(-64, 63)),
                conv_macs((1, 15, 15, 24), 1, 72)),
+    # 20 input channels: 5 groups of 4, which sdot by element (2 or 4 groups a load) leaves to the plain form
+    KernelSpec("dot4", "pointwise int8 9x9x20 -> 24", conv((1, 9, 9, 20), 1, 24, "int8"),
+               conv_macs((1, 9, 9, 20), 1, 24)),
     KernelSpec("dot4", "SE FC int8 1x1x96 -> 24", conv((1, 1, 1, 96), 1, 24, "int8"),
                conv_macs((1, 1, 1, 96), 1, 24)),
     KernelSpec("gemv", "classifier fp32 1x1280 -> 1000", matmul(1, 1280, 1000), 1280 * 1000),
