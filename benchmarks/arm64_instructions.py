@@ -95,6 +95,40 @@ def kernel_ranges(library: Path) -> tuple[list[int], list[tuple[int, str]]]:
     return [s for s, _, _ in symbols], [(e, n) for _, e, n in symbols]
 
 
+def parallel_bodies(library: Path, starts: list[int], ends: list[tuple[int, str]]) -> tuple[list[int], list[tuple[int, str]]]:
+    """The parallel loop bodies (LLVM's private functions, no symbol) as ranges named after the
+    kernel that launches them: a kernel passes its body's address to TVMBackendParallelLaunch in x0
+    (adrp + add), and a body runs from there to the next function."""
+    listing = subprocess.run(["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", str(library)],
+                             capture_output=True, text=True, check=True).stdout
+    launched: dict[int, str] = {}
+    page, current = None, None
+    for line in listing.splitlines():
+        header = re.match(r"([0-9a-f]+) <(.+)>:$", line)
+        if header:
+            current = kernel_of(header.group(2))
+            continue
+        match = re.match(r"\s*[0-9a-f]+:\t(adrp|add)\s+(.*)", line)
+        operands = match.group(2).split(", ") if match else []
+        if not operands or operands[0] != "x0":
+            continue
+        if match.group(1) == "adrp":
+            page = int(operands[1].split()[0], 16)
+        elif page is not None and len(operands) == 3 and operands[1] == "x0" and operands[2].startswith("#"):
+            target = page + int(operands[2].split()[0][1:], 0)
+            index = bisect_right(starts, target) - 1
+            if not (index >= 0 and target < ends[index][0]) and current is not None:  # no symbol there
+                launched.setdefault(target, current)
+            page = None
+    bodies = sorted(launched.items())
+    boundaries = sorted(starts + [start for start, _ in bodies])
+    ranges = []
+    for start, kernel in bodies:
+        following = boundaries[bisect_right(boundaries, start)] if bisect_right(boundaries, start) < len(boundaries) else start + 4
+        ranges.append((start, following, kernel))
+    return [r[0] for r in ranges], [(r[1], r[2]) for r in ranges]
+
+
 def text_range(library: Path) -> tuple[int, int]:
     """[start, end) of the library's .text: the kernels, and the bodies of their parallel loops,
     which LLVM emits as private functions (no symbol)."""
@@ -156,6 +190,7 @@ def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scr
     base = int(re.search(r"base 0x([0-9a-f]+)", result.stdout).group(1), 16)
     library = bundle / manifest["library"]
     starts, ends = kernel_ranges(library)
+    body_starts, body_ends = parallel_bodies(library, starts, ends)
     text_start, text_end = text_range(library)
     per_kernel: dict[str, int] = {}
     executions: dict[tuple[int, int], int] = {}  # (offset in the library, instructions) -> times run
@@ -170,7 +205,10 @@ def measure(runtime, bundle: Path, manifest: dict, runs: int, counter: Path, scr
         index = bisect_right(starts, offset) - 1
         named = index >= 0 and offset < ends[index][0]
         inside = named or text_start <= offset < text_end
-        name = kernel_of(ends[index][1]) if named else PARALLEL_BODIES if inside else OUTSIDE
+        body = bisect_right(body_starts, offset) - 1
+        in_body = not named and body >= 0 and offset < body_ends[body][0]
+        name = (kernel_of(ends[index][1]) if named else body_ends[body][1] if in_body
+                else PARALLEL_BODIES if inside else OUTSIDE)
         per_kernel[name] = per_kernel.get(name, 0) + executed * insns
         if inside:
             executions[(offset, insns)] = executions.get((offset, insns), 0) + executed

@@ -157,7 +157,9 @@ def schedule_conv(sch, block, isa: Isa, knobs) -> Variant:
     if pairs:
         _int8_pairs_tile(sch, block, rc, pixels > 1, ry)
     else:
-        vector_tile(sch, sch.get_loops(block)[-1], lanes, sch.get_loops(block)[-2] if pixels > 1 else None)
+        step = isa.depthwise_int8_lanes if (kind == "depthwise" and dtype == "int8" and isa.depthwise_int8_lanes
+                                            and tile_channels % isa.depthwise_int8_lanes == 0) else lanes
+        vector_tile(sch, sch.get_loops(block)[-1], step, sch.get_loops(block)[-2] if pixels > 1 else None)
         sch.decompose_reduction(block, ry)  # the init copies the tile's loops, vector and unroll included
     if kind != "pointwise":
         sch.unroll(rx)

@@ -45,6 +45,10 @@ class Isa:
     # int8 requantization as saturating integer narrowing (kernels/requantize.py): arm64's sqxtn and
     # sqadd make it 7 instructions per 8 outputs instead of 12
     saturating_requantize: bool = False
+    # int8 depthwise convs (int32 accumulators) step this many channels at a time where the tile
+    # allows, 0: a vector register's worth. NEON: 8, one sxtl of 8 int8 inputs feeding smlal and
+    # smlal2, where 4 took an sxtl per smlal.
+    depthwise_int8_lanes: int = 0
     # Multiply-accumulates one core can issue per cycle, (float32 FMAs, int8 on ``dot``), assuming two
     # vector pipes (Zen, Xeon Gold/Platinum, Cortex-A76/X1): what benchmarks/kernels.py's "share of
     # peak" divides by. An estimate of the ceiling, not a measurement.
@@ -89,10 +93,10 @@ ISAS: tuple[Isa, ...] = (
         peak_macs=(16, 32)),
     Isa("sse", "x86_64", (), 16, 16, _AVX2_KNOBS, float_depthwise=True, peak_macs=(8, 0)),
     Isa("neon-dotprod", "aarch64", ("neon", "dotprod"), 16, 32, _NEON_KNOBS, DotInstruction("sdot", "sdot", (4,)),
-        peak_macs=(8, 32), saturating_requantize=True),
+        peak_macs=(8, 32), saturating_requantize=True, depthwise_int8_lanes=8),
     # no dot product: XNNPACK's "mlal lane" way, 8 input channels per step (kernels/dot4.py)
     Isa("neon", "aarch64", (), 16, 32, _NEON_KNOBS, DotInstruction("smlal", "smlal", (8,)), peak_macs=(8, 8),
-        saturating_requantize=True),
+        saturating_requantize=True, depthwise_int8_lanes=8),
     Isa("scalar", "any", (), 16, 16, _SCALAR_KNOBS),
 )
 ISAS_BY_NAME = {isa.name: isa for isa in ISAS}
