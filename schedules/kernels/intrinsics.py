@@ -232,6 +232,59 @@ def _register_sdot_by_lane(lanes: int, groups: int) -> None:
     TensorIntrin.register(dot4_by_lane_name(lanes, groups), desc, impl, override=True)
 
 
+# fmla by element, float32 pointwise convs on arm64: ``fmla v.4s, w.4s, x.s[k]`` multiplies a
+# weight vector by lane k of a register, so one 16-byte load of 4 input channels of a pixel feeds
+# 4 steps, where each channel was a load of its own (XNNPACK's "ld128" GEMM micro-kernels).
+FMLA_DEPTH = 4  # input channels one load feeds
+
+
+def fmla_by_lane_name(lanes: int) -> str:
+    return f"mnv3compile_float32_fmla_x{lanes}_lane_k{FMLA_DEPTH}"
+
+
+def _register_fmla_by_lane(lanes: int) -> None:
+    """L float32 accumulators += 4 adjacent inputs (input channels of one pixel) times the 4 rows
+    of L outputs of an HWIO weight (any row stride), the products added in channel order."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    depth = FMLA_DEPTH
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        row = T.int64()
+        A = T.match_buffer(a, (depth,), "float32", offset_factor=1)
+        B = T.match_buffer(b, (depth, lanes), "float32", offset_factor=1, strides=[row, 1])
+        C = T.match_buffer(c, (lanes,), "float32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:depth], B[0:depth, 0:lanes])
+            T.writes(C[0:lanes])
+            for k, i in T.grid(depth, lanes):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [i, k])
+                    C[vi] = C[vi] + A[vk] * B[vk, vi]
+
+    def steps(A, B, C):
+        inputs = A.vload([0], f"float32x{depth}")
+        acc = C.vload([0], f"float32x{lanes}")
+        for k in range(depth):
+            acc = acc + T.Shuffle([inputs], [k] * lanes) * B.vload([k, 0], f"float32x{lanes}")
+        return acc
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        row = T.int64()
+        A = T.match_buffer(a, (depth,), "float32", offset_factor=1)
+        B = T.match_buffer(b, (depth, lanes), "float32", offset_factor=1, strides=[row, 1])
+        C = T.match_buffer(c, (lanes,), "float32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:depth], B[0:depth, 0:lanes])
+            T.writes(C[0:lanes])
+            C[T.ramp(0, 1, lanes)] = steps(A, B, C)
+
+    TensorIntrin.register(fmla_by_lane_name(lanes), desc, impl, override=True)
+
+
 _REGISTERED: set[str] = set()
 
 
@@ -243,6 +296,7 @@ def _registrations() -> dict:
         for lanes in llvm_names:
             registrations[dot4_name(lanes, instruction)] = (
                 lambda lanes=lanes, instruction=instruction: _register_int8_dot4(lanes, instruction))
+    registrations[fmla_by_lane_name(4)] = lambda: _register_fmla_by_lane(4)
     for groups in LANE_GROUPS:
         for lanes in DOT4_INSTRUCTIONS["sdot"][0]:
             registrations[dot4_by_lane_name(lanes, groups)] = (

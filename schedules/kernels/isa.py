@@ -49,6 +49,9 @@ class Isa:
     # allows, 0: a vector register's worth. NEON: 8, one sxtl of 8 int8 inputs feeding smlal and
     # smlal2, where 4 took an sxtl per smlal.
     depthwise_int8_lanes: int = 0
+    # float32 pointwise convs take 4 input channels per load, as multiply-adds by element (NEON's
+    # fmla v.4s, w.4s, x.s[k]); x86 broadcasts from memory for free
+    float_pointwise_by_lane: bool = False
     # Multiply-accumulates one core can issue per cycle, (float32 FMAs, int8 on ``dot``), assuming two
     # vector pipes (Zen, Xeon Gold/Platinum, Cortex-A76/X1): what benchmarks/kernels.py's "share of
     # peak" divides by. An estimate of the ceiling, not a measurement.
@@ -93,10 +96,11 @@ ISAS: tuple[Isa, ...] = (
         peak_macs=(16, 32)),
     Isa("sse", "x86_64", (), 16, 16, _AVX2_KNOBS, float_depthwise=True, peak_macs=(8, 0)),
     Isa("neon-dotprod", "aarch64", ("neon", "dotprod"), 16, 32, _NEON_KNOBS, DotInstruction("sdot", "sdot", (4,)),
-        peak_macs=(8, 32), saturating_requantize=True, depthwise_int8_lanes=8),
+        peak_macs=(8, 32), saturating_requantize=True, depthwise_int8_lanes=8,
+        float_pointwise_by_lane=True),
     # no dot product: XNNPACK's "mlal lane" way, 8 input channels per step (kernels/dot4.py)
     Isa("neon", "aarch64", (), 16, 32, _NEON_KNOBS, DotInstruction("smlal", "smlal", (8,)), peak_macs=(8, 8),
-        saturating_requantize=True, depthwise_int8_lanes=8),
+        saturating_requantize=True, depthwise_int8_lanes=8, float_pointwise_by_lane=True),
     Isa("scalar", "any", (), 16, 16, _SCALAR_KNOBS),
 )
 ISAS_BY_NAME = {isa.name: isa for isa in ISAS}
