@@ -9,7 +9,11 @@ syscalls around the timed loop, and splits the count by kernel (symbol ranges of
 what runs outside it is the TVM runtime and libc: VM calls, allocation).
 
     python benchmarks/arm64_instructions.py [--resolution 224] [--runs 3] [--out build/arm64-insns] [--tuned]
-        [--models small,large] [--only int8] [--threads 4]
+        [--models small,large] [--only int8] [--threads 4] [--serial]
+
+Each kernel's row counts its parallel loop body too (a private function without a symbol, found by
+its address, which the kernel passes to TVMBackendParallelLaunch). --serial builds the libraries
+for one thread ('build --threads 1'), as an app that runs one thread would.
 
 With --threads N each configuration is also run on N workers: qemu-user runs each guest thread as
 a vCPU of its own and the plugin counts per thread, so the table shows the busiest thread's kernel

@@ -17,7 +17,7 @@ exactly (mnv3compile/relax/float_accumulation.py chooses it).
 from __future__ import annotations
 
 from mnv3compile.schedules.kernels.family import ReductionFamily, Variant, rule
-from mnv3compile.schedules.kernels.intrinsics import FMLA_DEPTH
+from mnv3compile.schedules.kernels.intrinsics import FMLA_DEPTH, INT8_PAIRS_X8_AVX2, fmla_by_lane_name
 from mnv3compile.schedules.kernels.isa import Isa
 from mnv3compile.schedules.kernels.knobs import SPLIT_ROWS
 from mnv3compile.schedules.kernels.loops import (L1_WEIGHT_BYTES, bytes_of, extents, fitting_lanes, largest_divisor,
@@ -157,10 +157,10 @@ def schedule_conv(sch, block, isa: Isa, knobs) -> Variant:
              and tile_channels % 8 == 0 and lanes == 8)
     by_lane = (isa.float_pointwise_by_lane and kind == "pointwise" and dtype == "float32" and lanes == 4
                and cin % FMLA_DEPTH == 0 and vectors and out_h * out_w > 1)
-    if pairs:
-        _int8_pairs_tile(sch, block, rc, pixels > 1, ry)
-    elif by_lane:
-        _fmla_by_lane_tile(sch, block, rc, pixels > 1, ry, lanes)
+    if pairs:  # AVX2's int8 pairs into vpmaddwd
+        _input_rows_tile(sch, block, rc, pixels > 1, ry, 8, 2, INT8_PAIRS_X8_AVX2)
+    elif by_lane:  # arm64's float32 fmla by element
+        _input_rows_tile(sch, block, rc, pixels > 1, ry, lanes, FMLA_DEPTH, fmla_by_lane_name(lanes))
     else:
         step = isa.depthwise_int8_lanes if (kind == "depthwise" and dtype == "int8" and isa.depthwise_int8_lanes
                                             and tile_channels % isa.depthwise_int8_lanes == 0) else lanes
@@ -178,39 +178,24 @@ def schedule_conv(sch, block, isa: Isa, knobs) -> Variant:
                    instruction="vpmaddwd" if pairs else "fmla-lane" if by_lane else "", tile=f"p{pixels}x{tile_channels}")
 
 
-def _int8_pairs_tile(sch, block, rc, has_pixel_loop: bool, first_reduction) -> None:
-    """The int8 pointwise tile on AVX2: input channels two at a time into ``vpmaddwd``."""
-    from mnv3compile.schedules.kernels.intrinsics import INT8_PAIRS_X8_AVX2, intrinsic
+def _input_rows_tile(sch, block, rc, has_pixel_loop: bool, first_reduction, lanes: int, steps: int,
+                     name: str) -> None:
+    """A pointwise tile whose inner step takes ``steps`` input channels at once, tensorized with the
+    input-rows intrinsic ``name`` (kernels/intrinsics.py): AVX2's int8 pairs into ``vpmaddwd``
+    (8 lanes, 2 channels), arm64's float32 fmla by element (4 lanes, 4 channels from one load)."""
+    from mnv3compile.schedules.kernels.intrinsics import intrinsic
 
     loops = sch.get_loops(block)
     channel_loop, pixel_loop = loops[-1], (loops[-2] if has_pixel_loop else None)
-    outer, inner = sch.split(channel_loop, [None, 8])
-    rc_outer, rc_inner = sch.split(rc, [None, 2])
+    outer, inner = sch.split(channel_loop, [None, lanes])
+    rc_outer, rc_inner = sch.split(rc, [None, steps])
     tile = [outer, pixel_loop] if pixel_loop is not None else [outer]
     sch.reorder(rc_outer, *tile, inner, rc_inner)
     for loop in tile:
         sch.unroll(loop)
     init = sch.decompose_reduction(block, first_reduction)
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(inner, intrinsic(INT8_PAIRS_X8_AVX2))
-
-
-def _fmla_by_lane_tile(sch, block, rc, has_pixel_loop: bool, first_reduction, lanes: int) -> None:
-    """The float32 pointwise tile on arm64: input channels 4 at a time, each pixel's 4 from one
-    load, as fmla by element (kernels/intrinsics.py)."""
-    from mnv3compile.schedules.kernels.intrinsics import FMLA_DEPTH, fmla_by_lane_name, intrinsic
-
-    loops = sch.get_loops(block)
-    channel_loop, pixel_loop = loops[-1], (loops[-2] if has_pixel_loop else None)
-    vectors, lane = sch.split(channel_loop, [None, lanes])
-    rc_outer, rc_inner = sch.split(rc, [None, FMLA_DEPTH])
-    tile = [vectors, pixel_loop] if pixel_loop is not None else [vectors]
-    sch.reorder(rc_outer, *tile, rc_inner, lane)
-    for loop in tile:
-        sch.unroll(loop)
-    init = sch.decompose_reduction(block, first_reduction)
-    sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(rc_inner, intrinsic(fmla_by_lane_name(lanes)))
+    sch.tensorize(inner, intrinsic(name))
 
 
 def _conv_name(kind: str, kh: int, kw: int) -> str:

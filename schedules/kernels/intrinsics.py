@@ -68,37 +68,42 @@ def _pairs_by_vpmaddwd(inputs_buffer, weights_buffer, acc_buffer):
                                                                        inputs, weights)
 
 
-def _register_input_rows(name: str, steps: int, update) -> None:
-    """An intrinsic adding ``steps`` int8 inputs (adjacent input channels of one pixel) times a
-    (steps, 8) int8 weight block whose rows are input channels (any row stride: an HWIO weight, or
-    packed) into 8 int32 accumulators, computed as ``update(inputs, weights, accumulators)``."""
+def _register_input_rows(name: str, steps: int, update, lanes: int = 8, dtype: str = "int8",
+                         accumulator: str = "int32") -> None:
+    """An intrinsic adding ``steps`` inputs (adjacent input channels of one pixel) times a
+    (steps, lanes) weight block whose rows are input channels (any row stride: an HWIO weight, or
+    packed) into ``lanes`` accumulators, computed as ``update(inputs, weights, accumulators)``;
+    int8 data into int32 accumulators, or float32 into float32."""
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
+
+    def widened(value):
+        return T.Cast(accumulator, value) if dtype != accumulator else value
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
         row = T.int64()
-        A = T.match_buffer(a, (steps,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (steps, 8), "int8", offset_factor=1, strides=[row, 1])
-        C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
+        A = T.match_buffer(a, (steps,), dtype, offset_factor=1)
+        B = T.match_buffer(b, (steps, lanes), dtype, offset_factor=1, strides=[row, 1])
+        C = T.match_buffer(c, (lanes,), accumulator, offset_factor=1, scope="local")
         with T.sblock("root"):
-            T.reads(C[0:8], A[0:steps], B[0:steps, 0:8])
-            T.writes(C[0:8])
-            for i, k in T.grid(8, steps):
+            T.reads(C[0:lanes], A[0:steps], B[0:steps, 0:lanes])
+            T.writes(C[0:lanes])
+            for i, k in T.grid(lanes, steps):
                 with T.sblock("update"):
                     vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.Cast("int32", A[vk]) * T.Cast("int32", B[vk, vi])
+                    C[vi] = C[vi] + widened(A[vk]) * widened(B[vk, vi])
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
         row = T.int64()
-        A = T.match_buffer(a, (steps,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (steps, 8), "int8", offset_factor=1, strides=[row, 1])
-        C = T.match_buffer(c, (8,), "int32", offset_factor=1, scope="local")
+        A = T.match_buffer(a, (steps,), dtype, offset_factor=1)
+        B = T.match_buffer(b, (steps, lanes), dtype, offset_factor=1, strides=[row, 1])
+        C = T.match_buffer(c, (lanes,), accumulator, offset_factor=1, scope="local")
         with T.sblock("root"):
-            T.reads(C[0:8], A[0:steps], B[0:steps, 0:8])
-            T.writes(C[0:8])
-            C[T.ramp(0, 1, 8)] = update(A, B, C)
+            T.reads(C[0:lanes], A[0:steps], B[0:steps, 0:lanes])
+            T.writes(C[0:lanes])
+            C[T.ramp(0, 1, lanes)] = update(A, B, C)
 
     TensorIntrin.register(name, desc, impl, override=True)
 
@@ -242,47 +247,16 @@ def fmla_by_lane_name(lanes: int) -> str:
     return f"mnv3compile_float32_fmla_x{lanes}_lane_k{FMLA_DEPTH}"
 
 
-def _register_fmla_by_lane(lanes: int) -> None:
-    """L float32 accumulators += 4 adjacent inputs (input channels of one pixel) times the 4 rows
-    of L outputs of an HWIO weight (any row stride), the products added in channel order."""
-    from tvm.s_tir import TensorIntrin
+def _fmla_by_lane(inputs_buffer, weights_buffer, acc_buffer, lanes: int = 4):
+    """acc (float32 x lanes) + the 4 inputs times the 4 weight rows, in channel order, each a
+    multiply-add by element of one load of the inputs."""
     from tvm.script import tirx as T
 
-    depth = FMLA_DEPTH
-
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        row = T.int64()
-        A = T.match_buffer(a, (depth,), "float32", offset_factor=1)
-        B = T.match_buffer(b, (depth, lanes), "float32", offset_factor=1, strides=[row, 1])
-        C = T.match_buffer(c, (lanes,), "float32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:depth], B[0:depth, 0:lanes])
-            T.writes(C[0:lanes])
-            for k, i in T.grid(depth, lanes):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + A[vk] * B[vk, vi]
-
-    def steps(A, B, C):
-        inputs = A.vload([0], f"float32x{depth}")
-        acc = C.vload([0], f"float32x{lanes}")
-        for k in range(depth):
-            acc = acc + T.Shuffle([inputs], [k] * lanes) * B.vload([k, 0], f"float32x{lanes}")
-        return acc
-
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        row = T.int64()
-        A = T.match_buffer(a, (depth,), "float32", offset_factor=1)
-        B = T.match_buffer(b, (depth, lanes), "float32", offset_factor=1, strides=[row, 1])
-        C = T.match_buffer(c, (lanes,), "float32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:depth], B[0:depth, 0:lanes])
-            T.writes(C[0:lanes])
-            C[T.ramp(0, 1, lanes)] = steps(A, B, C)
-
-    TensorIntrin.register(fmla_by_lane_name(lanes), desc, impl, override=True)
+    inputs = inputs_buffer.vload([0], f"float32x{FMLA_DEPTH}")
+    acc = acc_buffer.vload([0], f"float32x{lanes}")
+    for k in range(FMLA_DEPTH):
+        acc = acc + T.Shuffle([inputs], [k] * lanes) * weights_buffer.vload([k, 0], f"float32x{lanes}")
+    return acc
 
 
 _REGISTERED: set[str] = set()
@@ -296,7 +270,8 @@ def _registrations() -> dict:
         for lanes in llvm_names:
             registrations[dot4_name(lanes, instruction)] = (
                 lambda lanes=lanes, instruction=instruction: _register_int8_dot4(lanes, instruction))
-    registrations[fmla_by_lane_name(4)] = lambda: _register_fmla_by_lane(4)
+    registrations[fmla_by_lane_name(4)] = lambda: _register_input_rows(fmla_by_lane_name(4), FMLA_DEPTH, _fmla_by_lane,
+                                                                      4, "float32", "float32")
     for groups in LANE_GROUPS:
         for lanes in DOT4_INSTRUCTIONS["sdot"][0]:
             registrations[dot4_by_lane_name(lanes, groups)] = (

@@ -38,6 +38,7 @@ from itertools import product
 from pathlib import Path
 
 from mnv3compile.schedules.kernels.knobs import KnobReader, decide
+from mnv3compile.schedules.kernels.dispatch import requantized
 
 PROGRESS_FILE = "progress.json"
 # A record's "run_secs" in the MetaSchedule database: a time, or an instruction count read as
@@ -273,7 +274,9 @@ class Tuner:
                         sch = self._prepare(task, candidate)
                         if sch is not None:
                             device = free.pop(0)
-                            running[submit(self.measurers[device], sch.mod["main"])] = (task, candidate, sch, device)
+                            # measured as a build compiles it: with the rewrites that follow the templates
+                            built = requantized(sch.mod["main"], self.isa)
+                            running[submit(self.measurers[device], built)] = (task, candidate, sch, device)
                     if not running:
                         break
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
