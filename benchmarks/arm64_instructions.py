@@ -24,7 +24,8 @@ at N, a thread that waits for the others spins, which is instructions but not wo
 Needs Debian's qemu-user, g++-aarch64-linux-gnu, cmake and (once) `apt-get source qemu` for
 QEMU's plugin header (fetched into the user's cache; nothing of QEMU is committed here).
 The onnxruntime-aarch64 figure is the issue's measurement (1 thread, Small fp32 at 224, same
-method, in a chroot of the sysroot): not re-measured in this run.
+method, in a chroot of the sysroot), and so are LiteRT + XNNPACK's (issue 38, Keras' MobileNetV3s,
+Cortex-A76 and Cortex-A53 CPU models): not re-measured in this run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ from mnv3compile.tvm.build import tvm_target
 from mnv3compile.zoo import build_model, build_spec
 
 ONNXRUNTIME_SMALL_FP32_224 = 81.8e6  # instructions per inference, onnxruntime-aarch64 1 thread (issue 15)
+# LiteRT 2.3 with its XNNPACK delegate on Keras' MobileNetV3 at 224, 1 thread, counted by the same
+# method under qemu -cpu cortex-a76 (rpi5's ISA) or cortex-a53 (arm64-linux's): issue 38's
+# measurement, not re-run here (it needs the aarch64 LiteRT wheel in a chroot of the sysroot).
+XNNPACK_224 = {("small", "none", "rpi5"): 27.6e6, ("small", "int8", "rpi5"): 15.3e6,
+               ("large", "none", "rpi5"): 91.6e6, ("large", "int8", "rpi5"): 43.3e6,
+               ("small", "none", "arm64-linux"): 38.1e6, ("small", "int8", "arm64-linux"): 30.1e6,
+               ("large", "none", "arm64-linux"): 140.1e6, ("large", "int8", "arm64-linux"): 102.9e6}
 HERE = Path(__file__).resolve().parent
 CONFIGS = [  # (model, quant, target preset, schedule)
     ("small", "none", "arm64-linux", "templates"),
@@ -287,15 +295,17 @@ def main() -> None:
                         "resolution": spec.resolution[0], **measured, "parallel": parallel})
     (args.out / "arm64_instructions.json").write_text(json.dumps(results, indent=2))
     print("\n| bundle (zoo, 1 thread) | input | M instructions / inference | "
-          f"vs onnxruntime-aarch64 fp32 ({ONNXRUNTIME_SMALL_FP32_224 / 1e6:.1f} M) | outside kernels | "
-          "kernels' Cortex-A76 cycles (llvm-mca) |")
-    print("|---|---|---|---|---|---|")
+          f"vs onnxruntime-aarch64 fp32 ({ONNXRUNTIME_SMALL_FP32_224 / 1e6:.1f} M) | "
+          "vs LiteRT + XNNPACK (issue 38's count) | outside kernels | kernels' Cortex-A76 cycles (llvm-mca) |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         outside = r["kernels"].get(OUTSIDE, 0.0)
         ratio = f"{r['per_inference'] / ONNXRUNTIME_SMALL_FP32_224:.2f}x" if (r["model"], r["resolution"]) == (
             "small", 224) else "-"
-        print(f"| {r['config']} | {r['resolution']} | {r['per_inference'] / 1e6:.1f} | {ratio} | {outside / 1e6:.2f} M | "
-              f"{r['a76_kernel_cycles'] / 1e6:.1f} M |")
+        peer = XNNPACK_224.get((r["model"], r["quant"], r["target"])) if r["resolution"] == 224 else None
+        versus = f"{r['per_inference'] / peer:.2f}x of {peer / 1e6:.1f} M" if peer else "-"
+        print(f"| {r['config']} | {r['resolution']} | {r['per_inference'] / 1e6:.1f} | {ratio} | {versus} | "
+              f"{outside / 1e6:.2f} M | {r['a76_kernel_cycles'] / 1e6:.1f} M |")
     if args.threads > 1:
         n = args.threads
         print(f"\n| bundle | 1 thread M | {n} threads: all threads M | busiest thread's kernels M | critical path M "

@@ -43,11 +43,11 @@ class Isa:
     dot: DotInstruction | None = None  # None: int8 convs are left to the other kernels
     float_depthwise: bool = False  # int8 depthwise convs accumulate on float32 FMAs (relax/float_accumulation.py)
     # int8 requantization as saturating integer narrowing (kernels/requantize.py): arm64's sqxtn and
-    # sqadd make it 7 instructions per 8 outputs instead of 12
+    # sqadd make it 8 instructions per 8 outputs instead of 12
     saturating_requantize: bool = False
     # int8 depthwise convs (int32 accumulators) step this many channels at a time where the tile
-    # allows, 0: a vector register's worth. NEON: 8, one sxtl of 8 int8 inputs feeding smlal and
-    # smlal2, where 4 took an sxtl per smlal.
+    # allows, 0: a vector register's worth. NEON: 8, which LLVM makes one smull of 8 int8 pairs and
+    # a saddw + saddw2 into the accumulators, where 4 took an sxtl per smlal.
     depthwise_int8_lanes: int = 0
     # float32 pointwise convs take 4 input channels per load, as multiply-adds by element (NEON's
     # fmla v.4s, w.4s, x.s[k]); x86 broadcasts from memory for free

@@ -8,8 +8,9 @@ requantization)::
     q = max(q, lo), min(q, hi)     only the bounds inside int8's range, and a ReLU's applied
                                    to v before the rounding
 
-Per vector of 8 outputs that is 7 instructions where the float form took 12 (frinti, fadd,
-fminnm, fmaxnm, fcvtzs and two narrowing shuffles per 4 outputs), and the same integers: the
+Per 8 outputs that is 8 instructions (frinti and fcvtzs per 4, sqxtn + sqxtn2, sqadd, sqxtn; an
+smax or smin more for an activation's bound) where the float form took 12 (frinti, fadd, fminnm,
+fmaxnm and fcvtzs per 4, two narrowing shuffles), and the same integers: the
 rounded value is an integer, so clamping it to int16 and adding the zero point with int16
 saturation changes nothing that the final clamp to [lo, hi] (within int8) keeps. Written with
 LLVM's generic saturating intrinsics (``llvm.fptosi.sat``, ``llvm.sadd.sat``) and the clamp LLVM
