@@ -21,6 +21,7 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
 
     from mnv3compile.relax.float_accumulation import to_float_accumulation
     from mnv3compile.relax.dot_products import to_dot_products
+    from mnv3compile.relax.explicit_padding import to_explicit_padding
     from mnv3compile.schedules.kernels.inline import inline_module
     from mnv3compile.relax.int8_round_trips import skip_int8_round_trips
     from mnv3compile.relax.channels_last import to_channels_last
@@ -39,6 +40,9 @@ def relax_passes(integer_only: bool = False) -> list[tuple[str, Callable]]:
         # One layout for the whole network (mnv3compile/relax/channels_last.py); weights transposed by FoldConstant.
         ("ChannelsLast", module_pass("ChannelsLast", to_channels_last)),
         ("FoldConstant", relax.transform.FoldConstant),  # dequantized weights become constants here
+        # A float32 stem's padding as an op of its own, fused with the input's transpose, not an
+        # if_then_else in each of its taps (mnv3compile/relax/explicit_padding.py).
+        ("ExplicitPadding", module_pass("ExplicitPadding", to_explicit_padding)),
         # Fixed-point multipliers as int32 constants (32 x 32 -> 64 multiplies); after FoldConstant,
         # which would widen them back.
         ("NarrowMultipliers", module_pass("NarrowMultipliers", narrow_multipliers)),
