@@ -475,3 +475,26 @@ def test_avx2_float_pointwise_tile_follows_the_fma_model_and_computes_the_conv(w
                                           tvm.runtime.tensor(np.zeros((1, width, width, outputs), np.float32))])
     expected = np.maximum(np.einsum("nhwc,cf->nhwf", data.astype(np.float64), w[0, 0].astype(np.float64)), 0)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_parallel_kernels_accumulator_tile_is_on_the_stack():
+    """The accumulator tile (and anything else the template keeps in "local" buffers) must not go
+    through TVM's workspace allocator: inside a parallel closure that is a TVMBackendAllocWorkspace
+    call per task (kernels/parallel.py, ``tiles_on_stack``)."""
+    from mnv3compile.schedules.kernels.specs import ARM64_TARGETS, SPECS, kernels_of
+
+    target = tvm.target.Target({"kind": "llvm", **ARM64_TARGETS["neon-dotprod"]})
+    spec = next(s for s in SPECS if s.label == "pointwise int8 7-bit 15x15x24 -> 72")
+    checked = 0
+    for kernel in kernels_of(spec, target):
+        try:
+            scheduled, variant = apply_template(kernel.func, isa_of(target))
+        except NoTemplate:
+            continue
+        library = tvm.compile(tvm.IRModule({"main": scheduled.with_attr("global_symbol", "main")}), target)
+        llvm_ir = (library.mod.imports[0] if library.mod.imports else library.mod).inspect_source("ll")
+        if variant.family == "dot4":
+            assert "TVMBackendParallelLaunch" in llvm_ir  # the case this is about: a parallel closure
+            assert "TVMBackendAllocWorkspace" not in llvm_ir
+            checked += 1
+    assert checked == 1
