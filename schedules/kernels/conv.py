@@ -170,7 +170,7 @@ def schedule_conv(sch, block, isa: Isa, knobs) -> Variant:
         sch.unroll(rx)
     if len(epilogue) == 1:
         loops = sch.get_loops(epilogue[0])
-        vector_tile(sch, loops[-1], epilogue_lanes(sch, epilogue[0], int(sch.get(loops[-1]).extent), lanes, isa),
+        vector_tile(sch, loops[-1], epilogue_lanes(sch, epilogue[0], lanes, isa),
                     loops[-2] if pixels > 1 else None)
     if padded:
         schedule_padding(sch, padded, isa)

@@ -185,7 +185,7 @@ def schedule_dot4(sch, block, isa: Isa, knobs) -> Variant:
     else:
         sch.tensorize(fl, intrinsic(dot4_name(lanes, instruction)))
     loops = sch.get_loops(epilogue[0])
-    vector_tile(sch, loops[-1], epilogue_lanes(sch, epilogue[0], int(sch.get(loops[-1]).extent), lanes, isa),
+    vector_tile(sch, loops[-1], epilogue_lanes(sch, epilogue[0], lanes, isa),
                 loops[-2] if is_conv and pixels > 1 else None)
     if broadcast:  # each element is a chain of a dozen vector operations: count them as elements
         run_in_parallel(sch, loops[:-1], steps=scaled)

@@ -90,3 +90,13 @@ def split_vectorize(sch, loop, lanes: int) -> None:
     outer, inner = sch.split(loop, [None, lanes])
     sch.unroll(outer)
     sch.vectorize(inner)
+
+
+def all_blocks(sch) -> list:
+    """Every block of the kernel, outermost first."""
+    found, pending = [], list(sch.get_child_blocks(sch.get_sblock("root")))
+    while pending:
+        block = pending.pop(0)
+        found.append(block)
+        pending[:0] = sch.get_child_blocks(block)
+    return found

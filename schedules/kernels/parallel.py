@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 from contextvars import ContextVar
 
+from mnv3compile.schedules.kernels.loops import all_blocks
+
 # Off for a library built for one thread ('build --threads 1'): its kernels then have no parallel
 # loop at all, and no fork-join to pay for.
 _PARALLEL = ContextVar("mnv3compile_parallel_kernels", default=True)
@@ -144,13 +146,3 @@ def tiles_on_stack(sch) -> int:
                 sch.set_scope(block, index, "global")
                 changed += 1
     return changed
-
-
-def all_blocks(sch) -> list:
-    """Every block of the kernel, outermost first."""
-    found, pending = [], list(sch.get_child_blocks(sch.get_sblock("root")))
-    while pending:
-        block = pending.pop(0)
-        found.append(block)
-        pending[:0] = sch.get_child_blocks(block)
-    return found

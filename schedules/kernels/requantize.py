@@ -23,13 +23,13 @@ from __future__ import annotations
 import math
 
 
-def epilogue_lanes(sch, epilogue, channels: int, lanes: int, isa) -> int:
+def epilogue_lanes(sch, epilogue, lanes: int, isa) -> int:
     """Lanes to vectorize a tile's epilogue with: twice the accumulators' where it ends in int8 on
-    an ISA that requantizes by saturating narrowing and the tile's ``channels`` allow: narrowing 8
-    int32 lanes is one sqxtn + sqxtn2 and one sqxtn, where 4 (an int8x4 is no NEON vector) took
-    a clamp and two shuffles."""
+    an ISA that requantizes by saturating narrowing and the tile's channels (its innermost loop)
+    allow: narrowing 8 int32 lanes is one sqxtn + sqxtn2 and one sqxtn, where 4 (an int8x4 is no
+    NEON vector) took a clamp and two shuffles."""
     wide = 2 * lanes
-    if not isa.saturating_requantize or channels % wide:
+    if not isa.saturating_requantize or int(sch.get(sch.get_loops(epilogue)[-1]).extent) % wide:
         return lanes
     writes = sch.get(epilogue).writes
     return wide if writes and str(writes[0].source.dtype) == "int8" else lanes
@@ -113,7 +113,7 @@ def saturating_requantize(func):
     schedule's state (TVM 0.27's Python has no TIR mutator)."""
     from tvm import s_tir, tirx
 
-    from mnv3compile.schedules.kernels.parallel import all_blocks
+    from mnv3compile.schedules.kernels.loops import all_blocks
 
     sch = s_tir.Schedule(func)
     count = 0
